@@ -1,0 +1,37 @@
+"""promptops: LLM prompts as code, pinned from the MLflow Prompt Registry.
+
+```python
+import promptops
+
+@promptops.track(prompt="summarize")
+def summarize(text: str, *, prompt: promptops.Prompt) -> str:
+    return llm(prompt.format(text=text))
+```
+"""
+
+from ._config import Settings, configure, get_settings
+from ._errors import ConfigError, PromptFormatError, PromptNotFoundError, PromptopsError, PromptUnavailableError
+from ._lifecycle import flush, shutdown, stats
+from ._track import track
+from ._version import __version__
+from .prompts import Prompt, current_prompt, preload, use_prompt
+
+__all__ = [
+    "ConfigError",
+    "Prompt",
+    "PromptFormatError",
+    "PromptNotFoundError",
+    "PromptUnavailableError",
+    "PromptopsError",
+    "Settings",
+    "__version__",
+    "configure",
+    "current_prompt",
+    "flush",
+    "get_settings",
+    "preload",
+    "shutdown",
+    "stats",
+    "track",
+    "use_prompt",
+]

@@ -1,0 +1,316 @@
+"""Settings: one table defines every setting once; `configure()`, the environment and pyproject read it.
+
+Precedence, highest first: keyword arguments to `configure()`, `PROMPTOPS_<NAME>` environment variables
+(then the standard variable a setting falls back to, e.g. `MLFLOW_TRACKING_URI`), `[tool.promptops]` in the
+nearest `pyproject.toml`, then the default. The docs' settings page is generated from `PARAMS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ._errors import ConfigError
+
+__all__ = ["PARAMS", "Param", "Settings", "configure", "get_settings", "parse_selector"]
+
+# Pins and overrides select a prompt version either by number or by alias.
+Selector = tuple[str, "int | str"]  # ("version", 3) or ("alias", "production")
+
+
+def parse_selector(value: object, *, what: str) -> Selector:
+    """Turn a pin value (`3`, `"3"`, `"staging"`) into a selector; reject anything else with a clear message."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{what}: expected a version number or an alias name, got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise ConfigError(f"{what}: prompt versions start at 1, got {value}")
+        return ("version", value)
+    if isinstance(value, str) and value.strip():
+        text = value.strip()
+        if text.isdigit():
+            return parse_selector(int(text), what=what)
+        return ("alias", text.lstrip("@"))
+    raise ConfigError(f"{what}: expected a version number or an alias name, got {value!r}")
+
+
+def _to_float(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"expected a number, got {value!r}")
+    number = float(value)
+    if number < 0:
+        raise ValueError(f"expected a number >= 0, got {value!r}")
+    return number
+
+
+def _to_str(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    raise ValueError(f"expected a string, got {value!r}")
+
+
+def _to_optional_str(value: object) -> str | None:
+    return None if value is None or value == "" else _to_str(value)
+
+
+def _to_pins(value: object) -> dict[str, Selector]:
+    """Pins come as a mapping, JSON (`{"summarize": 3}`) or `summarize=3,classify=staging` from the environment."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            value = json.loads(text)
+        else:
+            pairs: dict[str, str] = {}
+            for item in filter(None, (part.strip() for part in text.split(","))):
+                name, sep, pin = item.partition("=")
+                if not sep or not name.strip():
+                    raise ValueError(f"expected NAME=VERSION_OR_ALIAS, got {item!r}")
+                pairs[name.strip()] = pin.strip()
+            value = pairs
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a mapping of prompt name to version or alias, got {value!r}")
+    items: Mapping[object, object] = value  # pyright: ignore[reportUnknownVariableType]
+    return {str(name): parse_selector(pin, what=f"pin for prompt {name!r}") for name, pin in items.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One setting: its default, how a raw value is converted, where it is read from and what it means."""
+
+    name: str
+    default: Any
+    convert: Callable[[Any], Any]
+    type_doc: str
+    doc: str
+    env_fallbacks: tuple[str, ...] = ()
+
+    @property
+    def env(self) -> str:
+        """The `PROMPTOPS_*` environment variable for this setting."""
+        return f"PROMPTOPS_{self.name.upper()}"
+
+
+PARAMS: tuple[Param, ...] = (
+    Param(
+        "tracking_uri",
+        None,
+        _to_optional_str,
+        "str | None",
+        "Where the MLflow Prompt Registry lives: `http(s)://` for a tracking server (read over REST with "
+        "promptops' own timeouts), or any store URI MLflow accepts (`sqlite:///mlflow.db`, `databricks`). "
+        "Unset: `MLFLOW_TRACKING_URI`, else MLflow's own default `sqlite:///mlflow.db`.",
+        env_fallbacks=("MLFLOW_TRACKING_URI",),
+    ),
+    Param(
+        "default_alias",
+        "production",
+        _to_str,
+        "str",
+        "The alias a tracked function resolves when nothing more specific (override, decorator, pin) applies.",
+    ),
+    Param(
+        "pins",
+        {},
+        _to_pins,
+        "dict[str, int | str]",
+        'Per-prompt pins: prompt name to a version number or an alias, e.g. `{"summarize": 3}`. In the '
+        "environment: `summarize=3,classify=staging` or JSON.",
+    ),
+    Param(
+        "cache_ttl",
+        60.0,
+        _to_float,
+        "float",
+        "Seconds a resolved alias stays fresh in memory. After that the stale copy is still served while one "
+        "background refresh per prompt fetches the new one. Versions never change, so they never expire.",
+    ),
+    Param(
+        "registry_timeout",
+        2.0,
+        _to_float,
+        "float",
+        "Time budget in seconds for one registry round trip. A caller never waits longer than this for the "
+        "registry; past it, the last-known-good disk copy or the decorator's `fallback=` is used.",
+    ),
+    Param(
+        "cache_dir",
+        ".promptops",
+        _to_str,
+        "str",
+        "Directory for the last-known-good copy of every resolved prompt (under `prompts/`), so a restart "
+        "while the registry is down still finds its prompts.",
+    ),
+)
+
+_PARAMS_BY_NAME = {param.name: param for param in PARAMS}
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The effective settings. Read them with `promptops.get_settings()`; change them with `configure()`."""
+
+    tracking_uri: str
+    default_alias: str
+    pins: Mapping[str, Selector]
+    cache_ttl: float
+    registry_timeout: float
+    cache_dir: Path
+    generation: int = 0  # bumped by every configure(); caches keyed on settings compare it
+
+
+def _find_pyproject(start: Path) -> Path | None:
+    for folder in (start, *start.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_pyproject(start: Path | None = None) -> tuple[dict[str, Any], Path | None]:
+    path = _find_pyproject((start or Path.cwd()).resolve())
+    if path is None:
+        return {}, None
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read [tool.promptops] from {path}: {exc}") from None
+    table: object = data.get("tool", {}).get("promptops", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"[tool.promptops] in {path} must be a table")
+    return table, path  # pyright: ignore[reportUnknownVariableType]
+
+
+def _resolve(overrides: Mapping[str, Any], environ: Mapping[str, str], generation: int) -> Settings:
+    unknown = set(overrides) - set(_PARAMS_BY_NAME)
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}; known: {', '.join(_PARAMS_BY_NAME)}")
+    pyproject, pyproject_path = _read_pyproject()
+    unknown = set(pyproject) - set(_PARAMS_BY_NAME)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in [tool.promptops] of {pyproject_path}: {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for param in PARAMS:
+        origin: str
+        if param.name in overrides:
+            raw, origin = overrides[param.name], f"configure({param.name}=...)"
+        elif param.env in environ:
+            raw, origin = environ[param.env], param.env
+        elif fallback := next((name for name in param.env_fallbacks if environ.get(name)), None):
+            raw, origin = environ[fallback], fallback
+        elif param.name in pyproject:
+            raw, origin = pyproject[param.name], f"[tool.promptops] {param.name} in {pyproject_path}"
+        else:
+            values[param.name] = param.default
+            continue
+        try:
+            values[param.name] = param.convert(raw)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"invalid value for {param.name} from {origin}: {exc}") from None
+    return Settings(
+        tracking_uri=values["tracking_uri"] or DEFAULT_TRACKING_URI,
+        default_alias=values["default_alias"],
+        pins=dict(values["pins"]),
+        cache_ttl=values["cache_ttl"],
+        registry_timeout=values["registry_timeout"],
+        cache_dir=Path(values["cache_dir"]),
+        generation=generation,
+    )
+
+
+_lock = threading.Lock()
+_settings: Settings | None = None
+_overrides: dict[str, Any] = {}
+_listeners: list[Callable[[Settings], None]] = []
+
+
+def get_settings() -> Settings:
+    """Return the effective settings, reading the environment and pyproject on first use."""
+    settings = _settings
+    if settings is None:
+        with _lock:
+            settings = _settings or _install(_resolve(_overrides, os.environ, generation=0))
+    return settings
+
+
+def _install(settings: Settings) -> Settings:
+    global _settings
+    _settings = settings
+    for listener in list(_listeners):
+        listener(settings)
+    return settings
+
+
+def on_change(listener: Callable[[Settings], None]) -> None:
+    """Call `listener` with the new settings whenever they change (caches use it to drop stale state)."""
+    _listeners.append(listener)
+
+
+def configure(
+    *,
+    tracking_uri: str | None = None,
+    default_alias: str | None = None,
+    pins: Mapping[str, int | str] | None = None,
+    cache_ttl: float | None = None,
+    registry_timeout: float | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Settings:
+    """Configure promptops for this process. Optional: every setting also reads env vars and pyproject.
+
+    Each keyword left as `None` keeps its value from an earlier `configure()` call, else from
+    `PROMPTOPS_<NAME>`, else `[tool.promptops]` in `pyproject.toml`, else the default. See the settings
+    reference in the docs for what each one does.
+
+    Args:
+        tracking_uri: MLflow tracking/registry URI (`http://host:5000`, `sqlite:///mlflow.db`, ...).
+        default_alias: Alias resolved when no override, decorator argument or pin applies.
+        pins: Prompt name to version number or alias, e.g. `{"summarize": 3, "classify": "staging"}`.
+        cache_ttl: Seconds an alias stays fresh in memory before a background refresh.
+        registry_timeout: Time budget in seconds for one registry round trip.
+        cache_dir: Directory for the last-known-good disk copies of resolved prompts.
+
+    Returns:
+        The effective settings.
+
+    Raises:
+        ConfigError: a value cannot be used; the message names the setting, where it came from and why.
+    """
+    given = {
+        "tracking_uri": tracking_uri,
+        "default_alias": default_alias,
+        "pins": pins,
+        "cache_ttl": cache_ttl,
+        "registry_timeout": registry_timeout,
+        "cache_dir": cache_dir,
+    }
+    with _lock:
+        merged = {**_overrides, **{key: value for key, value in given.items() if value is not None}}
+        previous = _settings.generation if _settings is not None else 0
+        settings = _resolve(merged, os.environ, generation=previous + 1)
+        _overrides.clear()
+        _overrides.update(merged)
+        return _install(settings)
+
+
+def reset() -> None:
+    """Forget `configure()` calls and re-read the environment on next use (tests use this)."""
+    global _settings
+    with _lock:
+        previous = _settings.generation if _settings is not None else 0
+        _overrides.clear()
+        _settings = None
+        _install(_resolve({}, os.environ, generation=previous + 1))

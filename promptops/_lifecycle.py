@@ -1,0 +1,48 @@
+"""Process-wide lifecycle: `flush()`, `shutdown()` and `stats()` over everything running in the background."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import prompts
+from ._errors import internal_error_count
+
+__all__ = ["flush", "shutdown", "stats"]
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Wait until background work finishes: prompt fetches in flight today.
+
+    Args:
+        timeout: Seconds to wait at most.
+
+    Returns:
+        `True` if everything finished, `False` if the deadline passed first.
+    """
+    current = prompts._resolver  # pyright: ignore[reportPrivateUsage] - don't create one just to flush it
+    return current.wait(timeout) if current is not None else True
+
+
+def shutdown(timeout: float = 5.0) -> bool:
+    """Flush, then release connections. promptops keeps working after it: the next call reconnects.
+
+    Args:
+        timeout: Seconds to wait at most.
+
+    Returns:
+        `True` if everything finished within the deadline.
+    """
+    finished = flush(timeout)
+    current = prompts._resolver  # pyright: ignore[reportPrivateUsage]
+    if current is not None:
+        current.close()
+    return finished
+
+
+def stats() -> dict[str, Any]:
+    """Counters for monitoring and tests: registry fetches started and internal errors logged."""
+    current = prompts._resolver  # pyright: ignore[reportPrivateUsage]
+    return {
+        "registry_fetches": current.fetches if current is not None else 0,
+        "internal_errors": internal_error_count(),
+    }

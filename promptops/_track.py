@@ -1,0 +1,325 @@
+"""`@promptops.track`: resolve the pinned prompt for each call and hand it to the wrapped function.
+
+Built on wrapt, so signatures, metadata, methods, classmethods and staticmethods behave as undecorated. The
+wrapper for plain, async, generator and async generator functions is chosen once, at decoration time, and
+everything that does not depend on the call (the injection rule, the fallback prompt) is computed then too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from typing import Any, TypeVar, overload
+
+import wrapt
+
+from ._config import Selector, get_settings, parse_selector
+from ._errors import PromptUnavailableError, log_internal_error
+from .prompts import Prompt, Template, active_prompt, resolver, selector_for
+
+__all__ = ["track"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Spec:
+    """What a decorated function needs per call, computed at decoration time."""
+
+    __slots__ = ("decorator_selector", "fallback", "inject", "name", "positional_index")
+
+    def __init__(self, func: Callable[..., Any], name: str, selector: Selector | None, fallback: Template | None):
+        self.name = name
+        self.decorator_selector = selector
+        self.fallback = (
+            Prompt(name=name, version=0, template=fallback, alias=None, source="fallback")
+            if fallback is not None
+            else None
+        )
+        parameter = inspect.signature(func).parameters.get("prompt")
+        self.inject = parameter is not None and parameter.kind not in (
+            inspect.Parameter.VAR_POSITIONAL,
+            inspect.Parameter.VAR_KEYWORD,
+            inspect.Parameter.POSITIONAL_ONLY,
+        )
+        # A caller may pass `prompt` positionally; then it is theirs, not ours to inject.
+        self.positional_index: int | None = None
+        if self.inject and parameter is not None and parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            self.positional_index = list(inspect.signature(func).parameters).index("prompt")
+
+    def selector(self) -> Selector:
+        return selector_for(self.name, self.decorator_selector, get_settings())
+
+    def resolve(self, selector: Selector) -> Prompt:
+        try:
+            return resolver().resolve(self.name, selector, self.fallback)
+        except PromptUnavailableError:
+            raise
+        except Exception:
+            log_internal_error("prompt resolution")
+            if self.fallback is not None:
+                return self.fallback
+            raise PromptUnavailableError(
+                f"prompt {self.name!r} could not be resolved because of an internal error in promptops "
+                "(logged above); pass fallback= to @promptops.track to keep serving meanwhile",
+                name=self.name,
+                selector=str(selector),
+                uri=get_settings().tracking_uri,
+            ) from None
+
+    def given(self, wrapped: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Prompt | None:
+        """The prompt the caller passed explicitly, if any (tests do this to run without a registry)."""
+        if "prompt" in kwargs:
+            value = kwargs["prompt"]
+            return value if isinstance(value, Prompt) else None
+        if self.positional_index is not None:
+            index = self.positional_index - (1 if hasattr(wrapped, "__self__") else 0)
+            if len(args) > index:
+                value = args[index]
+                return value if isinstance(value, Prompt) else None
+        return None
+
+    def caller_supplies(self, wrapped: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
+        if "prompt" in kwargs:
+            return True
+        if self.positional_index is None:
+            return False
+        return len(args) > self.positional_index - (1 if hasattr(wrapped, "__self__") else 0)
+
+
+def _prepare(spec: _Spec, wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Prompt:
+    if spec.inject and spec.caller_supplies(wrapped, args, kwargs):
+        given = spec.given(wrapped, args, kwargs)
+        if given is not None:
+            return given
+        return spec.resolve(spec.selector())
+    prompt = spec.resolve(spec.selector())
+    if spec.inject:
+        kwargs["prompt"] = prompt
+    return prompt
+
+
+def _sync_wrapper(spec: _Spec) -> Callable[..., Any]:
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        prompt = _prepare(spec, wrapped, args, kwargs)
+        token = active_prompt.set(prompt)
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            active_prompt.reset(token)
+
+    return wrapper
+
+
+async def _resolve_off_loop(spec: _Spec, wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Prompt:
+    """Like `_prepare`, but a cache miss waits for the registry in a thread, not on the event loop."""
+    if spec.inject and spec.caller_supplies(wrapped, args, kwargs):
+        given = spec.given(wrapped, args, kwargs)
+        if given is not None:
+            return given
+    selector = spec.selector()
+    try:
+        prompt = resolver().cached(spec.name, selector)
+    except Exception:
+        log_internal_error("prompt cache lookup")
+        prompt = None
+    if prompt is None:
+        prompt = await asyncio.to_thread(spec.resolve, selector)
+    if spec.inject and not spec.caller_supplies(wrapped, args, kwargs):
+        kwargs["prompt"] = prompt
+    return prompt
+
+
+def _async_wrapper(spec: _Spec) -> Callable[..., Any]:
+    async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        prompt = await _resolve_off_loop(spec, wrapped, args, kwargs)
+        token = active_prompt.set(prompt)
+        try:
+            return await wrapped(*args, **kwargs)
+        finally:
+            active_prompt.reset(token)
+
+    return wrapper
+
+
+def _generator_wrapper(spec: _Spec) -> Callable[..., Any]:
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        # Resolved at call time, so a `use_prompt` block around the call applies however late it is iterated.
+        prompt = _prepare(spec, wrapped, args, kwargs)
+        token = active_prompt.set(prompt)
+        try:
+            generator = wrapped(*args, **kwargs)
+        finally:
+            active_prompt.reset(token)
+        return _iterate(generator, prompt)
+
+    return wrapper
+
+
+def _iterate(generator: Generator[Any, Any, Any], prompt: Prompt) -> Generator[Any, Any, Any]:
+    """Drive `generator` step by step with `prompt` active during each step; send/throw/close pass through."""
+    to_send: Any = None
+    to_throw: BaseException | None = None
+    while True:
+        token = active_prompt.set(prompt)
+        try:
+            if to_throw is not None:
+                item = generator.throw(to_throw)
+            else:
+                item = generator.send(to_send)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            active_prompt.reset(token)
+            to_throw = None
+        try:
+            to_send = yield item
+        except GeneratorExit:
+            token = active_prompt.set(prompt)
+            try:
+                generator.close()
+            finally:
+                active_prompt.reset(token)
+            raise
+        except BaseException as exc:
+            to_throw = exc
+
+
+def _async_generator_wrapper(spec: _Spec) -> Callable[..., Any]:
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        # The selector is taken now (a `use_prompt` block around the call applies); a cache miss is fetched
+        # on first iteration, off the event loop.
+        selector = spec.selector()
+        prompt: Prompt | None = None
+        if spec.inject and spec.caller_supplies(wrapped, args, kwargs):
+            prompt = spec.given(wrapped, args, kwargs)
+        if prompt is None:
+            try:
+                prompt = resolver().cached(spec.name, selector)
+            except Exception:
+                log_internal_error("prompt cache lookup")
+        return _aiterate(spec, selector, prompt, wrapped, args, kwargs)
+
+    return wrapper
+
+
+async def _aiterate(
+    spec: _Spec,
+    selector: Selector,
+    prompt: Prompt | None,
+    wrapped: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> AsyncGenerator[Any, Any]:
+    if prompt is None:
+        prompt = await asyncio.to_thread(spec.resolve, selector)
+    if spec.inject and not spec.caller_supplies(wrapped, args, kwargs):
+        kwargs["prompt"] = prompt
+    token = active_prompt.set(prompt)
+    try:
+        generator: AsyncGenerator[Any, Any] = wrapped(*args, **kwargs)
+    finally:
+        active_prompt.reset(token)
+    to_send: Any = None
+    to_throw: BaseException | None = None
+    while True:
+        token = active_prompt.set(prompt)
+        try:
+            if to_throw is not None:
+                item = await generator.athrow(to_throw)
+            else:
+                item = await generator.asend(to_send)
+        except StopAsyncIteration:
+            return
+        finally:
+            active_prompt.reset(token)
+            to_throw = None
+        try:
+            to_send = yield item
+        except GeneratorExit:
+            token = active_prompt.set(prompt)
+            try:
+                await generator.aclose()
+            finally:
+                active_prompt.reset(token)
+            raise
+        except BaseException as exc:
+            to_throw = exc
+
+
+def _unwrap(func: Any) -> Any:
+    # classmethod/staticmethod objects (when @track is outermost) keep the function in __func__.
+    return getattr(func, "__func__", func)
+
+
+@overload
+def track(*, prompt: str, version: int | None = None, fallback: Template | None = None) -> Callable[[F], F]: ...
+@overload
+def track(*, prompt: str, alias: str | None = None, fallback: Template | None = None) -> Callable[[F], F]: ...
+def track(
+    *,
+    prompt: str,
+    version: int | None = None,
+    alias: str | None = None,
+    fallback: Template | None = None,
+) -> Callable[[F], F]:
+    """Resolve the pinned version of a registry prompt for every call of the decorated function.
+
+    The function gets the `Prompt` as its `prompt` argument when it declares one; otherwise
+    `promptops.current_prompt()` returns it during the call. Works on `def`, `async def`, generators, async
+    generators, methods, classmethods and staticmethods. The function's own exceptions pass through unchanged.
+
+    Which version: an active `use_prompt()` override, else `version=`/`alias=` here, else a configured pin,
+    else the default alias (`production`). Which copy: memory, then the registry (at most `registry_timeout`),
+    then the last-known-good disk copy, then `fallback=`.
+
+    ```python
+    @promptops.track(prompt="summarize")
+    def summarize(text: str, *, prompt: promptops.Prompt) -> str:
+        return llm(prompt.format(text=text))
+    ```
+
+    Args:
+        prompt: The prompt's name in the MLflow Prompt Registry.
+        version: Always use this version (unless overridden by `use_prompt`).
+        alias: Use this alias instead of the configured pin or default alias.
+        fallback: A template (MLflow `{{ variable }}` syntax, text or chat messages) to use when no registry or
+            disk copy can be had; the prompt then has `version == 0` and `source == "fallback"`.
+
+    Returns:
+        A decorator.
+
+    Raises:
+        ValueError: both `version` and `alias` were given, or one is malformed.
+    """
+    if not isinstance(prompt, str) or not prompt:  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise ValueError("track(prompt=...) needs the prompt's registry name")
+    if version is not None and alias is not None:
+        raise ValueError(f"track(prompt={prompt!r}): give version= or alias=, not both")
+    selector: Selector | None = None
+    if version is not None:
+        selector = parse_selector(version, what=f"track(prompt={prompt!r}, version=...)")
+        if selector[0] != "version":
+            raise ValueError(f"track(prompt={prompt!r}, version={version!r}): use alias= for alias names")
+    elif alias is not None:
+        selector = ("alias", alias.lstrip("@"))
+    if fallback is not None and not isinstance(fallback, (str, list)):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise ValueError(f"track(prompt={prompt!r}, fallback=...): expected a template string or chat messages")
+
+    def decorate(func: F) -> F:
+        target = _unwrap(func)
+        if not callable(target):
+            raise TypeError(f"@promptops.track applies to functions and methods, not {type(func).__name__}")
+        spec = _Spec(target, prompt, selector, fallback)
+        if inspect.isasyncgenfunction(target):
+            wrapper = _async_generator_wrapper(spec)
+        elif inspect.iscoroutinefunction(target):
+            wrapper = _async_wrapper(spec)
+        elif inspect.isgeneratorfunction(target):
+            wrapper = _generator_wrapper(spec)
+        else:
+            wrapper = _sync_wrapper(spec)
+        wrapped = wrapt.FunctionWrapper(func, wrapper)
+        return wrapped  # type: ignore[return-value]
+
+    return decorate

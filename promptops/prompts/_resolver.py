@@ -1,0 +1,307 @@
+"""Resolution of a prompt to the freshest copy that can be had without blocking the caller.
+
+Memory first: a fresh entry is returned at the cost of a dict lookup. An alias entry past 80% of its TTL is
+still returned, and one background refresh per prompt starts (refresh-ahead, so a prompt in use picks up an
+alias move within the TTL; however many callers arrive, there is one refresh in flight). Versions never
+change and never expire.
+
+A miss waits for the registry at most `registry_timeout`; the fetch runs in a daemon thread so the wait is a
+hard bound whatever the network does. When the registry fails, the last-known-good disk copy, then the
+decorator's `fallback=` are used, and the failure is remembered so the next callers don't wait again: they
+get the same answer at once while a background refresh retries.
+
+MLflow, by contrast, evicts an expired alias and fetches it on the caller's thread (HTTP timeout 120 s,
+5 retries).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, replace
+
+from .._config import Selector, Settings
+from .._errors import PromptNotFoundError, PromptUnavailableError, log_internal_error
+from ._disk import DiskCache
+from ._prompt import Prompt
+from ._registry import Registry, RegistryError, RegistryNotFound, describe, make_registry, redact_uri
+
+__all__ = ["Resolver"]
+
+logger = logging.getLogger("promptops")
+
+Key = tuple[str, Selector]
+_REFRESH_AHEAD = 0.8  # refresh an alias once 80% of its TTL has passed
+_RETRY_AFTER = 5.0  # after a failed fetch, seconds before the next attempt (capped by the TTL)
+_FIRST_USE_ALLOWANCE = 30.0  # extra wait, once, while a local store's MLflow client is imported
+
+
+@dataclass
+class _Entry:
+    served: Prompt  # the copy callers get: source "cache" (or "disk" while the registry is unreachable)
+    refresh_at: float  # monotonic time from which a call starts a background refresh; inf for versions
+    failing: bool = False  # the last refresh failed (logged once per outage)
+
+
+@dataclass
+class _Failure:
+    at: float
+    reason: str
+    not_found: bool
+
+
+class Resolver:
+    """Resolves prompts for one configuration (registry URI, TTL, budget, cache directory)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.uri = settings.tracking_uri
+        self.disk = DiskCache(settings.cache_dir, settings.tracking_uri)
+        self._registry: Registry | None = None
+        self._local = not settings.tracking_uri.startswith(("http://", "https://"))
+        self._registry_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._entries: dict[Key, _Entry] = {}
+        self._inflight: dict[Key, Future[Prompt]] = {}
+        self._failures: dict[Key, _Failure] = {}
+        self._retry_after = min(_RETRY_AFTER, settings.cache_ttl)
+        self.fetches = 0  # registry round trips started, for stats() and tests
+
+    # -- the hot path -------------------------------------------------------------------------------------
+
+    def resolve(self, name: str, selector: Selector, fallback: Prompt | None = None) -> Prompt:
+        """Return the prompt, from memory when possible. See the module docstring for the order.
+
+        Raises:
+            PromptNotFoundError: the registry has no such prompt/version/alias and there is no fallback.
+            PromptUnavailableError: no copy can be had anywhere.
+        """
+        key = (name, selector)
+        entry = self._entries.get(key)
+        if entry is not None:
+            if time.monotonic() >= entry.refresh_at:
+                self._start_fetch(key)
+            return entry.served
+        return self._resolve_cold(key, fallback)
+
+    def cached(self, name: str, selector: Selector) -> Prompt | None:
+        """The memory copy if there is one (starting a refresh when due), else `None`. Never blocks."""
+        key = (name, selector)
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if time.monotonic() >= entry.refresh_at:
+            self._start_fetch(key)
+        return entry.served
+
+    def resolve_async(self, name: str, selector: Selector) -> None:
+        """Start fetching `name` at `selector` in the background unless it is cached or in flight."""
+        key = (name, selector)
+        if key not in self._entries:
+            self._start_fetch(key)
+
+    # -- misses ------------------------------------------------------------------------------------------
+
+    def _resolve_cold(self, key: Key, fallback: Prompt | None) -> Prompt:
+        failure = self._failures.get(key)
+        if failure is not None and time.monotonic() - failure.at < self._retry_after:
+            # Failed moments ago: answer now rather than make every caller wait out the budget again.
+            self._start_fetch(key)
+            return self._degrade(key, fallback, failure)
+        future = self._start_fetch(key, force=True)
+        budget = self.settings.registry_timeout
+        if self._local and not (self._registry is not None and self._registry.ready):
+            budget += _FIRST_USE_ALLOWANCE  # importing MLflow for a local store is not a registry round trip
+        try:
+            return future.result(timeout=budget)
+        except FutureTimeout:
+            failure = self._note_failure(key, f"no answer within {self.settings.registry_timeout:g}s", not_found=False)
+        except RegistryNotFound as exc:
+            failure = self._failures.get(key) or _Failure(time.monotonic(), str(exc), not_found=True)
+        except RegistryError as exc:
+            failure = self._failures.get(key) or _Failure(time.monotonic(), str(exc), not_found=False)
+        entry = self._entries.get(key)  # a concurrent fetch may have succeeded meanwhile
+        if entry is not None:
+            return entry.served
+        return self._degrade(key, fallback, failure)
+
+    def _degrade(self, key: Key, fallback: Prompt | None, failure: _Failure) -> Prompt:
+        name, selector = key
+        if not failure.not_found:
+            loaded = self._load_disk(key)
+            if loaded is not None:
+                return loaded
+        if fallback is not None:
+            return fallback
+        where = redact_uri(self.uri)
+        if failure.not_found:
+            raise PromptNotFoundError(
+                f"prompt {name!r} has no {describe(selector)} in the registry at {where} ({failure.reason}). "
+                f"Register it (`promptops prompts register {name} --template-file FILE`), set the alias "
+                f"(`promptops prompts alias {name} ALIAS VERSION`), or pass fallback= to @promptops.track.",
+                name=name,
+                selector=describe(selector),
+                uri=where,
+            )
+        raise PromptUnavailableError(
+            f"prompt {name!r} ({describe(selector)}) is unavailable: the registry at {where} failed "
+            f"({failure.reason}) and there is no last-known-good copy in {self.disk.root}. Check that the "
+            f"registry is reachable (tracking_uri / MLFLOW_TRACKING_URI), call promptops.preload() at start-up "
+            f"while it is, or pass fallback= to @promptops.track.",
+            name=name,
+            selector=describe(selector),
+            uri=where,
+        )
+
+    def _load_disk(self, key: Key) -> Prompt | None:
+        name, selector = key
+        try:
+            loaded = self.disk.load(name, selector)
+        except Exception:
+            log_internal_error("disk cache load")
+            return None
+        if loaded is None:
+            return None
+        prompt = replace(loaded[0], source="disk", alias=selector[1] if selector[0] == "alias" else None)
+        with self._lock:
+            if key not in self._entries:
+                # Serve it from memory from now on; a call after the retry delay refreshes in the background.
+                self._entries[key] = _Entry(prompt, time.monotonic() + self._retry_after, failing=True)
+        logger.warning(
+            "promptops: registry at %s unreachable; using last-known-good copy of %r (%s, version %d) from disk",
+            redact_uri(self.uri),
+            name,
+            describe(selector),
+            prompt.version,
+        )
+        return prompt
+
+    # -- fetching ----------------------------------------------------------------------------------------
+
+    def _start_fetch(self, key: Key, *, force: bool = False) -> Future[Prompt]:
+        """Start a background fetch of `key` unless one is in flight (or, without `force`, it failed lately)."""
+        with self._lock:
+            future = self._inflight.get(key)
+            if future is not None:
+                return future
+            entry = self._entries.get(key)
+            now = time.monotonic()
+            if not force and entry is not None and now < entry.refresh_at:
+                return _done(entry.served)
+            failure = self._failures.get(key)
+            if not force and failure is not None and now - failure.at < self._retry_after:
+                failed: Future[Prompt] = Future()
+                failed.set_exception(RegistryError(failure.reason))
+                return failed
+            future = Future[Prompt]()
+            self._inflight[key] = future
+            self.fetches += 1
+        thread = threading.Thread(target=self._fetch, args=(key, future), name="promptops-registry", daemon=True)
+        thread.start()
+        return future
+
+    def _get_registry(self) -> Registry:
+        with self._registry_lock:
+            if self._registry is None:
+                self._registry = make_registry(self.uri, timeout=self.settings.registry_timeout)
+            return self._registry
+
+    def _fetch(self, key: Key, future: Future[Prompt]) -> None:
+        name, selector = key
+        try:
+            prompt = self._get_registry().fetch(name, selector)
+        except RegistryError as exc:
+            self._note_failure(key, str(exc), not_found=isinstance(exc, RegistryNotFound))
+            self._finish(key, future, exc)
+            return
+        except BaseException as exc:  # a bug of ours or of a backend: never let it escape the thread
+            log_internal_error("registry fetch", exc)
+            error = RegistryError(f"{type(exc).__name__}: {exc}")
+            self._note_failure(key, str(error), not_found=False)
+            self._finish(key, future, error)
+            return
+        refresh_at = float("inf")
+        if selector[0] == "alias":
+            refresh_at = time.monotonic() + self.settings.cache_ttl * _REFRESH_AHEAD
+        with self._lock:
+            previous = self._entries.get(key)
+            self._entries[key] = _Entry(replace(prompt, source="cache"), refresh_at)
+            self._failures.pop(key, None)
+        if previous is not None and previous.failing:
+            logger.warning("promptops: registry at %s reachable again; %r refreshed", redact_uri(self.uri), name)
+        if previous is not None and previous.served.version != prompt.version:
+            logger.info("promptops: %r %s now resolves to version %d", name, describe(selector), prompt.version)
+        try:
+            self.disk.save(prompt, selector)
+        except OSError as exc:
+            logger.warning("promptops: cannot write last-known-good copy of %r to %s: %s", name, self.disk.root, exc)
+        except Exception:
+            log_internal_error("disk cache save")
+        self._finish(key, future, prompt)
+
+    def _finish(self, key: Key, future: Future[Prompt], outcome: Prompt | BaseException) -> None:
+        with self._lock:
+            self._inflight.pop(key, None)
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+    def _note_failure(self, key: Key, reason: str, *, not_found: bool) -> _Failure:
+        now = time.monotonic()
+        failure = _Failure(now, reason, not_found)
+        with self._lock:
+            self._failures[key] = failure
+            entry = self._entries.get(key)
+            if entry is not None and entry.refresh_at != float("inf"):
+                entry.refresh_at = now + self._retry_after
+                first = not entry.failing
+                entry.failing = True
+            else:
+                first = False
+        if first:
+            logger.warning(
+                "promptops: cannot refresh %r (%s) from %s: %s; serving the cached copy",
+                key[0],
+                describe(key[1]),
+                redact_uri(self.uri),
+                reason,
+            )
+        return failure
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def wait(self, timeout: float) -> bool:
+        """Wait for fetches in flight to finish; `False` if some were still running at the deadline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                pending = list(self._inflight.values())
+            if not pending:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                pending[0].exception(timeout=remaining)
+            except FutureTimeout:
+                return False
+
+    def close(self) -> None:
+        """Release the registry connection. Fetches in flight finish on their own (daemon threads)."""
+        with self._registry_lock:
+            registry, self._registry = self._registry, None
+        if registry is not None:
+            try:
+                registry.close()
+            except Exception:
+                log_internal_error("registry close")
+
+
+def _done(prompt: Prompt) -> Future[Prompt]:
+    future: Future[Prompt] = Future()
+    future.set_result(prompt)
+    return future
