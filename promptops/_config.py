@@ -235,7 +235,7 @@ def _resolve(overrides: Mapping[str, Any], environ: Mapping[str, str], generatio
 _lock = threading.Lock()
 _settings: Settings | None = None
 _overrides: dict[str, Any] = {}
-_listeners: list[Callable[[Settings], None]] = []
+_listeners: list[Callable[[Settings | None], None]] = []
 
 
 def get_settings() -> Settings:
@@ -255,8 +255,8 @@ def _install(settings: Settings) -> Settings:
     return settings
 
 
-def on_change(listener: Callable[[Settings], None]) -> None:
-    """Call `listener` with the new settings whenever they change (caches use it to drop stale state)."""
+def on_change(listener: Callable[[Settings | None], None]) -> None:
+    """Call `listener` with the new settings whenever they change, `None` on reset (caches drop stale state)."""
     _listeners.append(listener)
 
 
@@ -307,10 +307,10 @@ def configure(
 
 
 def reset() -> None:
-    """Forget `configure()` calls and re-read the environment on next use (tests use this)."""
+    """Forget `configure()` calls; the environment and pyproject are read again on next use (tests use this)."""
     global _settings
     with _lock:
-        previous = _settings.generation if _settings is not None else 0
         _overrides.clear()
         _settings = None
-        _install(_resolve({}, os.environ, generation=previous + 1))
+        for listener in list(_listeners):
+            listener(None)

@@ -16,7 +16,7 @@ os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 for _name in [name for name in os.environ if name.startswith("PROMPTOPS_")] + ["MLFLOW_TRACKING_URI"]:
-    del os.environ[_name]
+    os.environ.pop(_name, None)
 
 import promptops  # noqa: E402
 from promptops import _config, _errors, prompts  # noqa: E402

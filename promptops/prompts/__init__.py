@@ -54,7 +54,7 @@ def _install(new: Resolver | None) -> Resolver:
     return new  # type: ignore[return-value]
 
 
-def _settings_changed(settings: Settings) -> None:
+def _settings_changed(settings: Settings | None) -> None:
     with _lock:
         if _resolver is not None and _resolver.settings != settings:
             _install(None)

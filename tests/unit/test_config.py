@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import promptops
+from promptops import _config
+
+
+def test_defaults_without_any_configuration() -> None:
+    settings = promptops.get_settings()
+    assert settings.tracking_uri == "sqlite:///mlflow.db"
+    assert settings.default_alias == "production"
+    assert settings.pins == {}
+    assert settings.cache_ttl == 60.0
+    assert settings.registry_timeout == 2.0
+    assert settings.cache_dir == Path(".promptops")
+
+
+def test_mlflow_tracking_uri_is_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    _config.reset()
+    assert promptops.get_settings().tracking_uri == "http://127.0.0.1:5999"
+    monkeypatch.setenv("PROMPTOPS_TRACKING_URI", "sqlite:///ours.db")
+    _config.reset()
+    assert promptops.get_settings().tracking_uri == "sqlite:///ours.db"
+
+
+def test_precedence_configure_over_env_over_pyproject(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.promptops]\ndefault_alias = "from-pyproject"\ncache_ttl = 5\n'
+        '[tool.promptops.pins]\nsummarize = "staging"\nclassify = 3\n'
+    )
+    _config.reset()
+    settings = promptops.get_settings()
+    assert settings.default_alias == "from-pyproject"
+    assert settings.cache_ttl == 5.0
+    assert settings.pins == {"summarize": ("alias", "staging"), "classify": ("version", 3)}
+
+    monkeypatch.setenv("PROMPTOPS_DEFAULT_ALIAS", "from-env")
+    monkeypatch.setenv("PROMPTOPS_PINS", "summarize=7")
+    _config.reset()
+    assert promptops.get_settings().default_alias == "from-env"
+    assert promptops.get_settings().pins == {"summarize": ("version", 7)}
+
+    settings = promptops.configure(default_alias="from-configure")
+    assert settings.default_alias == "from-configure"
+    assert settings.cache_ttl == 5.0  # untouched settings keep their source
+
+
+def test_pyproject_found_in_a_parent_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.promptops]\ndefault_alias = "parent"\n')
+    child = tmp_path / "src" / "app"
+    child.mkdir(parents=True)
+    monkeypatch.chdir(child)
+    _config.reset()
+    assert promptops.get_settings().default_alias == "parent"
+
+
+def test_configure_calls_accumulate() -> None:
+    promptops.configure(cache_ttl=3)
+    settings = promptops.configure(pins={"a": "staging"})
+    assert settings.cache_ttl == 3.0
+    assert settings.pins == {"a": ("alias", "staging")}
+
+
+def test_pins_accept_json_and_digits_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROMPTOPS_PINS", '{"a": 2, "b": "canary", "c": "4"}')
+    _config.reset()
+    assert promptops.get_settings().pins == {"a": ("version", 2), "b": ("alias", "canary"), "c": ("version", 4)}
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "fragment"),
+    [
+        ("PROMPTOPS_CACHE_TTL", "soon", "cache_ttl from PROMPTOPS_CACHE_TTL"),
+        ("PROMPTOPS_REGISTRY_TIMEOUT", "-1", "registry_timeout"),
+        ("PROMPTOPS_PINS", "summarize", "NAME=VERSION_OR_ALIAS"),
+        ("PROMPTOPS_PINS", "summarize=0", "versions start at 1"),
+    ],
+)
+def test_bad_values_name_the_setting_and_source(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, fragment: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    _config.reset()
+    with pytest.raises(promptops.ConfigError, match=fragment):
+        promptops.get_settings()
+
+
+def test_unknown_pyproject_key_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.promptops]\ncache_tll = 5\n")
+    _config.reset()
+    with pytest.raises(promptops.ConfigError, match="cache_tll"):
+        promptops.get_settings()
+
+
+def test_broken_pyproject_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.promptops\n")
+    _config.reset()
+    with pytest.raises(promptops.ConfigError, match="pyproject.toml"):
+        promptops.get_settings()
+
+
+def test_every_param_has_doc_type_and_env() -> None:
+    names = [param.name for param in _config.PARAMS]
+    assert len(names) == len(set(names))
+    for param in _config.PARAMS:
+        assert param.doc and param.type_doc
+        assert param.env == f"PROMPTOPS_{param.name.upper()}"
+    # configure() takes exactly the table's settings, keyword-only.
+    import inspect
+
+    parameters = inspect.signature(promptops.configure).parameters
+    assert list(parameters) == names
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters.values())

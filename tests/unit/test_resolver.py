@@ -1,0 +1,233 @@
+"""Caching, refresh and degradation, against a real local MLflow registry (sqlite)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import promptops
+from promptops import Prompt, prompts
+from promptops.prompts._disk import DiskCache
+from tests.conftest import Registry
+
+
+def wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    """Poll until `predicate()` is true; a bounded wait, not a timing assertion."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        promptops.flush(timeout=1)
+        time.sleep(0.02)
+
+
+def tracked(name: str, **kwargs: object):  # type: ignore[no-untyped-def]
+    @promptops.track(prompt=name, **kwargs)  # type: ignore[call-overload]
+    def call(*, prompt: Prompt) -> Prompt:
+        return prompt
+
+    return call
+
+
+def test_alias_move_is_picked_up_after_the_ttl(local_registry: Registry, prompt_name: str) -> None:
+    local_registry.register(prompt_name, "one", alias="production")
+    local_registry.register(prompt_name, "two")
+    promptops.configure(cache_ttl=0.3)
+    call = tracked(prompt_name)
+    assert call().version == 1
+    local_registry.set_alias(prompt_name, "production", 2)
+    wait_for(lambda: call().version == 2)
+    assert call().template == "two"
+
+
+def test_stale_copy_is_served_while_refreshing(local_registry: Registry, prompt_name: str) -> None:
+    local_registry.register(prompt_name, "one", alias="production")
+    promptops.configure(cache_ttl=0.05)
+    call = tracked(prompt_name)
+    call()
+    before = promptops.stats()["registry_fetches"]
+    time.sleep(0.1)
+    assert call().source == "cache"  # the expired copy, immediately
+    promptops.flush()
+    assert promptops.stats()["registry_fetches"] == before + 1
+
+
+def test_versions_never_expire(local_registry: Registry, prompt_name: str) -> None:
+    local_registry.register(prompt_name, "one")
+    promptops.configure(cache_ttl=0.0)
+    call = tracked(prompt_name, version=1)
+    for _ in range(20):
+        assert call().version == 1
+    promptops.flush()
+    assert promptops.stats()["registry_fetches"] == 1
+
+
+def test_100_threads_on_an_expired_entry_cause_one_refresh(local_registry: Registry, prompt_name: str) -> None:
+    local_registry.register(prompt_name, "one", alias="production")
+    promptops.configure(cache_ttl=0.2)
+    call = tracked(prompt_name)
+    call()
+    promptops.flush()
+    assert promptops.stats()["registry_fetches"] == 1
+    time.sleep(0.25)
+    barrier = threading.Barrier(100)
+    results: list[int] = []
+
+    def worker() -> None:
+        barrier.wait()
+        results.append(call().version)
+
+    threads = [threading.Thread(target=worker) for _ in range(100)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    promptops.flush()
+    assert results == [1] * 100
+    assert promptops.stats()["registry_fetches"] == 2
+
+
+def test_100_threads_on_a_cold_entry_share_one_fetch(local_registry: Registry, prompt_name: str) -> None:
+    local_registry.register(prompt_name, "one", alias="production")
+    call = tracked(prompt_name)
+    barrier = threading.Barrier(100)
+    results: list[str] = []
+
+    def worker() -> None:
+        barrier.wait()
+        results.append(call().template)  # type: ignore[arg-type]
+
+    threads = [threading.Thread(target=worker) for _ in range(100)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == ["one"] * 100
+    assert promptops.stats()["registry_fetches"] == 1
+
+
+def test_every_resolution_is_saved_to_disk(local_registry: Registry, prompt_name: str) -> None:
+    local_registry.register(
+        prompt_name,
+        [{"role": "user", "content": "{{q}}"}],
+        alias="production",
+        model_config={"model_name": "m", "temperature": 0.2},
+    )
+    tracked(prompt_name)()
+    promptops.flush()
+    disk = DiskCache(Path(".promptops"), local_registry.uri)
+    loaded = disk.load(prompt_name, ("alias", "production"))
+    assert loaded is not None
+    prompt, saved_at = loaded
+    assert prompt.template == [{"role": "user", "content": "{{q}}"}]
+    assert prompt.model_config == {"model_name": "m", "temperature": 0.2}
+    assert abs(saved_at - time.time()) < 60
+    assert not [p for p in disk.root.rglob(".tmp-*")]  # atomic writes leave no temporaries
+
+
+def unreachable_uri(tmp_path: Path) -> str:
+    # sqlite in a directory that cannot exist: MLflow fails to open the store, as with a dead database.
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    return f"sqlite:///{blocker}/mlflow.db"
+
+
+def seed_disk(tmp_path: Path, uri: str, name: str, template: str = "from disk {{x}}") -> None:
+    DiskCache(Path(".promptops"), uri).save(Prompt(name=name, version=7, template=template), ("alias", "production"))
+
+
+def test_unreachable_registry_uses_the_disk_copy(
+    tmp_path: Path, prompt_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    uri = unreachable_uri(tmp_path)
+    seed_disk(tmp_path, uri, prompt_name)
+    promptops.configure(tracking_uri=uri)
+    call = tracked(prompt_name, fallback="fallback")
+    with caplog.at_level(logging.WARNING, logger="promptops"):
+        first = call()
+    assert (first.source, first.version, first.template) == ("disk", 7, "from disk {{x}}")
+    assert "last-known-good" in caplog.text
+    assert call().source == "disk"  # served from memory now, without waiting on the registry again
+
+
+def test_unreachable_registry_uses_fallback_then_raises(tmp_path: Path, prompt_name: str) -> None:
+    uri = unreachable_uri(tmp_path)
+    promptops.configure(tracking_uri=uri, registry_timeout=1.0)
+    with_fallback = tracked(prompt_name, fallback="fallback {{x}}")
+    prompt = with_fallback()
+    assert (prompt.source, prompt.version, prompt.format(x=1)) == ("fallback", 0, "fallback 1")
+    without = tracked(prompt_name)
+    with pytest.raises(promptops.PromptUnavailableError) as info:
+        without()
+    assert not isinstance(info.value, promptops.PromptNotFoundError)
+    message = str(info.value)
+    assert prompt_name in message and uri in message and "fallback=" in message
+
+
+def test_corrupt_disk_copy_is_ignored_with_a_warning(
+    tmp_path: Path, prompt_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    uri = unreachable_uri(tmp_path)
+    seed_disk(tmp_path, uri, prompt_name)
+    path = DiskCache(Path(".promptops"), uri).path(prompt_name, ("alias", "production"))
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # truncated mid-write
+    promptops.configure(tracking_uri=uri)
+    with caplog.at_level(logging.WARNING, logger="promptops"):
+        assert tracked(prompt_name, fallback="fb")().source == "fallback"
+    assert "corrupt" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"\x00\xff",
+        b"[]",
+        b'{"format": 1}',
+        json.dumps({"format": 1, "uri": "other", "saved_at": 0, "prompt": {}}).encode(),
+    ],
+)
+def test_disk_cache_never_raises_on_garbage(tmp_path: Path, content: bytes) -> None:
+    disk = DiskCache(tmp_path, "sqlite:///x.db")
+    path = disk.path("p", ("version", 1))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    assert disk.load("p", ("version", 1)) is None
+
+
+def test_disk_paths_are_safe_for_any_alias(tmp_path: Path) -> None:
+    disk = DiskCache(tmp_path, "sqlite:///x.db")
+    for alias in ["../../etc/passwd", "a/b", ".hidden", "ok"]:
+        path = disk.path("name", ("alias", alias))
+        assert path.resolve().is_relative_to(disk.root.resolve())
+    assert disk.path("name", ("alias", "a/b")) != disk.path("name", ("alias", "a_b"))
+
+
+def test_preload(local_registry: Registry, prompt_name: str, tmp_path: Path) -> None:
+    local_registry.register(prompt_name, "one", alias="production")
+    local_registry.register(prompt_name, "two", alias="staging")
+    loaded = promptops.preload([prompt_name, f"{prompt_name}@staging", f"{prompt_name}/1"])
+    assert {ref: p.version for ref, p in loaded.items()} == {
+        prompt_name: 1,
+        f"{prompt_name}@staging": 2,
+        f"{prompt_name}/1": 1,
+    }
+    with pytest.raises(promptops.PromptNotFoundError, match="missing-prompt"):
+        promptops.preload(["missing-prompt"])
+    promptops.configure(tracking_uri=unreachable_uri(tmp_path))
+    with pytest.raises(promptops.PromptUnavailableError, match=prompt_name):
+        promptops.preload([prompt_name])
+
+
+def test_configure_switches_registry(local_registry: Registry, prompt_name: str, tmp_path: Path) -> None:
+    local_registry.register(prompt_name, "one", alias="production")
+    assert tracked(prompt_name)().source == "registry"
+    first = prompts.resolver()
+    promptops.configure(tracking_uri=unreachable_uri(tmp_path))
+    assert prompts.resolver() is not first
+    with pytest.raises(promptops.PromptUnavailableError):
+        tracked(prompt_name)()
