@@ -6,6 +6,7 @@ changes them.
 
 from __future__ import annotations
 
+import os
 import threading
 
 from .._config import Selector, Settings, get_settings, on_change, parse_selector
@@ -32,7 +33,6 @@ __all__ = [
 
 _lock = threading.Lock()
 _resolver: Resolver | None = None
-_retired: list[Resolver] = []
 
 
 def resolver() -> Resolver:
@@ -49,7 +49,6 @@ def _install(new: Resolver | None) -> Resolver:
     global _resolver
     old, _resolver = _resolver, new
     if old is not None:
-        _retired.append(old)
         old.close()
     return new  # type: ignore[return-value]
 
@@ -61,6 +60,16 @@ def _settings_changed(settings: Settings | None) -> None:
 
 
 on_change(_settings_changed)
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    if _resolver is not None:
+        _resolver.after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def selector_for(name: str, decorator: Selector | None, settings: Settings) -> Selector:

@@ -69,6 +69,7 @@ class Resolver:
         self._failures: dict[Key, _Failure] = {}
         self._retry_after = min(_RETRY_AFTER, settings.cache_ttl)
         self.fetches = 0  # registry round trips started, for stats() and tests
+        self._closed = False
 
     # -- the hot path -------------------------------------------------------------------------------------
 
@@ -218,7 +219,8 @@ class Resolver:
             self._finish(key, future, exc)
             return
         except BaseException as exc:  # a bug of ours or of a backend: never let it escape the thread
-            log_internal_error("registry fetch", exc)
+            if not self._closed:  # after close(), a fetch in flight may fail on the closed client: expected
+                log_internal_error("registry fetch", exc)
             error = RegistryError(f"{type(exc).__name__}: {exc}")
             self._note_failure(key, str(error), not_found=False)
             self._finish(key, future, error)
@@ -290,8 +292,16 @@ class Resolver:
             except FutureTimeout:
                 return False
 
+    def after_fork(self) -> None:
+        """In a forked child: the parent's fetch threads and connections did not come along; start clean."""
+        self._lock = threading.Lock()
+        self._registry_lock = threading.Lock()
+        self._inflight = {}
+        self._registry = None  # the parent's sockets are not ours to use or close
+
     def close(self) -> None:
         """Release the registry connection. Fetches in flight finish on their own (daemon threads)."""
+        self._closed = True
         with self._registry_lock:
             registry, self._registry = self._registry, None
         if registry is not None:

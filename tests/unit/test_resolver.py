@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -231,3 +232,27 @@ def test_configure_switches_registry(local_registry: Registry, prompt_name: str,
     assert prompts.resolver() is not first
     with pytest.raises(promptops.PromptUnavailableError):
         tracked(prompt_name)()
+
+
+def test_forked_child_does_not_wait_on_the_parents_fetches(local_registry: Registry, prompt_name: str) -> None:
+    from concurrent.futures import Future
+
+    local_registry.register(prompt_name, "one", alias="production")
+    promptops.configure(registry_timeout=0.5)
+    call = tracked(prompt_name)
+    current = prompts.resolver()
+    # A fetch in flight in the parent at fork time (its thread does not exist in the child).
+    stuck: Future[Prompt] = Future()
+    current._inflight[(prompt_name, ("alias", "production"))] = stuck  # pyright: ignore[reportPrivateUsage]
+    current._registry = current._get_registry()  # pyright: ignore[reportPrivateUsage] - no first-use allowance
+    pid = os.fork()
+    if pid == 0:  # child: must fetch for itself and get the real prompt, not degrade
+        code = 1
+        try:
+            prompt = call()
+            code = 0 if (prompt.source, prompt.template) == ("registry", "one") else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    stuck.set_result(Prompt(name=prompt_name, version=1, template="one"))
+    assert os.waitstatus_to_exitcode(status) == 0

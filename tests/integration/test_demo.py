@@ -1,0 +1,29 @@
+"""`make demo` runs examples/demo.py: it must keep telling the story it tells."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+DEMO = Path(__file__).parents[2] / "examples" / "demo.py"
+
+
+def test_demo_runs_end_to_end_offline() -> None:
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
+    done = subprocess.run([sys.executable, str(DEMO)], capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = {
+        line.split("->")[0].strip(): line.split("->", 1)[1].strip()
+        for line in done.stdout.splitlines()
+        if "->" in line and line.startswith("  ")
+    }
+    assert lines["first call"].startswith("version 1 (source: registry)")
+    assert lines["second call"].startswith("version 1 (source: cache)")
+    assert lines["after the TTL (1 s), no restart"].startswith("version 2 (source: cache)")
+    assert lines["inside use_prompt('summarize', version=1)"].startswith("version 1")
+    assert lines["this process, registry down"].startswith("version 2 (source: cache)")
+    assert lines["a restarted process, registry down"] == "version 2 (source: disk)"
+    assert "PromptUnavailableError" in lines["preload() of something never cached"]
+    assert "Traceback" not in done.stderr
