@@ -234,6 +234,7 @@ def _resolve(overrides: Mapping[str, Any], environ: Mapping[str, str], generatio
 
 _lock = threading.Lock()
 _settings: Settings | None = None
+current: Settings | None = None  # the same object as _settings, read by @track's fast path
 _overrides: dict[str, Any] = {}
 _listeners: list[Callable[[Settings | None], None]] = []
 
@@ -248,8 +249,8 @@ def get_settings() -> Settings:
 
 
 def _install(settings: Settings) -> Settings:
-    global _settings
-    _settings = settings
+    global _settings, current
+    _settings = current = settings
     for listener in list(_listeners):
         listener(settings)
     return settings
@@ -308,9 +309,9 @@ def configure(
 
 def reset() -> None:
     """Forget `configure()` calls; the environment and pyproject are read again on next use (tests use this)."""
-    global _settings
+    global _settings, current
     with _lock:
         _overrides.clear()
-        _settings = None
+        _settings = current = None
         for listener in list(_listeners):
             listener(None)

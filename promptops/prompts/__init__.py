@@ -11,11 +11,12 @@ import threading
 
 from .._config import Selector, Settings, get_settings, on_change, parse_selector
 from .._errors import PromptUnavailableError
-from ._context import active_prompt, current_prompt, overrides, use_prompt
+from ._context import NO_OVERRIDES, active_prompt, current_prompt, overrides, use_prompt
 from ._prompt import Message, Prompt, Source, Template
 from ._resolver import Resolver
 
 __all__ = [
+    "NO_OVERRIDES",
     "Message",
     "Prompt",
     "Resolver",
@@ -33,6 +34,7 @@ __all__ = [
 
 _lock = threading.Lock()
 _resolver: Resolver | None = None
+current: Resolver | None = None  # the same object as _resolver, read by @track's fast path
 
 
 def resolver() -> Resolver:
@@ -46,8 +48,9 @@ def resolver() -> Resolver:
 
 
 def _install(new: Resolver | None) -> Resolver:
-    global _resolver
+    global _resolver, current
     old, _resolver = _resolver, new
+    current = new
     if old is not None:
         old.close()
     return new  # type: ignore[return-value]

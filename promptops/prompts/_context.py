@@ -17,8 +17,8 @@ from ._prompt import Prompt
 
 __all__ = ["current_prompt", "use_prompt"]
 
-_EMPTY: Mapping[str, Selector] = MappingProxyType({})
-overrides: ContextVar[Mapping[str, Selector]] = ContextVar("promptops_overrides", default=_EMPTY)
+NO_OVERRIDES: Mapping[str, Selector] = MappingProxyType({})
+overrides: ContextVar[Mapping[str, Selector]] = ContextVar("promptops_overrides", default=NO_OVERRIDES)
 active_prompt: ContextVar[Prompt | None] = ContextVar("promptops_prompt", default=None)
 
 

@@ -111,6 +111,14 @@ def redact_uri(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def _is_not_found(error_code: object, message: object) -> bool:
+    # MLflow answers a missing alias with INVALID_PARAMETER_VALUE (HTTP 400), "Registered model alias X not found."
+    text = str(message)
+    return error_code == "RESOURCE_DOES_NOT_EXIST" or (
+        error_code == "INVALID_PARAMETER_VALUE" and "alias" in text and "not found" in text
+    )
+
+
 class RestRegistry:
     """Reads prompts from an MLflow tracking server over its REST API, bounded by our own timeout.
 
@@ -176,7 +184,7 @@ class RestRegistry:
         body: dict[str, Any] = decoded if isinstance(decoded, dict) else {}  # pyright: ignore[reportUnknownVariableType]
         if response.status_code != 200 or not body:
             error_code, message = body.get("error_code"), body.get("message")
-            if response.status_code == 404 or error_code == "RESOURCE_DOES_NOT_EXIST":
+            if response.status_code == 404 or _is_not_found(error_code, message):
                 raise RegistryNotFound(str(message or f"no prompt {name!r} with {describe(selector)}"))
             detail = str(message or response.text[:200] or response.reason_phrase)
             raise RegistryError(f"HTTP {response.status_code}: {detail}")
@@ -231,7 +239,7 @@ class MlflowRegistry:
             else:
                 found = client.get_prompt_version(name, str(value))
         except Exception as exc:
-            if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
+            if _is_not_found(getattr(exc, "error_code", None), getattr(exc, "message", exc)):
                 raise RegistryNotFound(getattr(exc, "message", str(exc))) from None
             raise RegistryError(f"{type(exc).__name__}: {exc}") from None
         if found is None:

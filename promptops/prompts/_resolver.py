@@ -29,7 +29,7 @@ from ._disk import DiskCache
 from ._prompt import Prompt
 from ._registry import Registry, RegistryError, RegistryNotFound, describe, make_registry, redact_uri
 
-__all__ = ["Resolver"]
+__all__ = ["Entry", "Resolver"]
 
 logger = logging.getLogger("promptops")
 
@@ -39,8 +39,10 @@ _RETRY_AFTER = 5.0  # after a failed fetch, seconds before the next attempt (cap
 _FIRST_USE_ALLOWANCE = 30.0  # extra wait, once, while a local store's MLflow client is imported
 
 
-@dataclass
-class _Entry:
+@dataclass(slots=True)
+class Entry:
+    """A memory-cached prompt."""
+
     served: Prompt  # the copy callers get: source "cache" (or "disk" while the registry is unreachable)
     refresh_at: float  # monotonic time from which a call starts a background refresh; inf for versions
     failing: bool = False  # the last refresh failed (logged once per outage)
@@ -64,7 +66,7 @@ class Resolver:
         self._local = not settings.tracking_uri.startswith(("http://", "https://"))
         self._registry_lock = threading.Lock()
         self._lock = threading.Lock()
-        self._entries: dict[Key, _Entry] = {}
+        self.entries: dict[Key, Entry] = {}  # read without the lock by @track's fast path; written under it
         self._inflight: dict[Key, Future[Prompt]] = {}
         self._failures: dict[Key, _Failure] = {}
         self._retry_after = min(_RETRY_AFTER, settings.cache_ttl)
@@ -81,7 +83,7 @@ class Resolver:
             PromptUnavailableError: no copy can be had anywhere.
         """
         key = (name, selector)
-        entry = self._entries.get(key)
+        entry = self.entries.get(key)
         if entry is not None:
             if time.monotonic() >= entry.refresh_at:
                 self._start_fetch(key)
@@ -91,7 +93,7 @@ class Resolver:
     def cached(self, name: str, selector: Selector) -> Prompt | None:
         """The memory copy if there is one (starting a refresh when due), else `None`. Never blocks."""
         key = (name, selector)
-        entry = self._entries.get(key)
+        entry = self.entries.get(key)
         if entry is None:
             return None
         if time.monotonic() >= entry.refresh_at:
@@ -101,7 +103,7 @@ class Resolver:
     def resolve_async(self, name: str, selector: Selector) -> None:
         """Start fetching `name` at `selector` in the background unless it is cached or in flight."""
         key = (name, selector)
-        if key not in self._entries:
+        if key not in self.entries:
             self._start_fetch(key)
 
     # -- misses ------------------------------------------------------------------------------------------
@@ -124,7 +126,7 @@ class Resolver:
             failure = self._failures.get(key) or _Failure(time.monotonic(), str(exc), not_found=True)
         except RegistryError as exc:
             failure = self._failures.get(key) or _Failure(time.monotonic(), str(exc), not_found=False)
-        entry = self._entries.get(key)  # a concurrent fetch may have succeeded meanwhile
+        entry = self.entries.get(key)  # a concurrent fetch may have succeeded meanwhile
         if entry is not None:
             return entry.served
         return self._degrade(key, fallback, failure)
@@ -168,9 +170,9 @@ class Resolver:
             return None
         prompt = replace(loaded[0], source="disk", alias=selector[1] if selector[0] == "alias" else None)
         with self._lock:
-            if key not in self._entries:
+            if key not in self.entries:
                 # Serve it from memory from now on; a call after the retry delay refreshes in the background.
-                self._entries[key] = _Entry(prompt, time.monotonic() + self._retry_after, failing=True)
+                self.entries[key] = Entry(prompt, time.monotonic() + self._retry_after, failing=True)
         logger.warning(
             "promptops: registry at %s unreachable; using last-known-good copy of %r (%s, version %d) from disk",
             redact_uri(self.uri),
@@ -188,7 +190,7 @@ class Resolver:
             future = self._inflight.get(key)
             if future is not None:
                 return future
-            entry = self._entries.get(key)
+            entry = self.entries.get(key)
             now = time.monotonic()
             if not force and entry is not None and now < entry.refresh_at:
                 return _done(entry.served)
@@ -229,8 +231,8 @@ class Resolver:
         if selector[0] == "alias":
             refresh_at = time.monotonic() + self.settings.cache_ttl * _REFRESH_AHEAD
         with self._lock:
-            previous = self._entries.get(key)
-            self._entries[key] = _Entry(replace(prompt, source="cache"), refresh_at)
+            previous = self.entries.get(key)
+            self.entries[key] = Entry(replace(prompt, source="cache"), refresh_at)
             self._failures.pop(key, None)
         if previous is not None and previous.failing:
             logger.warning("promptops: registry at %s reachable again; %r refreshed", redact_uri(self.uri), name)
@@ -257,7 +259,7 @@ class Resolver:
         failure = _Failure(now, reason, not_found)
         with self._lock:
             self._failures[key] = failure
-            entry = self._entries.get(key)
+            entry = self.entries.get(key)
             if entry is not None and entry.refresh_at != float("inf"):
                 entry.refresh_at = now + self._retry_after
                 first = not entry.failing
