@@ -21,6 +21,8 @@ for _name in [name for name in os.environ if name.startswith("PROMPTOPS_")] + ["
 import promptops  # noqa: E402
 from promptops import _config, _errors, prompts  # noqa: E402
 
+pytest_plugins = ["pytester"]
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
