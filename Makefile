@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE := 1
+# mkdocs-material 9.8 prints an end-of-life banner on every build otherwise.
+export NO_MKDOCS_2_WARNING := 1
 
 .PHONY: install demo test lint typecheck docs unit integration bench clean
 

@@ -167,6 +167,15 @@ class Settings:
     generation: int = 0  # bumped by every configure(); caches keyed on settings compare it
 
 
+def _absolute_sqlite(uri: str) -> str:
+    # Like mlflow.get_tracking_uri(): a relative sqlite path is taken from the working directory *now*, so a
+    # later chdir neither moves the registry nor splits us from MLflow's own (absolute) default.
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith(("/", ":memory:")) and len(uri) > len(prefix):
+        return prefix + os.path.abspath(uri[len(prefix) :])
+    return uri
+
+
 def _find_pyproject(start: Path) -> Path | None:
     for folder in (start, *start.parents):
         candidate = folder / "pyproject.toml"
@@ -222,12 +231,12 @@ def _resolve(overrides: Mapping[str, Any], environ: Mapping[str, str], generatio
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"invalid value for {param.name} from {origin}: {exc}") from None
     return Settings(
-        tracking_uri=values["tracking_uri"] or DEFAULT_TRACKING_URI,
+        tracking_uri=_absolute_sqlite(values["tracking_uri"] or DEFAULT_TRACKING_URI),
         default_alias=values["default_alias"],
         pins=dict(values["pins"]),
         cache_ttl=values["cache_ttl"],
         registry_timeout=values["registry_timeout"],
-        cache_dir=Path(values["cache_dir"]),
+        cache_dir=Path(values["cache_dir"]).absolute(),
         generation=generation,
     )
 

@@ -8,23 +8,24 @@ import promptops
 from promptops import _config
 
 
-def test_defaults_without_any_configuration() -> None:
+def test_defaults_without_any_configuration(tmp_path: Path) -> None:
     settings = promptops.get_settings()
-    assert settings.tracking_uri == "sqlite:///mlflow.db"
+    # MLflow's default, made absolute as mlflow.get_tracking_uri() does, so a later chdir changes nothing.
+    assert settings.tracking_uri == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     assert settings.default_alias == "production"
     assert settings.pins == {}
     assert settings.cache_ttl == 60.0
     assert settings.registry_timeout == 2.0
-    assert settings.cache_dir == Path(".promptops")
+    assert settings.cache_dir == tmp_path.resolve() / ".promptops"
 
 
 def test_mlflow_tracking_uri_is_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
     _config.reset()
     assert promptops.get_settings().tracking_uri == "http://127.0.0.1:5999"
-    monkeypatch.setenv("PROMPTOPS_TRACKING_URI", "sqlite:///ours.db")
+    monkeypatch.setenv("PROMPTOPS_TRACKING_URI", "sqlite:////data/ours.db")
     _config.reset()
-    assert promptops.get_settings().tracking_uri == "sqlite:///ours.db"
+    assert promptops.get_settings().tracking_uri == "sqlite:////data/ours.db"
 
 
 def test_precedence_configure_over_env_over_pyproject(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
