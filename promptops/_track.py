@@ -9,14 +9,11 @@ is computed then too.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from time import monotonic
 from typing import Any, TypeVar, overload
-
-import wrapt
 
 from . import _config  # pyright: ignore[reportPrivateUsage]
 from . import prompts as _prompts
@@ -63,8 +60,12 @@ class _Spec:
             self.cached_key = (settings, (self.name, selector))
         return selector
 
-    def lookup(self) -> Prompt:
-        """The prompt for this call: a memory hit inline (the common case), else full resolution."""
+    def memory_hit(self) -> Prompt | None:
+        """The fresh memory copy for this call, without walking the resolution order, or `None`.
+
+        Valid while the settings are the ones the cached key was computed for and no override is active.
+        (The plain-function wrapper inlines this body: keep the two in step.)
+        """
         settings, key = self.cached_key
         if settings is _config.current and overrides.get() is NO_OVERRIDES:
             current = _prompts.current
@@ -72,7 +73,11 @@ class _Spec:
                 entry = current.entries.get(key)
                 if entry is not None and monotonic() < entry.refresh_at:
                     return entry.served
-        return self.resolve(self.selector())
+        return None
+
+    def lookup(self) -> Prompt:
+        """The prompt for this call: a memory hit (the common case), else full resolution."""
+        return self.memory_hit() or self.resolve(self.selector())
 
     def resolve(self, selector: Selector) -> Prompt:
         try:
@@ -146,21 +151,32 @@ def _sync_wrapper(spec: _Spec) -> Callable[..., Any]:
 def _plain_function_wrapper(spec: _Spec, func: Callable[..., Any]) -> Callable[..., Any]:
     """The sync path for a plain function, as a plain closure.
 
-    A wrapt `FunctionWrapper` costs about 700 ns per call here (measured in benchmarks/), three times the rest
-    of the hot path. A plain function still binds as a method (functions are descriptors), and
+    A wrapt `FunctionWrapper` costs about 700 ns per call here (measured in benchmarks/; for a plain function
+    wrapt 2.5 looks up `__self__` on every call and clears the AttributeError), more than the rest of the hot
+    path. A plain function still binds as a method (functions are descriptors), and
     `functools.wraps` keeps the name, docstring and `inspect.signature`. wrapt stays for what needs it:
     classmethod/staticmethod objects, other callables, and (async) generator functions, whose
     `inspect.is*function` checks must stay true while we resolve at call time.
     """
     inject = spec.inject and spec.positional_index is None
     set_active, reset_active = active_prompt.set, active_prompt.reset
+    get_overrides = overrides.get
+    config, prompts = _config, _prompts
 
     @functools.wraps(func)
     def tracked(*args: Any, **kwargs: Any) -> Any:
+        # Inlined spec.memory_hit(): every attribute load and call counts on this path (benchmarks/run.py).
+        settings, key = spec.cached_key
+        prompt: Prompt | None = None
+        if settings is config.current and get_overrides() is NO_OVERRIDES and prompts.current is not None:
+            entry = prompts.current.entries.get(key)
+            if entry is not None and monotonic() < entry.refresh_at:
+                prompt = entry.served
         if inject and "prompt" not in kwargs:
-            prompt = spec.lookup()
-            kwargs["prompt"] = prompt
-        else:
+            kwargs["prompt"] = prompt = prompt or spec.resolve(spec.selector())
+        elif not spec.inject:  # reads it with current_prompt()
+            prompt = prompt or spec.resolve(spec.selector())
+        else:  # the caller passed `prompt`, or it is positional
             prompt = _prepare(spec, func, args, kwargs)
         token = set_active(prompt)
         try:
@@ -169,6 +185,35 @@ def _plain_function_wrapper(spec: _Spec, func: Callable[..., Any]) -> Callable[.
             reset_active(token)
 
     return tracked
+
+
+def _plain_async_wrapper(spec: _Spec, func: Callable[..., Any]) -> Callable[..., Any]:
+    """The `async def` path as a plain coroutine function (see `_plain_function_wrapper` for why)."""
+    inject = spec.inject and spec.positional_index is None
+    set_active, reset_active = active_prompt.set, active_prompt.reset
+
+    @functools.wraps(func)
+    async def tracked(*args: Any, **kwargs: Any) -> Any:
+        if inject and "prompt" not in kwargs:
+            # A memory hit needs no await; a miss waits for the registry in a thread, not on the loop.
+            kwargs["prompt"] = prompt = spec.memory_hit() or await _resolve_off_loop(spec, func, args, kwargs)
+        elif not spec.inject:
+            prompt = spec.memory_hit() or await _resolve_off_loop(spec, func, args, kwargs)
+        else:
+            prompt = await _resolve_off_loop(spec, func, args, kwargs)
+        token = set_active(prompt)
+        try:
+            return await func(*args, **kwargs)
+        finally:
+            reset_active(token)
+
+    return tracked
+
+
+async def _to_thread(spec: _Spec, selector: Selector) -> Prompt:
+    import asyncio  # only on a cache miss in async code: keeps `import promptops` light
+
+    return await asyncio.to_thread(spec.resolve, selector)
 
 
 async def _resolve_off_loop(spec: _Spec, wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Prompt:
@@ -184,7 +229,7 @@ async def _resolve_off_loop(spec: _Spec, wrapped: Any, args: tuple[Any, ...], kw
         log_internal_error("prompt cache lookup")
         prompt = None
     if prompt is None:
-        prompt = await asyncio.to_thread(spec.resolve, selector)
+        prompt = await _to_thread(spec, selector)
     if spec.inject and not spec.caller_supplies(wrapped, args, kwargs):
         kwargs["prompt"] = prompt
     return prompt
@@ -272,7 +317,7 @@ async def _aiterate(
     kwargs: dict[str, Any],
 ) -> AsyncGenerator[Any, Any]:
     if prompt is None:
-        prompt = await asyncio.to_thread(spec.resolve, selector)
+        prompt = await _to_thread(spec, selector)
     if spec.inject and not spec.caller_supplies(wrapped, args, kwargs):
         kwargs["prompt"] = prompt
     token = active_prompt.set(prompt)
@@ -374,6 +419,8 @@ def track(
         if inspect.isasyncgenfunction(target):
             wrapper = _async_generator_wrapper(spec)
         elif inspect.iscoroutinefunction(target):
+            if inspect.isfunction(func):
+                return _plain_async_wrapper(spec, func)  # type: ignore[return-value]
             wrapper = _async_wrapper(spec)
         elif inspect.isgeneratorfunction(target):
             wrapper = _generator_wrapper(spec)
@@ -381,6 +428,8 @@ def track(
             return _plain_function_wrapper(spec, func)  # type: ignore[return-value]
         else:
             wrapper = _sync_wrapper(spec)
+        import wrapt  # only for descriptors, callables and generators: keeps `import promptops` light
+
         wrapped = wrapt.FunctionWrapper(func, wrapper)
         return wrapped  # type: ignore[return-value]
 

@@ -145,16 +145,19 @@ class RestRegistry:
             netloc += f":{parts.port}"
         self.uri = uri
         self._base = urlunsplit(parts._replace(netloc=netloc)).rstrip("/")
-        verify: bool | str = True
+        secure = parts.scheme == "https"
+        # Building a verifying client loads the CA bundle (40-70 ms, benchmarks/run.py): only for https. A plain
+        # http client never follows a redirect, so it cannot be led to an unverified https host.
+        verify: bool | str = secure
         if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
             verify = False
-        elif cert := os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
+        elif secure and (cert := os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH")):
             verify = cert
         self._client: httpx.Client = httpx.Client(
             headers=headers,
             timeout=httpx.Timeout(timeout),
             verify=verify,
-            follow_redirects=True,
+            follow_redirects=secure,
             trust_env=False,  # a proxy from the environment must not reroute registry reads
         )
         self._httpx = httpx
@@ -186,6 +189,9 @@ class RestRegistry:
             error_code, message = body.get("error_code"), body.get("message")
             if response.status_code == 404 or _is_not_found(error_code, message):
                 raise RegistryNotFound(str(message or f"no prompt {name!r} with {describe(selector)}"))
+            if response.is_redirect:
+                location = response.headers.get("location", "?")
+                raise RegistryError(f"HTTP {response.status_code}: redirected to {location}; use that as tracking_uri")
             detail = str(message or response.text[:200] or response.reason_phrase)
             raise RegistryError(f"HTTP {response.status_code}: {detail}")
         found: Any = body.get("model_version")

@@ -355,7 +355,7 @@ def test_missing_sqlite_store_is_reported_not_created(tmp_path: Path) -> None:
 
 def test_default_store_from_settings_when_missing(tmp_path: Path) -> None:
     # No --tracking-uri and nothing configured: MLflow's default sqlite:///mlflow.db in the working directory.
-    assert_usage_error(run(None, "prompts", "list"), "no MLflow database at mlflow.db")
+    assert_usage_error(run(None, "prompts", "list"), f"no MLflow database at {tmp_path.resolve()}/mlflow.db")
     assert not (tmp_path / "mlflow.db").exists()
 
 
