@@ -146,7 +146,7 @@ class State:
     def client(self, ctx: typer.Context) -> Any:
         """An `mlflow.MlflowClient` for the tracking URI, importing MLflow on first use.
 
-        MLflow's HTTP defaults (120 s timeout, 5 retries) would leave an unreachable server hanging for minutes:
+        MLflow's HTTP defaults (120 s timeout, up to 7 retries) would leave an unreachable server hanging for minutes:
         unless the user set them, `MLFLOW_HTTP_REQUEST_MAX_RETRIES` is 0 and `MLFLOW_HTTP_REQUEST_TIMEOUT` a
         few seconds for the duration of the command.
         """

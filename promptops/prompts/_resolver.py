@@ -11,7 +11,7 @@ decorator's `fallback=` are used, and the failure is remembered so the next call
 get the same answer at once while a background refresh retries.
 
 MLflow, by contrast, evicts an expired alias and fetches it on the caller's thread (HTTP timeout 120 s,
-5 retries).
+up to 7 retries by default).
 """
 
 from __future__ import annotations
