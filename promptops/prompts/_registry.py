@@ -3,8 +3,8 @@
 Two backends, chosen by the tracking URI:
 
 * `http(s)://` tracking server: `RestRegistry` reads MLflow's REST API with httpx and promptops' own timeout,
-  no retries. The MLflow client would wait up to 120 s per attempt with up to 7 retries, and importing it costs about 1.5 s and
-  a heap that slows every garbage collection of the application.
+  no retries. The MLflow client would wait up to 120 s per attempt with up to 7 retries, and importing it
+  costs about 1.5 s and a heap that slows every garbage collection of the application.
 * anything else (`sqlite:///...`, `databricks`, ...): `MlflowRegistry` uses the MLflow client, imported on
   first use, in the resolver's background thread.
 
