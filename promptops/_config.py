@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,60 @@ def _to_str(value: object) -> str:
 
 def _to_optional_str(value: object) -> str | None:
     return None if value is None or value == "" else _to_str(value)
+
+
+def _to_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _to_int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"expected a number >= 0, got {value!r}")
+    return number
+
+
+TRACE_EXPORTERS = ("mlflow", "otlp", "console", "none")
+
+
+def _to_exporter(value: object) -> str:
+    text = _to_str(value).strip().lower()
+    if text not in TRACE_EXPORTERS:
+        raise ValueError(f"expected one of {', '.join(TRACE_EXPORTERS)}, got {value!r}")
+    return text
+
+
+def _to_redact(value: object) -> tuple[Any, ...]:
+    """Extra redaction rules: regex strings (from anywhere) and callables (from `configure()` only)."""
+    if value is None:
+        return ()
+    given: Any = value
+    if isinstance(given, str):
+        text = given.strip()
+        given = json.loads(text) if text.startswith("[") else [text] if text else []
+    if callable(given) or isinstance(given, re.Pattern):
+        given = [given]
+    if not isinstance(given, (list, tuple)):
+        raise ValueError(f"expected a list of regular expressions or callables, got {value!r}")
+    items: list[object] = list(given)  # pyright: ignore[reportUnknownArgumentType]
+    rules: list[Any] = []
+    for rule in items:
+        if isinstance(rule, str):
+            try:
+                rules.append(re.compile(rule))
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {rule!r}: {exc}") from None
+        elif isinstance(rule, re.Pattern) or callable(rule):
+            rules.append(rule)
+        else:
+            raise ValueError(f"expected a regular expression or a callable, got {rule!r}")
+    return tuple(rules)
 
 
 def _to_pins(value: object) -> dict[str, Selector]:
@@ -148,6 +203,48 @@ PARAMS: tuple[Param, ...] = (
         "Directory for the last-known-good copy of every resolved prompt (under `prompts/`), so a restart "
         "while the registry is down still finds its prompts.",
     ),
+    Param(
+        "trace_exporter",
+        "mlflow",
+        _to_exporter,
+        "str",
+        "Where promptops' spans go when the application has not set its own OpenTelemetry `TracerProvider` "
+        '(if it has, spans always go there): `"mlflow"` (the tracking store of `tracking_uri`), `"otlp"` '
+        '(OTLP/HTTP, configured by the standard `OTEL_EXPORTER_OTLP_*` variables), `"console"` or `"none"`.',
+    ),
+    Param(
+        "experiment_name",
+        None,
+        _to_optional_str,
+        "str | None",
+        "The MLflow experiment traces are logged to with the `mlflow` exporter. Unset: "
+        "`MLFLOW_EXPERIMENT_NAME`, else MLflow's `Default` experiment.",
+        env_fallbacks=("MLFLOW_EXPERIMENT_NAME",),
+    ),
+    Param(
+        "record_values",
+        True,
+        _to_bool,
+        "bool",
+        "Record each call's inputs and output on its span (redacted, truncated). `false` keeps only the prompt, "
+        "timing and error attributes.",
+    ),
+    Param(
+        "max_value_chars",
+        8192,
+        _to_int,
+        "int",
+        "Longest recorded value (the inputs' JSON, the output's JSON), in characters; longer values are "
+        "truncated with a marker saying how much was cut.",
+    ),
+    Param(
+        "redact",
+        (),
+        _to_redact,
+        "list[str | Callable]",
+        "Extra redaction rules on top of the defaults: regular expressions (matches are masked) and, from "
+        "`configure()`, callables `(key, value) -> value`. In the environment: a JSON list of expressions.",
+    ),
 )
 
 _PARAMS_BY_NAME = {param.name: param for param in PARAMS}
@@ -164,6 +261,11 @@ class Settings:
     cache_ttl: float
     registry_timeout: float
     cache_dir: Path
+    trace_exporter: str = "mlflow"
+    experiment_name: str | None = None
+    record_values: bool = True
+    max_value_chars: int = 8192
+    redact: tuple[Any, ...] = ()
     generation: int = 0  # bumped by every configure(); caches keyed on settings compare it
 
 
@@ -237,6 +339,11 @@ def _resolve(overrides: Mapping[str, Any], environ: Mapping[str, str], generatio
         cache_ttl=values["cache_ttl"],
         registry_timeout=values["registry_timeout"],
         cache_dir=Path(values["cache_dir"]).absolute(),
+        trace_exporter=values["trace_exporter"],
+        experiment_name=values["experiment_name"],
+        record_values=values["record_values"],
+        max_value_chars=values["max_value_chars"],
+        redact=values["redact"],
         generation=generation,
     )
 
@@ -278,6 +385,11 @@ def configure(
     cache_ttl: float | None = None,
     registry_timeout: float | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    trace_exporter: str | None = None,
+    experiment_name: str | None = None,
+    record_values: bool | None = None,
+    max_value_chars: int | None = None,
+    redact: Sequence[str | re.Pattern[str] | Callable[[str, Any], Any]] | None = None,
 ) -> Settings:
     """Configure promptops for this process. Optional: every setting also reads env vars and pyproject.
 
@@ -292,6 +404,12 @@ def configure(
         cache_ttl: Seconds an alias stays fresh in memory before a background refresh.
         registry_timeout: Time budget in seconds for one registry round trip.
         cache_dir: Directory for the last-known-good disk copies of resolved prompts.
+        trace_exporter: `"mlflow"`, `"otlp"`, `"console"` or `"none"`; used only when the application has not
+            set its own OpenTelemetry tracer provider.
+        experiment_name: MLflow experiment for traces exported with `"mlflow"`.
+        record_values: Whether spans record the call's (redacted, truncated) inputs and output.
+        max_value_chars: Longest recorded value in characters before truncation.
+        redact: Extra redaction rules: regular expressions, or callables `(key, value) -> value`.
 
     Returns:
         The effective settings.
@@ -306,6 +424,11 @@ def configure(
         "cache_ttl": cache_ttl,
         "registry_timeout": registry_timeout,
         "cache_dir": cache_dir,
+        "trace_exporter": trace_exporter,
+        "experiment_name": experiment_name,
+        "record_values": record_values,
+        "max_value_chars": max_value_chars,
+        "redact": redact,
     }
     with _lock:
         merged = {**_overrides, **{key: value for key, value in given.items() if value is not None}}
