@@ -12,6 +12,7 @@ def summarize(text: str, *, prompt: promptops.Prompt) -> str:
 from ._config import Settings, configure, get_settings
 from ._errors import ConfigError, PromptFormatError, PromptNotFoundError, PromptopsError, PromptUnavailableError
 from ._lifecycle import flush, shutdown, stats
+from ._span import record_usage
 from ._track import track
 from ._version import __version__
 from .prompts import Prompt, current_prompt, preload, use_prompt
@@ -30,6 +31,7 @@ __all__ = [
     "flush",
     "get_settings",
     "preload",
+    "record_usage",
     "shutdown",
     "stats",
     "track",

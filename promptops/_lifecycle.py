@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from . import prompts
+from . import prompts, tracing
 from ._errors import internal_error_count
 
 __all__ = ["flush", "shutdown", "stats"]
 
 
 def flush(timeout: float = 5.0) -> bool:
-    """Wait until background work finishes: prompt fetches in flight today.
+    """Wait until background work finishes: prompt fetches in flight, spans waiting for export.
 
     Args:
         timeout: Seconds to wait at most.
@@ -19,8 +20,11 @@ def flush(timeout: float = 5.0) -> bool:
     Returns:
         `True` if everything finished, `False` if the deadline passed first.
     """
+    deadline = time.monotonic() + timeout
     current = prompts._resolver  # pyright: ignore[reportPrivateUsage] - don't create one just to flush it
-    return current.wait(timeout) if current is not None else True
+    finished = current.wait(timeout) if current is not None else True
+    # Spans: exported within what is left of the same deadline, even against a dead endpoint.
+    return tracing.flush(max(deadline - time.monotonic(), 0.0)) and finished
 
 
 def shutdown(timeout: float = 5.0) -> bool:
@@ -32,17 +36,19 @@ def shutdown(timeout: float = 5.0) -> bool:
     Returns:
         `True` if everything finished within the deadline.
     """
+    deadline = time.monotonic() + timeout
     finished = flush(timeout)
     current = prompts._resolver  # pyright: ignore[reportPrivateUsage]
     if current is not None:
         current.close()
-    return finished
+    return tracing.shutdown(max(deadline - time.monotonic(), 0.0)) and finished
 
 
 def stats() -> dict[str, Any]:
-    """Counters for monitoring and tests: registry fetches started and internal errors logged."""
+    """Counters for monitoring and tests: registry fetches, internal errors, span export (see `tracing.stats`)."""
     current = prompts._resolver  # pyright: ignore[reportPrivateUsage]
     return {
         "registry_fetches": current.fetches if current is not None else 0,
         "internal_errors": internal_error_count(),
+        **tracing.stats(),
     }

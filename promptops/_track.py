@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import functools
 import inspect
+import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from time import monotonic
 from typing import Any, TypeVar, overload
 
-from . import _config  # pyright: ignore[reportPrivateUsage]
+from . import (
+    _config,  # pyright: ignore[reportPrivateUsage]
+    tracing,
+)
 from . import prompts as _prompts
 from ._config import Selector, Settings, get_settings, parse_selector
 from ._errors import PromptUnavailableError, log_internal_error
+from ._span import CallSpan, StreamSpan
 from .prompts import NO_OVERRIDES, Prompt, Template, active_prompt, overrides, resolver, selector_for
 
 __all__ = ["track"]
@@ -29,10 +34,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 class _Spec:
     """What a decorated function needs per call, computed at decoration time."""
 
-    __slots__ = ("cached_key", "decorator_selector", "fallback", "inject", "name", "positional_index")
+    __slots__ = ("cached_key", "call", "decorator_selector", "fallback", "inject", "name", "positional_index")
 
-    def __init__(self, func: Callable[..., Any], name: str, selector: Selector | None, fallback: Template | None):
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        name: str,
+        selector: Selector | None,
+        fallback: Template | None,
+        span_name: str | None = None,
+    ):
         self.name = name
+        self.call = CallSpan(func, span_name)
         self.decorator_selector = selector
         # The cache key for the settings last seen, so a memory hit costs no resolution-order walk.
         # One tuple, assigned atomically: threads racing a configure() never pair a key with other settings.
@@ -139,6 +152,9 @@ def _sync_wrapper(spec: _Spec) -> Callable[..., Any]:
             kwargs["prompt"] = prompt
         else:
             prompt = _prepare(spec, wrapped, args, kwargs)
+        tracer = tracing.tracer()
+        if tracer is not None:
+            return _traced_call(spec, tracer, prompt, wrapped, args, kwargs, bound=hasattr(wrapped, "__self__"))
         token = set_active(prompt)
         try:
             return wrapped(*args, **kwargs)
@@ -146,6 +162,58 @@ def _sync_wrapper(spec: _Spec) -> Callable[..., Any]:
             reset_active(token)
 
     return wrapper
+
+
+def _traced_call(
+    spec: _Spec,
+    tracer: Any,
+    prompt: Prompt,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    bound: bool,
+) -> Any:
+    settings = get_settings()
+    started = spec.call.start(tracer, prompt, settings, args, kwargs, bound=bound)
+    token = active_prompt.set(prompt)
+    try:
+        result = func(*args, **kwargs)
+    except BaseException as exc:
+        active_prompt.reset(token)
+        if started is not None:
+            spec.call.fail(started, settings, exc)
+        raise
+    active_prompt.reset(token)
+    if started is not None:
+        spec.call.finish(started, settings, result)
+    return result
+
+
+async def _traced_await(
+    spec: _Spec,
+    tracer: Any,
+    prompt: Prompt,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    bound: bool,
+) -> Any:
+    settings = get_settings()
+    started = spec.call.start(tracer, prompt, settings, args, kwargs, bound=bound)
+    token = active_prompt.set(prompt)
+    try:
+        result = await func(*args, **kwargs)
+    except BaseException as exc:
+        active_prompt.reset(token)
+        if started is not None:
+            spec.call.fail(started, settings, exc)
+        raise
+    active_prompt.reset(token)
+    if started is not None:
+        spec.call.finish(started, settings, result)
+    return result
 
 
 def _plain_function_wrapper(spec: _Spec, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -161,6 +229,7 @@ def _plain_function_wrapper(spec: _Spec, func: Callable[..., Any]) -> Callable[.
     inject = spec.inject and spec.positional_index is None
     set_active, reset_active = active_prompt.set, active_prompt.reset
     get_overrides = overrides.get
+    get_tracer = tracing.tracer
     config, prompts = _config, _prompts
 
     @functools.wraps(func)
@@ -178,6 +247,9 @@ def _plain_function_wrapper(spec: _Spec, func: Callable[..., Any]) -> Callable[.
             prompt = prompt or spec.resolve(spec.selector())
         else:  # the caller passed `prompt`, or it is positional
             prompt = _prepare(spec, func, args, kwargs)
+        tracer = get_tracer()
+        if tracer is not None:
+            return _traced_call(spec, tracer, prompt, func, args, kwargs, bound=False)
         token = set_active(prompt)
         try:
             return func(*args, **kwargs)
@@ -201,6 +273,9 @@ def _plain_async_wrapper(spec: _Spec, func: Callable[..., Any]) -> Callable[...,
             prompt = spec.memory_hit() or await _resolve_off_loop(spec, func, args, kwargs)
         else:
             prompt = await _resolve_off_loop(spec, func, args, kwargs)
+        tracer = tracing.tracer()
+        if tracer is not None:
+            return await _traced_await(spec, tracer, prompt, func, args, kwargs, bound=False)
         token = set_active(prompt)
         try:
             return await func(*args, **kwargs)
@@ -238,6 +313,10 @@ async def _resolve_off_loop(spec: _Spec, wrapped: Any, args: tuple[Any, ...], kw
 def _async_wrapper(spec: _Spec) -> Callable[..., Any]:
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         prompt = await _resolve_off_loop(spec, wrapped, args, kwargs)
+        tracer = tracing.tracer()
+        if tracer is not None:
+            bound = hasattr(wrapped, "__self__")
+            return await _traced_await(spec, tracer, prompt, wrapped, args, kwargs, bound=bound)
         token = active_prompt.set(prompt)
         try:
             return await wrapped(*args, **kwargs)
@@ -251,43 +330,82 @@ def _generator_wrapper(spec: _Spec) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         # Resolved at call time, so a `use_prompt` block around the call applies however late it is iterated.
         prompt = _prepare(spec, wrapped, args, kwargs)
+        stream: StreamSpan | None = None
+        tracer = tracing.tracer()
+        if tracer is not None:
+            bound = hasattr(wrapped, "__self__")
+            stream = StreamSpan.start(tracer, spec.call, prompt, get_settings(), args, kwargs, bound=bound)
         token = active_prompt.set(prompt)
+        context = stream.attach() if stream is not None else None
         try:
             generator = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            if stream is not None:
+                stream.end(exc)
+            raise
         finally:
+            if stream is not None:
+                stream.detach(context)
             active_prompt.reset(token)
-        return _iterate(generator, prompt)
+        iterator = _iterate(generator, prompt, stream)
+        if stream is not None:
+            stream.guard(iterator)
+        return iterator
 
     return wrapper
 
 
-def _iterate(generator: Generator[Any, Any, Any], prompt: Prompt) -> Generator[Any, Any, Any]:
-    """Drive `generator` step by step with `prompt` active during each step; send/throw/close pass through."""
+def _iterate(
+    generator: Generator[Any, Any, Any], prompt: Prompt, stream: StreamSpan | None
+) -> Generator[Any, Any, Any]:
+    """Drive `generator` step by step with `prompt` (and its span) active during each step.
+
+    send/throw/close pass through. The span ends exactly once: on exhaustion, on an exception, on close
+    (early `break` included), or, for an abandoned stream, when this generator is garbage-collected.
+    """
     to_send: Any = None
     to_throw: BaseException | None = None
-    while True:
-        token = active_prompt.set(prompt)
-        try:
-            if to_throw is not None:
-                item = generator.throw(to_throw)
-            else:
-                item = generator.send(to_send)
-        except StopIteration as stop:
-            return stop.value
-        finally:
-            active_prompt.reset(token)
-            to_throw = None
-        try:
-            to_send = yield item
-        except GeneratorExit:
+    try:
+        while True:
             token = active_prompt.set(prompt)
+            context = stream.attach() if stream is not None else None
             try:
-                generator.close()
+                if to_throw is not None:
+                    item = generator.throw(to_throw)
+                else:
+                    item = generator.send(to_send)
+            except StopIteration as stop:
+                if stream is not None:
+                    stream.end()
+                return stop.value
+            except BaseException as exc:
+                if stream is not None:
+                    stream.end(exc)
+                raise
             finally:
+                if stream is not None:
+                    stream.detach(context)
                 active_prompt.reset(token)
-            raise
-        except BaseException as exc:
-            to_throw = exc
+                to_throw = None
+            if stream is not None:
+                stream.item(item)
+            try:
+                to_send = yield item
+            except GeneratorExit:
+                token = active_prompt.set(prompt)
+                context = stream.attach() if stream is not None else None
+                try:
+                    generator.close()
+                finally:
+                    if stream is not None:
+                        stream.detach(context)
+                    active_prompt.reset(token)
+                raise
+            except BaseException as exc:
+                to_throw = exc
+    finally:
+        if stream is not None:
+            stream.end()  # closed early: a no-op if it already ended
 
 
 def _async_generator_wrapper(spec: _Spec) -> Callable[..., Any]:
@@ -303,7 +421,10 @@ def _async_generator_wrapper(spec: _Spec) -> Callable[..., Any]:
                 prompt = resolver().cached(spec.name, selector)
             except Exception:
                 log_internal_error("prompt cache lookup")
-        return _aiterate(spec, selector, prompt, wrapped, args, kwargs)
+        owner: list[weakref.ref[Any]] = []  # lets the stream's span be guarded by the iterator's lifetime
+        iterator = _aiterate(spec, selector, prompt, wrapped, args, kwargs, owner)
+        owner.append(weakref.ref(iterator))
+        return iterator
 
     return wrapper
 
@@ -315,41 +436,75 @@ async def _aiterate(
     wrapped: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+    owner: list[weakref.ref[Any]],
 ) -> AsyncGenerator[Any, Any]:
+    # The span starts at the first iteration (the prompt may need fetching off the loop first) and ends exactly
+    # once: exhaustion, exception, aclose() (from any task), or the event loop finalizing an abandoned stream.
     if prompt is None:
         prompt = await _to_thread(spec, selector)
     if spec.inject and not spec.caller_supplies(wrapped, args, kwargs):
         kwargs["prompt"] = prompt
+    stream: StreamSpan | None = None
+    tracer = tracing.tracer()
+    if tracer is not None:
+        bound = hasattr(wrapped, "__self__")
+        stream = StreamSpan.start(tracer, spec.call, prompt, get_settings(), args, kwargs, bound=bound)
+        iterator = owner[0]() if owner else None
+        if stream is not None and iterator is not None:
+            stream.guard(iterator)  # abandoned without an event loop to finalize it: still ends once
     token = active_prompt.set(prompt)
+    context = stream.attach() if stream is not None else None
     try:
         generator: AsyncGenerator[Any, Any] = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        if stream is not None:
+            stream.end(exc)
+        raise
     finally:
+        if stream is not None:
+            stream.detach(context)
         active_prompt.reset(token)
     to_send: Any = None
     to_throw: BaseException | None = None
-    while True:
-        token = active_prompt.set(prompt)
-        try:
-            if to_throw is not None:
-                item = await generator.athrow(to_throw)
-            else:
-                item = await generator.asend(to_send)
-        except StopAsyncIteration:
-            return
-        finally:
-            active_prompt.reset(token)
-            to_throw = None
-        try:
-            to_send = yield item
-        except GeneratorExit:
+    try:
+        while True:
             token = active_prompt.set(prompt)
+            context = stream.attach() if stream is not None else None
             try:
-                await generator.aclose()
+                if to_throw is not None:
+                    item = await generator.athrow(to_throw)
+                else:
+                    item = await generator.asend(to_send)
+            except StopAsyncIteration:
+                return
+            except BaseException as exc:
+                if stream is not None:
+                    stream.end(exc)
+                raise
             finally:
+                if stream is not None:
+                    stream.detach(context)
                 active_prompt.reset(token)
-            raise
-        except BaseException as exc:
-            to_throw = exc
+                to_throw = None
+            if stream is not None:
+                stream.item(item)
+            try:
+                to_send = yield item
+            except GeneratorExit:
+                token = active_prompt.set(prompt)
+                context = stream.attach() if stream is not None else None
+                try:
+                    await generator.aclose()
+                finally:
+                    if stream is not None:
+                        stream.detach(context)
+                    active_prompt.reset(token)
+                raise
+            except BaseException as exc:
+                to_throw = exc
+    finally:
+        if stream is not None:
+            stream.end()
 
 
 def _unwrap(func: Any) -> Any:
@@ -358,20 +513,26 @@ def _unwrap(func: Any) -> Any:
 
 
 @overload
-def track(*, prompt: str, version: int | None = None, fallback: Template | None = None) -> Callable[[F], F]: ...
+def track(
+    *, prompt: str, version: int | None = None, fallback: Template | None = None, name: str | None = None
+) -> Callable[[F], F]: ...
 @overload
-def track(*, prompt: str, alias: str | None = None, fallback: Template | None = None) -> Callable[[F], F]: ...
+def track(
+    *, prompt: str, alias: str | None = None, fallback: Template | None = None, name: str | None = None
+) -> Callable[[F], F]: ...
 def track(
     *,
     prompt: str,
     version: int | None = None,
     alias: str | None = None,
     fallback: Template | None = None,
+    name: str | None = None,
 ) -> Callable[[F], F]:
     """Resolve the pinned version of a registry prompt for every call of the decorated function.
 
     The function gets the `Prompt` as its `prompt` argument when it declares one; otherwise
-    `promptops.current_prompt()` returns it during the call. Works on `def`, `async def`, generators, async
+    `promptops.current_prompt()` returns it during the call. Each call is an OpenTelemetry span carrying the
+    prompt version, the (redacted) inputs and output, and any exception. Works on `def`, `async def`, generators, async
     generators, methods, classmethods and staticmethods. The function's own exceptions pass through unchanged.
 
     Which version: an active `use_prompt()` override, else `version=`/`alias=` here, else a configured pin,
@@ -390,6 +551,7 @@ def track(
         alias: Use this alias instead of the configured pin or default alias.
         fallback: A template (MLflow `{{ variable }}` syntax, text or chat messages) to use when no registry or
             disk copy can be had; the prompt then has `version == 0` and `source == "fallback"`.
+        name: The span name (default: the function's name).
 
     Returns:
         A decorator.
@@ -415,7 +577,7 @@ def track(
         target = _unwrap(func)
         if not callable(target):
             raise TypeError(f"@promptops.track applies to functions and methods, not {type(func).__name__}")
-        spec = _Spec(target, prompt, selector, fallback)
+        spec = _Spec(target, prompt, selector, fallback, name)
         if inspect.isasyncgenfunction(target):
             wrapper = _async_generator_wrapper(spec)
         elif inspect.iscoroutinefunction(target):

@@ -11,7 +11,7 @@ import threading
 
 from .._config import Selector, Settings, get_settings, on_change, parse_selector
 from .._errors import PromptUnavailableError
-from ._context import NO_OVERRIDES, active_prompt, current_prompt, overrides, use_prompt
+from ._context import NO_OVERRIDES, active_prompt, current_prompt, overrides, replay_active, use_prompt
 from ._prompt import Message, Prompt, Source, Template
 from ._resolver import Resolver
 
@@ -27,6 +27,7 @@ __all__ = [
     "overrides",
     "parse_reference",
     "preload",
+    "replay_active",
     "resolver",
     "selector_for",
     "use_prompt",

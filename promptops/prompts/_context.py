@@ -20,6 +20,8 @@ __all__ = ["current_prompt", "use_prompt"]
 NO_OVERRIDES: Mapping[str, Selector] = MappingProxyType({})
 overrides: ContextVar[Mapping[str, Selector]] = ContextVar("promptops_overrides", default=NO_OVERRIDES)
 active_prompt: ContextVar[Prompt | None] = ContextVar("promptops_prompt", default=None)
+# True while replay runs a call (spans say `promptops.replay=true`; capture skips the call).
+replay_active: ContextVar[bool] = ContextVar("promptops_replay", default=False)
 
 
 @contextlib.contextmanager

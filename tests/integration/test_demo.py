@@ -26,4 +26,7 @@ def test_demo_runs_end_to_end_offline() -> None:
     assert lines["this process, registry down"].startswith("version 2 (source: cache)")
     assert lines["a restarted process, registry down"] == "version 2 (source: disk)"
     assert "PromptUnavailableError" in lines["preload() of something never cached"]
+    traced, linked = lines["traces in MLflow (one span per call)"].split(", ")
+    assert int(traced) >= 10 and linked.startswith(traced + " linked")
+    assert int(lines["spans not exportable while MLflow is down"].split()[0]) > 0
     assert "Traceback" not in done.stderr

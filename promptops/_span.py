@@ -1,0 +1,389 @@
+"""One OpenTelemetry span per tracked call: which prompt version produced which output.
+
+`CallSpan` is built once per decorated function (names, parameter layout, static attributes) so a call only
+fills in what varies. Everything here runs inside the user's call: a failure of ours is logged as an internal
+error and the call goes on untraced; the user's exception is recorded (redacted) and re-raised untouched.
+Attribute names are a contract (dashboards and tests rely on them): see `docs/tracing.md`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+import traceback
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._config import Settings
+from ._errors import log_internal_error
+from .prompts import Prompt, replay_active
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.trace import Span, Tracer
+
+__all__ = ["CallSpan", "StreamSpan", "record_usage"]
+
+# Fixed attribute names.
+FUNCTION = "promptops.function"
+PROMPT_NAME = "promptops.prompt.name"
+PROMPT_VERSION = "promptops.prompt.version"
+PROMPT_ALIAS = "promptops.prompt.alias"
+PROMPT_SOURCE = "promptops.prompt.source"
+REPLAY = "promptops.replay"
+INPUTS = "promptops.inputs"
+OUTPUT = "promptops.output"
+STREAM_ITEMS = "promptops.stream.items"
+STREAM_FIRST_ITEM_MS = "promptops.stream.first_item_ms"
+GEN_AI_OPERATION = "gen_ai.operation.name"
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GEN_AI_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_FINISH_REASONS = "gen_ai.response.finish_reasons"
+# Request parameters copied from the prompt version's model config, where it has them.
+_MODEL_CONFIG_ATTRIBUTES = {
+    "temperature": "gen_ai.request.temperature",
+    "max_tokens": "gen_ai.request.max_tokens",
+    "top_p": "gen_ai.request.top_p",
+    "top_k": "gen_ai.request.top_k",
+    "frequency_penalty": "gen_ai.request.frequency_penalty",
+    "presence_penalty": "gen_ai.request.presence_penalty",
+}
+
+_otel: Any = None  # (trace, context, Status, StatusCode), imported on first traced call
+
+
+def _api() -> Any:
+    global _otel
+    if _otel is None:
+        from opentelemetry import context, trace
+        from opentelemetry.trace import Status, StatusCode
+
+        _otel = (trace, context, Status, StatusCode)
+    return _otel
+
+
+def _values(settings: Settings) -> tuple[Callable[..., str], Any]:
+    from ._redact import redactor_for
+    from ._serialize import dumps_for_span
+
+    return dumps_for_span, redactor_for(settings)
+
+
+def _prompt_attributes(prompt: Prompt) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        PROMPT_NAME: prompt.name,
+        PROMPT_VERSION: prompt.version,
+        PROMPT_SOURCE: prompt.source,
+    }
+    if prompt.alias is not None:
+        attributes[PROMPT_ALIAS] = prompt.alias
+    config = prompt.model_config
+    if config:
+        model = config.get("model_name") or config.get("model")
+        if isinstance(model, str):
+            attributes[GEN_AI_REQUEST_MODEL] = model
+        for key, attribute in _MODEL_CONFIG_ATTRIBUTES.items():
+            value = config.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                attributes[attribute] = value
+    return attributes
+
+
+class CallSpan:
+    """How calls of one decorated function become spans."""
+
+    __slots__ = ("drop_first", "function", "name", "positional", "var_positional")
+
+    def __init__(self, func: Callable[..., Any], name: str | None) -> None:
+        self.name = name or getattr(func, "__name__", "call")
+        self.function = f"{getattr(func, '__module__', '?')}:{getattr(func, '__qualname__', self.name)}"
+        try:
+            parameters = list(inspect.signature(func).parameters.values())
+        except (TypeError, ValueError):
+            parameters = []
+        kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        self.positional = [p.name for p in parameters if p.kind in kinds]
+        self.var_positional = next((p.name for p in parameters if p.kind is inspect.Parameter.VAR_POSITIONAL), None)
+        # `self`/`cls` are the receiver, not an input worth recording.
+        self.drop_first = bool(self.positional) and self.positional[0] in ("self", "cls")
+
+    def inputs(self, args: tuple[Any, ...], kwargs: dict[str, Any], *, bound: bool) -> dict[str, Any]:
+        """The call's arguments by parameter name, without the receiver and the injected prompt."""
+        names = self.positional[1:] if bound and self.drop_first else self.positional
+        data = dict(zip(names, args))
+        if len(args) > len(names) and self.var_positional is not None:
+            data[self.var_positional] = list(args[len(names) :])
+        if kwargs:
+            data.update(kwargs)
+        data.pop("prompt", None)
+        if self.drop_first and not bound:
+            data.pop(self.positional[0], None)
+        return data
+
+    def open(
+        self,
+        tracer: Tracer,
+        prompt: Prompt,
+        settings: Settings,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        bound: bool = False,
+    ) -> Span | None:
+        """Start the call's span (child of the current one); `None` (the call goes on untraced) if that fails."""
+        try:
+            attributes = _prompt_attributes(prompt)
+            attributes[FUNCTION] = self.function
+            attributes[REPLAY] = replay_active.get()
+            if settings.record_values:
+                dumps, redactor = _values(settings)
+                attributes[INPUTS] = dumps(
+                    self.inputs(args, kwargs, bound=bound), max_chars=settings.max_value_chars, redactor=redactor
+                )
+            return tracer.start_span(self.name, attributes=attributes)
+        except Exception:
+            log_internal_error("span start")
+            return None
+
+    def start(
+        self,
+        tracer: Tracer,
+        prompt: Prompt,
+        settings: Settings,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        bound: bool = False,
+    ) -> tuple[Span, object] | None:
+        """`open` the span and make it current; `None` if that fails."""
+        span = self.open(tracer, prompt, settings, args, kwargs, bound=bound)
+        if span is None:
+            return None
+        try:
+            trace, context, _, _ = _api()
+            return span, context.attach(trace.set_span_in_context(span))
+        except Exception:
+            log_internal_error("span context")
+            span.end()
+            return None
+
+    @staticmethod
+    def finish(started: tuple[Span, object], settings: Settings, output: Any, *, has_output: bool = True) -> None:
+        """Record the output, restore the context and end the span."""
+        span, token = started
+        try:
+            if has_output and settings.record_values:
+                dumps, redactor = _values(settings)
+                span.set_attribute(OUTPUT, dumps(output, max_chars=settings.max_value_chars, redactor=redactor))
+        except Exception:
+            log_internal_error("span output")
+        _end(span, token)
+
+    @staticmethod
+    def fail(started: tuple[Span, object], settings: Settings, exc: BaseException) -> None:
+        """Record the exception (redacted) with status ERROR, restore the context and end the span."""
+        span, token = started
+        try:
+            record_exception(span, settings, exc)
+        except Exception:
+            log_internal_error("span exception")
+        _end(span, token)
+
+
+def _end(span: Span, token: object) -> None:
+    try:
+        _api()[1].detach(token)
+    except Exception:
+        log_internal_error("span context")
+    try:
+        span.end()
+    except Exception:
+        log_internal_error("span end")
+
+
+def record_exception(span: Span, settings: Settings, exc: BaseException) -> None:
+    """Status ERROR and an `exception` event whose message and stack trace went through redaction."""
+    _, _, Status, StatusCode = _api()
+    _, redactor = _values(settings)
+    message = redactor.redact_text(_safe_str(exc))
+    stacktrace = redactor.redact_text("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    kind = (
+        f"{type(exc).__module__}.{type(exc).__qualname__}"
+        if type(exc).__module__ != "builtins"
+        else type(exc).__qualname__
+    )
+    span.add_event(
+        "exception",
+        {
+            "exception.type": kind,
+            "exception.message": message,
+            "exception.stacktrace": stacktrace,
+            "exception.escaped": True,
+        },
+    )
+    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__qualname__}: {message}"))
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return f"<unprintable {type(exc).__qualname__}>"
+
+
+class StreamSpan:
+    """The span of a generator call: open until the stream is exhausted, closed or collected; ends once.
+
+    Keeps the joined output (strings concatenated, anything else as a list), the item count and the time to
+    the first item. A `weakref.finalize` on the wrapping generator ends it when an abandoned stream is
+    garbage-collected, even one never started (whose `finally` would never run).
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_done",
+        "_first_ns",
+        "_items",
+        "_parts",
+        "_size",
+        "_start_ns",
+        "settings",
+        "span",
+        "token_context",
+    )
+
+    def __init__(self, span: Span, settings: Settings, context: Context) -> None:
+        self.span = span
+        self.settings = settings
+        self.token_context = context  # the context with this span current, attached around each step
+        self._start_ns = time.perf_counter_ns()
+        self._first_ns: int | None = None
+        self._items = 0
+        self._parts: list[Any] = []
+        self._size = 0
+        self._done = False
+
+    @classmethod
+    def start(
+        cls,
+        tracer: Tracer,
+        call: CallSpan,
+        prompt: Prompt,
+        settings: Settings,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        bound: bool,
+    ) -> StreamSpan | None:
+        """Start the span without making it current (each step attaches it); `None` if that fails."""
+        span = call.open(tracer, prompt, settings, args, kwargs, bound=bound)
+        if span is None:
+            return None
+        try:
+            return cls(span, settings, _api()[0].set_span_in_context(span))
+        except Exception:
+            log_internal_error("stream span")
+            span.end()
+            return None
+
+    def attach(self) -> object:
+        """Make the span current for one step of the stream."""
+        return _api()[1].attach(self.token_context)
+
+    @staticmethod
+    def detach(token: object) -> None:
+        """Undo `attach` after the step."""
+        try:
+            _api()[1].detach(token)
+        except Exception:
+            log_internal_error("stream span context")
+
+    def item(self, value: Any) -> None:
+        """Count one item and keep it for the joined output (bounded by `max_value_chars`)."""
+        self._items += 1
+        if self._first_ns is None:
+            self._first_ns = time.perf_counter_ns()
+        if self.settings.record_values and self._size <= self.settings.max_value_chars:
+            self._parts.append(value)
+            self._size += len(value) if isinstance(value, str) else 16
+
+    def end(self, exc: BaseException | None = None) -> None:
+        """End the span once, with the joined output, item count and time to first item."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            span = self.span
+            span.set_attribute(STREAM_ITEMS, self._items)
+            if self._first_ns is not None:
+                span.set_attribute(STREAM_FIRST_ITEM_MS, (self._first_ns - self._start_ns) / 1e6)
+            if self.settings.record_values:
+                parts = self._parts
+                output: Any = "".join(parts) if parts and all(isinstance(p, str) for p in parts) else parts
+                dumps, redactor = _values(self.settings)
+                span.set_attribute(OUTPUT, dumps(output, max_chars=self.settings.max_value_chars, redactor=redactor))
+            if exc is not None:
+                record_exception(span, self.settings, exc)
+        except Exception:
+            log_internal_error("stream span end")
+        try:
+            self.span.end()
+        except Exception:
+            log_internal_error("span end")
+
+    def guard(self, owner: object) -> None:
+        """End the span when `owner` (the wrapping generator) is garbage-collected unfinished."""
+        weakref.finalize(owner, self.end)
+
+
+def record_usage(
+    *,
+    input_tokens: int | None = None,
+    output_tokens: int | None = None,
+    model: str | None = None,
+    response_model: str | None = None,
+    operation: str | None = None,
+    finish_reasons: list[str] | None = None,
+) -> None:
+    """Report what the model call inside a tracked function used, as OpenTelemetry GenAI attributes.
+
+    Sets `gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens`, `gen_ai.request.model`,
+    `gen_ai.response.model`, `gen_ai.operation.name` and `gen_ai.response.finish_reasons` on the current span
+    (the tracked call's). Does nothing outside a traced call. Never raises.
+
+    ```python
+    @promptops.track(prompt="summarize")
+    def summarize(text: str, *, prompt: promptops.Prompt) -> str:
+        reply = client.chat(prompt.format(text=text))
+        promptops.record_usage(input_tokens=reply.usage.prompt_tokens, output_tokens=reply.usage.completion_tokens)
+        return reply.text
+    ```
+
+    Args:
+        input_tokens: Tokens in the request.
+        output_tokens: Tokens generated.
+        model: The model asked for (`gen_ai.request.model`).
+        response_model: The model that answered (`gen_ai.response.model`).
+        operation: The GenAI operation, e.g. `"chat"` or `"text_completion"`.
+        finish_reasons: Why generation stopped, e.g. `["stop"]`.
+    """
+    try:
+        if _otel is None:
+            return  # nothing was ever traced in this process
+        span = _otel[0].get_current_span()
+        if not span.is_recording():
+            return
+        values = {
+            GEN_AI_INPUT_TOKENS: input_tokens,
+            GEN_AI_OUTPUT_TOKENS: output_tokens,
+            GEN_AI_REQUEST_MODEL: model,
+            GEN_AI_RESPONSE_MODEL: response_model,
+            GEN_AI_OPERATION: operation,
+            GEN_AI_FINISH_REASONS: list(finish_reasons) if finish_reasons is not None else None,
+        }
+        span.set_attributes({key: value for key, value in values.items() if value is not None})
+    except Exception:
+        log_internal_error("record_usage")

@@ -1,0 +1,96 @@
+"""Helpers for testing code that uses promptops: see the spans your tracked functions record.
+
+```python
+from promptops.testing import capture_spans
+
+with capture_spans() as spans:
+    summarize("some text")
+assert spans.finished()[0].attributes["promptops.prompt.version"] == 3
+```
+
+The pytest plugin (installed with promptops) offers the same as the `promptops_spans` fixture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+__all__ = ["SpanCapture", "capture_spans"]
+
+
+class SpanCapture:
+    """The spans promptops recorded inside a `capture_spans()` block, through the real OpenTelemetry SDK."""
+
+    def __init__(self, exporter: InMemorySpanExporter) -> None:
+        """Read spans from `exporter` (made by `capture_spans()`)."""
+        self.exporter = exporter
+
+    def finished(self) -> list[ReadableSpan]:
+        """Spans ended so far, in the order they ended."""
+        return list(self.exporter.get_finished_spans())
+
+    def clear(self) -> None:
+        """Forget the spans recorded so far."""
+        self.exporter.clear()
+
+    def dump(self) -> list[dict[str, Any]]:
+        """Every span as plain data: name, attributes, status and events (handy for asserting what leaked)."""
+        return [
+            {
+                "name": span.name,
+                "attributes": {key: _plain(value) for key, value in (span.attributes or {}).items()},
+                "status": {"code": span.status.status_code.name, "description": span.status.description},
+                "events": [
+                    {"name": event.name, "attributes": {k: _plain(v) for k, v in (event.attributes or {}).items()}}
+                    for event in span.events
+                ],
+            }
+            for span in self.finished()
+        ]
+
+    @contextlib.contextmanager
+    def disabled(self) -> Generator[None]:
+        """Inside the block, promptops records no spans (as with `trace_exporter="none"`)."""
+        from .tracing import use_provider
+
+        with use_provider(None):
+            yield
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        items: tuple[Any, ...] = value  # pyright: ignore[reportUnknownVariableType]
+        return list(items)
+    return value
+
+
+@contextlib.contextmanager
+def capture_spans() -> Generator[SpanCapture]:
+    """Send promptops' spans to an in-memory exporter for the duration of the block.
+
+    Spans are exported synchronously, so they are visible as soon as they end. Whatever provider promptops
+    used before (the application's or its own) is restored afterwards.
+
+    Yields:
+        A `SpanCapture` to read the spans from.
+    """
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from .tracing import use_provider
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    try:
+        with use_provider(provider):
+            yield SpanCapture(exporter)
+    finally:
+        provider.shutdown()

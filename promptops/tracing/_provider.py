@@ -1,0 +1,445 @@
+"""The private tracer provider, its bounded batch processor, export counters and rate-limited warnings.
+
+Imported on the first span only (it imports the OpenTelemetry SDK).
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import logging
+import os
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import trace as trace_api
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import Tracer
+
+from .. import _config, tracing  # pyright: ignore[reportPrivateUsage]
+from .._config import Settings, get_settings
+from .._errors import log_internal_error
+from .._version import __version__
+
+logger = logging.getLogger("promptops")
+
+SCOPE = "promptops"
+DEFAULT_SERVICE_NAME = "promptops-app"
+ATEXIT_TIMEOUT = 2.0  # seconds an exiting application waits for its last spans, at most
+WARNING_INTERVAL = 60.0  # seconds between two warnings about the same kind of export trouble
+
+
+class ExportFailed(Exception):
+    """An expected, environmental export failure (endpoint down, refused, slow, store locked): a WARNING."""
+
+
+# -- counters ---------------------------------------------------------------------------------------------
+
+_counts_lock = threading.Lock()
+_counts: dict[str, int] = {"spans_exported": 0, "spans_dropped": 0, "spans_failed": 0, "export_failures": 0}
+
+
+def count(name: str, value: int = 1) -> None:
+    """Add `value` to the counter `name` (see `stats()`)."""
+    with _counts_lock:
+        _counts[name] += value
+
+
+def _reinit_lock_in_child() -> None:
+    # A fork while another thread held the lock would leave the child's copy locked forever.
+    global _counts_lock
+    _counts_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reinit_lock_in_child)
+
+
+class RateLimitedWarning:
+    """Log a WARNING at most once per `interval` seconds, saying how often it happened since the last one."""
+
+    def __init__(self, interval: float = WARNING_INTERVAL) -> None:
+        self._interval = interval
+        self._next = 0.0
+        self._suppressed = 0
+
+    def __call__(self, message: str, *args: object) -> None:
+        """Log `message % args` now, or count it if a warning was logged less than `interval` ago."""
+        now = time.monotonic()
+        if now < self._next:
+            self._suppressed += 1
+            return
+        self._next = now + self._interval
+        suppressed, self._suppressed = self._suppressed, 0
+        if suppressed:
+            message += " (%d similar warnings in the last %.0fs)"
+            args = (*args, suppressed, self._interval)
+        logger.warning(message, *args)
+
+
+# -- exporter wrapper and processor -----------------------------------------------------------------------
+
+
+class CountingExporter(SpanExporter):
+    """Counts what the wrapped exporter delivers and fails; turns its exceptions into counted warnings."""
+
+    def __init__(self, exporter: SpanExporter, description: str) -> None:
+        self.exporter = exporter
+        self.description = description
+        self._warn = RateLimitedWarning()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Export one batch through the wrapped exporter; never raises."""
+        try:
+            result = self.exporter.export(spans)
+        except ExportFailed as exc:
+            return self._failed(len(spans), str(exc))
+        except Exception as exc:
+            log_internal_error("tracing.export", exc)
+            return self._failed(len(spans), f"{type(exc).__name__}: {exc}")
+        if result is SpanExportResult.SUCCESS:
+            count("spans_exported", len(spans))
+            return result
+        return self._failed(len(spans), "the exporter reported a failure")
+
+    def _failed(self, spans: int, reason: str) -> SpanExportResult:
+        with _counts_lock:
+            _counts["spans_failed"] += spans
+            _counts["export_failures"] += 1
+            total = _counts["spans_failed"]
+        self._warn(
+            "promptops could not export %d spans to %s: %s (%d spans lost so far; the application is unaffected)",
+            spans,
+            self.description,
+            reason,
+            total,
+        )
+        return SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        """Shut the wrapped exporter down."""
+        try:
+            self.exporter.shutdown()
+        except Exception as exc:  # pragma: no cover - an exporter's own shutdown bug
+            log_internal_error("tracing.exporter_shutdown", exc)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Flush the wrapped exporter."""
+        return self.exporter.force_flush(timeout_millis)
+
+
+def _run_bounded(target: Callable[[], Any], timeout: float, name: str) -> bool:
+    """Run `target` in a daemon thread; `True` if it returned within `timeout` seconds."""
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            target()
+        except Exception as exc:
+            log_internal_error(name, exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"promptops-{name}", daemon=True).start()
+    return done.wait(max(timeout, 0.0))
+
+
+class BoundedBatchSpanProcessor(BatchSpanProcessor):
+    """OpenTelemetry's `BatchSpanProcessor`, plus what promptops needs of it.
+
+    * Spans dropped because the queue is full (or because they ended after shutdown) are counted and reported
+      in a rate-limited WARNING: in SDK 1.45 `BatchProcessor.emit` only logs them.
+    * `force_flush()` and `shutdown()` return by their deadline even when the exporter hangs on a dead or
+      blackholed endpoint: the SDK exports in the caller's thread and ignores the flush timeout
+      (opentelemetry-python #4568), so the work runs in a helper thread we wait for.
+
+    Fork safety is the SDK's: `os.register_at_fork` plus a pid check start a new worker in the child.
+    """
+
+    def __init__(self, exporter: SpanExporter, description: str) -> None:
+        super().__init__(exporter)
+        self.description = description
+        self._warn_dropped = RateLimitedWarning()
+        self._flushing: threading.Event | None = None
+        self._flush_lock = threading.Lock()
+        self._emit_lock = threading.Lock()
+        # Exact drop counting: the SDK's queue is a `deque(maxlen=...)` that silently pushes out its oldest span
+        # when full, and nothing outside it can tell atomically whether that happened. We give the SDK an
+        # unbounded deque and enforce the bound ourselves, under a lock, in `on_end` (the only producer; the
+        # worker only takes spans out). Other SDK versions keep the SDK's emit and an approximate count.
+        batch: Any = self._batch_processor
+        self._exact = all(
+            hasattr(batch, name)
+            for name in (
+                "_queue",
+                "_max_queue_size",
+                "_max_export_batch_size",
+                "_worker_awaken",
+                "_pid",
+                "_bsp_reset_once",
+                "_at_fork_reinit",
+                "_shutdown",
+            )
+        )
+        if self._exact:
+            batch._queue = collections.deque()
+        alive = weakref.ref(self)
+
+        def after_in_child() -> None:
+            # A flush thread running in the parent at fork time does not exist in the child.
+            if (processor := alive()) is not None:
+                processor._flushing = None
+                processor._flush_lock = threading.Lock()
+                processor._emit_lock = threading.Lock()
+
+        os.register_at_fork(after_in_child=after_in_child)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Queue an ended span for export, counting it if it has to be dropped. Never blocks."""
+        context = span.context
+        if not (context and context.trace_flags.sampled):
+            return
+        batch: Any = self._batch_processor  # the SDK's BatchProcessor: its queue and flags are private
+        if batch._shutdown:
+            self._dropped(shutdown=True)  # the SDK would log an INFO line per span
+            return
+        if not self._exact:  # pragma: no cover - an SDK without the internals we rely on
+            if len(batch._queue) >= batch._max_queue_size:
+                self._dropped(shutdown=False)
+            batch.emit(span)
+            return
+        if batch._pid != os.getpid():  # forked: the SDK's own check, from its emit()
+            batch._bsp_reset_once.do_once(batch._at_fork_reinit)
+        queue = batch._queue
+        with self._emit_lock:
+            full = len(queue) >= batch._max_queue_size
+            if not full:
+                queue.appendleft(span)
+        if full:
+            self._dropped(shutdown=False)
+        elif len(queue) >= batch._max_export_batch_size and not batch._worker_awaken.is_set():
+            batch._worker_awaken.set()
+
+    def _dropped(self, *, shutdown: bool) -> None:
+        with _counts_lock:
+            _counts["spans_dropped"] += 1
+            total = _counts["spans_dropped"]
+        reason = (
+            "promptops tracing was shut down"
+            if shutdown
+            else f"the export queue of {self.queue_capacity} spans is full: {self.description} cannot keep up "
+            "or is unreachable"
+        )
+        self._warn_dropped(
+            "promptops dropped spans: %s (%d dropped so far; OTEL_BSP_MAX_QUEUE_SIZE sets the queue)", reason, total
+        )
+
+    @property
+    def queue_capacity(self) -> int:
+        """How many ended spans may wait for export."""
+        batch: Any = self._batch_processor
+        return int(batch._max_queue_size)
+
+    @property
+    def queued(self) -> int:
+        """How many ended spans wait for export now."""
+        batch: Any = self._batch_processor
+        return len(batch._queue)
+
+    def force_flush(self, timeout_millis: int | None = 30000) -> bool:
+        """Export everything queued; wait at most `timeout_millis` (a hung export goes on in the background)."""
+        with self._flush_lock:
+            flushing = self._flushing
+            if flushing is None or flushing.is_set():
+                # One flush thread at a time: against a hung endpoint, repeated flushes must not pile up threads.
+                flushing = self._flushing = threading.Event()
+                _start(self._flush_now, flushing, "tracing.flush")
+        return flushing.wait(max((timeout_millis or 0) / 1000, 0.0))
+
+    def _flush_now(self) -> None:
+        super().force_flush()
+
+    def shutdown(self, timeout: float = 30.0) -> bool:  # pyright: ignore[reportIncompatibleMethodOverride]
+        """Flush what the deadline allows, then stop the worker and the exporter; never waits past it."""
+        deadline = time.monotonic() + timeout
+        flushed = self.force_flush(int(timeout * 1000))
+        remaining = max(deadline - time.monotonic(), 0.0)
+        stopped = _run_bounded(
+            lambda: self._batch_processor.shutdown(int(remaining * 1000)), remaining, "tracing.shutdown"
+        )
+        return flushed and stopped
+
+
+def _start(target: Callable[[], None], done: threading.Event, name: str) -> None:
+    def run() -> None:
+        try:
+            target()
+        except Exception as exc:
+            log_internal_error(name, exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"promptops-{name}", daemon=True).start()
+
+
+# -- the set-up ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What `tracer()` returns for one settings object, and what it was decided from."""
+
+    settings: Settings | None
+    global_provider: object  # opentelemetry.trace._TRACER_PROVIDER when this was decided
+    tracer: Tracer | None
+    private: Private | None  # our own provider, if spans go to it
+
+
+@dataclass(frozen=True)
+class Private:
+    """promptops' own provider and processor, for one exporter configuration."""
+
+    key: tuple[str, str, str | None]
+    provider: TracerProvider
+    processor: BoundedBatchSpanProcessor
+    tracer: Tracer
+
+
+_lock = threading.RLock()
+_private: Private | None = None
+_retired: list[weakref.ref[BoundedBatchSpanProcessor]] = []
+_atexit_registered = False
+
+
+def refresh() -> Tracer | None:
+    """Decide where spans go for the current settings and global provider; cache and return the tracer."""
+    try:
+        with _lock:
+            settings = get_settings()
+            # The real getter: it also loads a provider named by OTEL_PYTHON_TRACER_PROVIDER.
+            provider = trace_api.get_tracer_provider()
+            tracing._trace_api = trace_api  # pyright: ignore[reportPrivateUsage]
+            seen = trace_api._TRACER_PROVIDER  # pyright: ignore[reportPrivateUsage]
+            if (override := tracing._override) is not None:  # pyright: ignore[reportPrivateUsage]
+                setup = Setup(settings, seen, override[0], None)
+            elif not isinstance(provider, trace_api.ProxyTracerProvider):
+                # The application's own set-up wins, whatever trace_exporter says.
+                _retire_private()
+                chosen = provider.get_tracer(SCOPE, __version__)
+                setup = Setup(settings, seen, chosen, None)
+            elif settings.trace_exporter == "none":
+                _retire_private()
+                setup = Setup(settings, seen, None, None)
+            else:
+                private = _private_for(settings)
+                setup = Setup(settings, seen, private.tracer, private)
+            if settings is _config.current:
+                tracing._setup = setup  # pyright: ignore[reportPrivateUsage]
+            return setup.tracer
+    except Exception as exc:
+        log_internal_error("tracing.setup", exc)
+        return None
+
+
+def _key(settings: Settings) -> tuple[str, str, str | None]:
+    return (settings.trace_exporter, settings.tracking_uri, settings.experiment_name)
+
+
+def _private_for(settings: Settings) -> Private:
+    global _private, _atexit_registered
+    key = _key(settings)
+    if _private is not None and _private.key == key:
+        return _private
+    _retire_private()
+    exporter, description = _make_exporter(settings)
+    processor = BoundedBatchSpanProcessor(CountingExporter(exporter, description), description)
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME})
+    # shutdown_on_exit=False: the SDK's own atexit hook would wait up to 30 s for a dead endpoint; ours is short.
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    _private = Private(key, provider, processor, provider.get_tracer(SCOPE, __version__))
+    if not _atexit_registered:
+        atexit.register(_at_exit)
+        _atexit_registered = True
+    return _private
+
+
+def _make_exporter(settings: Settings) -> tuple[SpanExporter, str]:
+    kind = settings.trace_exporter
+    if kind == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        # sys.stdout as it is now: the SDK's default argument is the one of import time.
+        return ConsoleSpanExporter(out=sys.stdout), "the console"
+    if kind == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exporter = OTLPSpanExporter()
+        return exporter, f"the OTLP endpoint {getattr(exporter, '_endpoint', '?')}"
+    from ._mlflow import make_mlflow_exporter
+
+    return make_mlflow_exporter(settings.tracking_uri, settings.experiment_name)
+
+
+def _retire_private() -> None:
+    """Stop routing spans to our provider; it finishes exporting in the background, bounded."""
+    global _private
+    old, _private = _private, None
+    if old is not None:
+        _retired.append(weakref.ref(old.processor))
+        _run_bounded(lambda: old.processor.shutdown(5.0), 0.0, "tracing.retire")
+
+
+def _processors() -> list[BoundedBatchSpanProcessor]:
+    with _lock:
+        current = [_private.processor] if _private is not None else []
+        alive = [processor for ref in _retired if (processor := ref()) is not None]
+        _retired[:] = [weakref.ref(processor) for processor in alive if not processor._batch_processor._shutdown]  # pyright: ignore[reportPrivateUsage]
+    return current + alive
+
+
+def flush(timeout: float) -> bool:
+    """See `promptops.tracing.flush`."""
+    deadline = time.monotonic() + timeout
+    finished = True
+    for processor in _processors():
+        remaining = max(deadline - time.monotonic(), 0.0)
+        finished = processor.force_flush(int(remaining * 1000)) and finished
+    return finished
+
+
+def shutdown(timeout: float) -> bool:
+    """See `promptops.tracing.shutdown`."""
+    global _private
+    deadline = time.monotonic() + timeout
+    with _lock:
+        processors = _processors()
+        _private = None
+        _retired.clear()
+        tracing._setup = None  # pyright: ignore[reportPrivateUsage]
+    finished = True
+    for processor in processors:
+        remaining = max(deadline - time.monotonic(), 0.0)
+        finished = processor.shutdown(remaining) and finished
+    return finished
+
+
+def stats() -> dict[str, int]:
+    """See `promptops.tracing.stats`."""
+    with _counts_lock:
+        result = dict(_counts)
+    result["spans_queued"] = sum(processor.queued for processor in _processors())
+    return result
+
+
+def _at_exit() -> None:
+    try:
+        flush(ATEXIT_TIMEOUT)
+    except Exception:  # pragma: no cover - interpreter teardown
+        pass
