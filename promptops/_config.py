@@ -116,6 +116,24 @@ def _to_redact(value: object) -> tuple[Any, ...]:
     return tuple(rules)
 
 
+def _to_rate(value: object) -> float:
+    rate = _to_float(value)
+    if rate > 1:
+        raise ValueError(f"expected a fraction between 0 and 1, got {value!r}")
+    return rate
+
+
+def _to_capture(value: object) -> str | None:
+    if value is None or value is False:
+        return None
+    text = _to_str(value).strip()
+    if text.lower() in {"", "none", "off", "false", "0"}:
+        return None
+    if "://" not in text:
+        raise ValueError(f"expected a SQLAlchemy URL such as sqlite:///.promptops/captures.db, or none; got {value!r}")
+    return text
+
+
 def _to_pins(value: object) -> dict[str, Selector]:
     """Pins come as a mapping, JSON (`{"summarize": 3}`) or `summarize=3,classify=staging` from the environment."""
     if isinstance(value, str):
@@ -238,6 +256,28 @@ PARAMS: tuple[Param, ...] = (
         "truncated with a marker saying how much was cut.",
     ),
     Param(
+        "capture",
+        "sqlite:///.promptops/captures.db",
+        _to_capture,
+        "str | None",
+        "Where captured calls are written: any SQLAlchemy URL (`sqlite:///...`, "
+        "`postgresql+psycopg://...`). `none` disables capture.",
+    ),
+    Param(
+        "sample_rate",
+        1.0,
+        _to_rate,
+        "float",
+        "Fraction of calls captured (0 to 1); `track(sample_rate=...)` overrides it per function.",
+    ),
+    Param(
+        "app_version",
+        None,
+        _to_optional_str,
+        "str | None",
+        "A version string of the application, stored with every captured record.",
+    ),
+    Param(
         "redact",
         (),
         _to_redact,
@@ -265,6 +305,9 @@ class Settings:
     experiment_name: str | None = None
     record_values: bool = True
     max_value_chars: int = 8192
+    capture: str | None = "sqlite:///.promptops/captures.db"
+    sample_rate: float = 1.0
+    app_version: str | None = None
     redact: tuple[Any, ...] = ()
     generation: int = 0  # bumped by every configure(); caches keyed on settings compare it
 
@@ -343,6 +386,9 @@ def _resolve(overrides: Mapping[str, Any], environ: Mapping[str, str], generatio
         experiment_name=values["experiment_name"],
         record_values=values["record_values"],
         max_value_chars=values["max_value_chars"],
+        capture=_absolute_sqlite(values["capture"]) if values["capture"] else None,
+        sample_rate=values["sample_rate"],
+        app_version=values["app_version"],
         redact=values["redact"],
         generation=generation,
     )
@@ -389,6 +435,9 @@ def configure(
     experiment_name: str | None = None,
     record_values: bool | None = None,
     max_value_chars: int | None = None,
+    capture: str | bool | None = None,
+    sample_rate: float | None = None,
+    app_version: str | None = None,
     redact: Sequence[str | re.Pattern[str] | Callable[[str, Any], Any]] | None = None,
 ) -> Settings:
     """Configure promptops for this process. Optional: every setting also reads env vars and pyproject.
@@ -409,6 +458,9 @@ def configure(
         experiment_name: MLflow experiment for traces exported with `"mlflow"`.
         record_values: Whether spans record the call's (redacted, truncated) inputs and output.
         max_value_chars: Longest recorded value in characters before truncation.
+        capture: SQLAlchemy URL of the capture store; `"none"` or `False` disables capture.
+        sample_rate: Fraction of calls captured, 0 to 1.
+        app_version: Version string of the application, stored with captured records.
         redact: Extra redaction rules: regular expressions, or callables `(key, value) -> value`.
 
     Returns:
@@ -428,6 +480,9 @@ def configure(
         "experiment_name": experiment_name,
         "record_values": record_values,
         "max_value_chars": max_value_chars,
+        "capture": capture,
+        "sample_rate": sample_rate,
+        "app_version": app_version,
         "redact": redact,
     }
     with _lock:

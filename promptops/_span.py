@@ -65,11 +65,20 @@ def _api() -> Any:
     return _otel
 
 
+_values_cache: tuple[Settings | None, Callable[..., str] | None, Any] = (None, None, None)
+
+
 def _values(settings: Settings) -> tuple[Callable[..., str], Any]:
+    """The serializer and this settings' redactor (imported on first use, cached per settings object)."""
+    global _values_cache
+    cached_settings, dumps, redactor = _values_cache
+    if cached_settings is settings and dumps is not None:
+        return dumps, redactor
     from ._redact import redactor_for
     from ._serialize import dumps_for_span
 
-    return dumps_for_span, redactor_for(settings)
+    _values_cache = (settings, dumps_for_span, redactor_for(settings))
+    return dumps_for_span, _values_cache[2]
 
 
 def _prompt_attributes(prompt: Prompt) -> dict[str, Any]:
