@@ -278,6 +278,14 @@ PARAMS: tuple[Param, ...] = (
         "A version string of the application, stored with every captured record.",
     ),
     Param(
+        "capture_queue_size",
+        20_000,
+        _to_int,
+        "int",
+        "Most captured calls waiting for the background writer. When the queue is full (the store is slow or "
+        "down) new records are dropped and counted in `promptops.stats()`; the application never waits.",
+    ),
+    Param(
         "redact",
         (),
         _to_redact,
@@ -308,6 +316,7 @@ class Settings:
     capture: str | None = "sqlite:///.promptops/captures.db"
     sample_rate: float = 1.0
     app_version: str | None = None
+    capture_queue_size: int = 20_000
     redact: tuple[Any, ...] = ()
     generation: int = 0  # bumped by every configure(); caches keyed on settings compare it
 
@@ -389,6 +398,7 @@ def _resolve(overrides: Mapping[str, Any], environ: Mapping[str, str], generatio
         capture=_absolute_sqlite(values["capture"]) if values["capture"] else None,
         sample_rate=values["sample_rate"],
         app_version=values["app_version"],
+        capture_queue_size=values["capture_queue_size"],
         redact=values["redact"],
         generation=generation,
     )
@@ -438,6 +448,7 @@ def configure(
     capture: str | bool | None = None,
     sample_rate: float | None = None,
     app_version: str | None = None,
+    capture_queue_size: int | None = None,
     redact: Sequence[str | re.Pattern[str] | Callable[[str, Any], Any]] | None = None,
 ) -> Settings:
     """Configure promptops for this process. Optional: every setting also reads env vars and pyproject.
@@ -461,6 +472,7 @@ def configure(
         capture: SQLAlchemy URL of the capture store; `"none"` or `False` disables capture.
         sample_rate: Fraction of calls captured, 0 to 1.
         app_version: Version string of the application, stored with captured records.
+        capture_queue_size: Most captured calls waiting for the background writer before new ones are dropped.
         redact: Extra redaction rules: regular expressions, or callables `(key, value) -> value`.
 
     Returns:
@@ -483,6 +495,7 @@ def configure(
         "capture": capture,
         "sample_rate": sample_rate,
         "app_version": app_version,
+        "capture_queue_size": capture_queue_size,
         "redact": redact,
     }
     with _lock:

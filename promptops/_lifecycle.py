@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import prompts, tracing
+from . import capture, prompts, tracing
 from ._errors import internal_error_count
 
 __all__ = ["flush", "shutdown", "stats"]
 
 
 def flush(timeout: float = 5.0) -> bool:
-    """Wait until background work finishes: prompt fetches in flight, spans waiting for export.
+    """Wait until background work finishes: prompt fetches in flight, spans waiting for export, captured calls.
 
     Args:
         timeout: Seconds to wait at most.
@@ -24,7 +24,9 @@ def flush(timeout: float = 5.0) -> bool:
     current = prompts._resolver  # pyright: ignore[reportPrivateUsage] - don't create one just to flush it
     finished = current.wait(timeout) if current is not None else True
     # Spans: exported within what is left of the same deadline, even against a dead endpoint.
-    return tracing.flush(max(deadline - time.monotonic(), 0.0)) and finished
+    finished = tracing.flush(max(deadline - time.monotonic(), 0.0)) and finished
+    # Captured calls: written within what is left, even against a dead store.
+    return capture.flush(max(deadline - time.monotonic(), 0.0)) and finished
 
 
 def shutdown(timeout: float = 5.0) -> bool:
@@ -41,14 +43,19 @@ def shutdown(timeout: float = 5.0) -> bool:
     current = prompts._resolver  # pyright: ignore[reportPrivateUsage]
     if current is not None:
         current.close()
-    return tracing.shutdown(max(deadline - time.monotonic(), 0.0)) and finished
+    finished = tracing.shutdown(max(deadline - time.monotonic(), 0.0)) and finished
+    return capture.shutdown(max(deadline - time.monotonic(), 0.0)) and finished
 
 
 def stats() -> dict[str, Any]:
-    """Counters for monitoring and tests: registry fetches, internal errors, span export (see `tracing.stats`)."""
+    """Counters for monitoring and tests: registry fetches, internal errors, span export, capture.
+
+    See `tracing.stats` and `capture.stats` for what each counter means.
+    """
     current = prompts._resolver  # pyright: ignore[reportPrivateUsage]
     return {
         "registry_fetches": current.fetches if current is not None else 0,
         "internal_errors": internal_error_count(),
         **tracing.stats(),
+        **capture.stats(),
     }

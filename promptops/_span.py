@@ -244,11 +244,12 @@ def _safe_str(exc: BaseException) -> str:
 
 
 class StreamSpan:
-    """The span of a generator call: open until the stream is exhausted, closed or collected; ends once.
+    """One generator call: its span (if traced) stays open until the stream is exhausted, closed or collected.
 
-    Keeps the joined output (strings concatenated, anything else as a list), the item count and the time to
-    the first item. A `weakref.finalize` on the wrapping generator ends it when an abandoned stream is
-    garbage-collected, even one never started (whose `finally` would never run).
+    Ends exactly once. Keeps the joined output (strings concatenated, anything else as a list; bounded by
+    `max_value_chars`), the item count and the time to the first item, for the span and for `on_end` (capture).
+    A `weakref.finalize` on the wrapping generator ends it when an abandoned stream is garbage-collected, even
+    one never started (whose `finally` would never run).
     """
 
     __slots__ = (
@@ -256,29 +257,39 @@ class StreamSpan:
         "_done",
         "_first_ns",
         "_items",
+        "_keep",
         "_parts",
         "_size",
         "_start_ns",
+        "on_end",
         "settings",
         "span",
         "token_context",
     )
 
-    def __init__(self, span: Span, settings: Settings, context: Context) -> None:
+    def __init__(
+        self,
+        span: Span | None,
+        settings: Settings,
+        context: Context | None,
+        on_end: Callable[[Any, BaseException | None, int, int | None, int], None] | None = None,
+    ) -> None:
         self.span = span
         self.settings = settings
         self.token_context = context  # the context with this span current, attached around each step
+        self.on_end = on_end  # (output, exception, started_ns, first_item_ns, ended_ns)
         self._start_ns = time.perf_counter_ns()
         self._first_ns: int | None = None
         self._items = 0
         self._parts: list[Any] = []
         self._size = 0
+        self._keep = on_end is not None or (span is not None and settings.record_values)
         self._done = False
 
     @classmethod
     def start(
         cls,
-        tracer: Tracer,
+        tracer: Tracer | None,
         call: CallSpan,
         prompt: Prompt,
         settings: Settings,
@@ -286,25 +297,27 @@ class StreamSpan:
         kwargs: dict[str, Any],
         *,
         bound: bool,
+        on_end: Callable[[Any, BaseException | None, int, int | None, int], None] | None = None,
     ) -> StreamSpan | None:
-        """Start the span without making it current (each step attaches it); `None` if that fails."""
-        span = call.open(tracer, prompt, settings, args, kwargs, bound=bound)
-        if span is None:
-            return None
+        """Start the span (if `tracer`) without making it current: each step attaches it. `None` on failure."""
+        span = call.open(tracer, prompt, settings, args, kwargs, bound=bound) if tracer is not None else None
         try:
-            return cls(span, settings, _api()[0].set_span_in_context(span))
+            context = _api()[0].set_span_in_context(span) if span is not None else None
+            return cls(span, settings, context, on_end)
         except Exception:
             log_internal_error("stream span")
-            span.end()
+            if span is not None:
+                span.end()
             return None
 
     def attach(self) -> object:
         """Make the span current for one step of the stream."""
-        return _api()[1].attach(self.token_context)
+        return _api()[1].attach(self.token_context) if self.token_context is not None else None
 
-    @staticmethod
-    def detach(token: object) -> None:
+    def detach(self, token: object) -> None:
         """Undo `attach` after the step."""
+        if token is None:
+            return
         try:
             _api()[1].detach(token)
         except Exception:
@@ -315,36 +328,45 @@ class StreamSpan:
         self._items += 1
         if self._first_ns is None:
             self._first_ns = time.perf_counter_ns()
-        if self.settings.record_values and self._size <= self.settings.max_value_chars:
+        if self._keep and self._size <= self.settings.max_value_chars:
             self._parts.append(value)
             self._size += len(value) if isinstance(value, str) else 16
 
     def end(self, exc: BaseException | None = None) -> None:
-        """End the span once, with the joined output, item count and time to first item."""
+        """End once: the span gets the joined output, item count and time to first item; then `on_end`."""
         if self._done:
             return
         self._done = True
-        try:
-            span = self.span
-            span.set_attribute(STREAM_ITEMS, self._items)
-            if self._first_ns is not None:
-                span.set_attribute(STREAM_FIRST_ITEM_MS, (self._first_ns - self._start_ns) / 1e6)
-            if self.settings.record_values:
-                parts = self._parts
-                output: Any = "".join(parts) if parts and all(isinstance(p, str) for p in parts) else parts
-                dumps, redactor = _values(self.settings)
-                span.set_attribute(OUTPUT, dumps(output, max_chars=self.settings.max_value_chars, redactor=redactor))
-            if exc is not None:
-                record_exception(span, self.settings, exc)
-        except Exception:
-            log_internal_error("stream span end")
-        try:
-            self.span.end()
-        except Exception:
-            log_internal_error("span end")
+        ended_ns = time.perf_counter_ns()
+        parts = self._parts
+        output: Any = "".join(parts) if parts and all(isinstance(p, str) for p in parts) else parts
+        span = self.span
+        if span is not None:
+            try:
+                span.set_attribute(STREAM_ITEMS, self._items)
+                if self._first_ns is not None:
+                    span.set_attribute(STREAM_FIRST_ITEM_MS, (self._first_ns - self._start_ns) / 1e6)
+                if self.settings.record_values:
+                    dumps, redactor = _values(self.settings)
+                    span.set_attribute(
+                        OUTPUT, dumps(output, max_chars=self.settings.max_value_chars, redactor=redactor)
+                    )
+                if exc is not None:
+                    record_exception(span, self.settings, exc)
+            except Exception:
+                log_internal_error("stream span end")
+            try:
+                span.end()
+            except Exception:
+                log_internal_error("span end")
+        if self.on_end is not None:
+            try:
+                self.on_end(output, exc, self._start_ns, self._first_ns, ended_ns)
+            except Exception:
+                log_internal_error("stream capture")
 
     def guard(self, owner: object) -> None:
-        """End the span when `owner` (the wrapping generator) is garbage-collected unfinished."""
+        """End when `owner` (the wrapping generator) is garbage-collected unfinished."""
         weakref.finalize(owner, self.end)
 
 

@@ -13,7 +13,7 @@ import functools
 import inspect
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
-from time import monotonic
+from time import monotonic, perf_counter_ns
 from typing import Any, TypeVar, overload
 
 from . import (
@@ -24,6 +24,7 @@ from . import prompts as _prompts
 from ._config import Selector, Settings, get_settings, parse_selector
 from ._errors import PromptUnavailableError, log_internal_error
 from ._span import CallSpan, StreamSpan
+from .capture import CallCapture
 from .prompts import NO_OVERRIDES, Prompt, Template, active_prompt, overrides, resolver, selector_for
 
 __all__ = ["track"]
@@ -34,7 +35,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 class _Spec:
     """What a decorated function needs per call, computed at decoration time."""
 
-    __slots__ = ("cached_key", "call", "decorator_selector", "fallback", "inject", "name", "positional_index")
+    __slots__ = (
+        "cached_key",
+        "call",
+        "capture",
+        "decorator_selector",
+        "fallback",
+        "inject",
+        "name",
+        "positional_index",
+    )
 
     def __init__(
         self,
@@ -43,9 +53,12 @@ class _Spec:
         selector: Selector | None,
         fallback: Template | None,
         span_name: str | None = None,
+        capture: bool = True,
+        sample_rate: float | None = None,
     ):
         self.name = name
         self.call = CallSpan(func, span_name)
+        self.capture = CallCapture(func, enabled=capture, sample_rate=sample_rate)
         self.decorator_selector = selector
         # The cache key for the settings last seen, so a memory hit costs no resolution-order walk.
         # One tuple, assigned atomically: threads racing a configure() never pair a key with other settings.
@@ -153,8 +166,8 @@ def _sync_wrapper(spec: _Spec) -> Callable[..., Any]:
         else:
             prompt = _prepare(spec, wrapped, args, kwargs)
         tracer = tracing.tracer()
-        if tracer is not None:
-            return _traced_call(spec, tracer, prompt, wrapped, args, kwargs, bound=hasattr(wrapped, "__self__"))
+        if _observed(spec, tracer):
+            return _run(spec, tracer, prompt, wrapped, args, kwargs, bound=hasattr(wrapped, "__self__"))
         token = set_active(prompt)
         try:
             return wrapped(*args, **kwargs)
@@ -164,7 +177,17 @@ def _sync_wrapper(spec: _Spec) -> Callable[..., Any]:
     return wrapper
 
 
-def _traced_call(
+def _observed(spec: _Spec, tracer: Any) -> bool:
+    """Whether a call needs the slow path: a span, or a capture record."""
+    if tracer is not None:
+        return True
+    if not spec.capture.enabled:
+        return False
+    settings = _config.current
+    return settings is None or settings.capture is not None
+
+
+def _run(
     spec: _Spec,
     tracer: Any,
     prompt: Prompt,
@@ -174,23 +197,34 @@ def _traced_call(
     *,
     bound: bool,
 ) -> Any:
+    """Call `func` inside its span (if `tracer`) and submit the capture record afterwards."""
     settings = get_settings()
-    started = spec.call.start(tracer, prompt, settings, args, kwargs, bound=bound)
+    started = spec.call.start(tracer, prompt, settings, args, kwargs, bound=bound) if tracer is not None else None
+    span = started[0] if started is not None else None
     token = active_prompt.set(prompt)
+    began = perf_counter_ns()
     try:
         result = func(*args, **kwargs)
     except BaseException as exc:
+        ended = perf_counter_ns()
         active_prompt.reset(token)
         if started is not None:
             spec.call.fail(started, settings, exc)
+        spec.capture.submit(
+            prompt, args, kwargs, bound=bound, error=exc, started_ns=began, ended_ns=ended, span_context=span
+        )
         raise
+    ended = perf_counter_ns()
     active_prompt.reset(token)
     if started is not None:
         spec.call.finish(started, settings, result)
+    spec.capture.submit(
+        prompt, args, kwargs, bound=bound, output=result, started_ns=began, ended_ns=ended, span_context=span
+    )
     return result
 
 
-async def _traced_await(
+async def _arun(
     spec: _Spec,
     tracer: Any,
     prompt: Prompt,
@@ -200,20 +234,56 @@ async def _traced_await(
     *,
     bound: bool,
 ) -> Any:
+    """`_run` for coroutine functions."""
     settings = get_settings()
-    started = spec.call.start(tracer, prompt, settings, args, kwargs, bound=bound)
+    started = spec.call.start(tracer, prompt, settings, args, kwargs, bound=bound) if tracer is not None else None
+    span = started[0] if started is not None else None
     token = active_prompt.set(prompt)
+    began = perf_counter_ns()
     try:
         result = await func(*args, **kwargs)
     except BaseException as exc:
+        ended = perf_counter_ns()
         active_prompt.reset(token)
         if started is not None:
             spec.call.fail(started, settings, exc)
+        spec.capture.submit(
+            prompt, args, kwargs, bound=bound, error=exc, started_ns=began, ended_ns=ended, span_context=span
+        )
         raise
+    ended = perf_counter_ns()
     active_prompt.reset(token)
     if started is not None:
         spec.call.finish(started, settings, result)
+    spec.capture.submit(
+        prompt, args, kwargs, bound=bound, output=result, started_ns=began, ended_ns=ended, span_context=span
+    )
     return result
+
+
+def _stream(
+    spec: _Spec,
+    tracer: Any,
+    prompt: Prompt,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    bound: bool,
+) -> StreamSpan | None:
+    """The span and capture bookkeeping of one generator call, or `None` when neither is wanted."""
+    if not _observed(spec, tracer):
+        return None
+    settings = get_settings()
+    capture = spec.capture
+
+    def on_end(output: Any, exc: BaseException | None, began: int, first: int | None, ended: int) -> None:
+        capture.submit(
+            prompt, args, kwargs, bound=bound, output=output, error=exc, started_ns=began, ended_ns=ended,
+            first_item_ns=first, span_context=stream.span if stream is not None else None,
+        )  # fmt: skip
+
+    stream = StreamSpan.start(tracer, spec.call, prompt, settings, args, kwargs, bound=bound, on_end=on_end)
+    return stream
 
 
 def _plain_function_wrapper(spec: _Spec, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -231,6 +301,7 @@ def _plain_function_wrapper(spec: _Spec, func: Callable[..., Any]) -> Callable[.
     get_overrides = overrides.get
     get_tracer = tracing.tracer
     config, prompts = _config, _prompts
+    capture = spec.capture
 
     @functools.wraps(func)
     def tracked(*args: Any, **kwargs: Any) -> Any:
@@ -248,8 +319,8 @@ def _plain_function_wrapper(spec: _Spec, func: Callable[..., Any]) -> Callable[.
         else:  # the caller passed `prompt`, or it is positional
             prompt = _prepare(spec, func, args, kwargs)
         tracer = get_tracer()
-        if tracer is not None:
-            return _traced_call(spec, tracer, prompt, func, args, kwargs, bound=False)
+        if tracer is not None or (capture.enabled and (config.current is None or config.current.capture)):
+            return _run(spec, tracer, prompt, func, args, kwargs, bound=False)
         token = set_active(prompt)
         try:
             return func(*args, **kwargs)
@@ -274,8 +345,8 @@ def _plain_async_wrapper(spec: _Spec, func: Callable[..., Any]) -> Callable[...,
         else:
             prompt = await _resolve_off_loop(spec, func, args, kwargs)
         tracer = tracing.tracer()
-        if tracer is not None:
-            return await _traced_await(spec, tracer, prompt, func, args, kwargs, bound=False)
+        if _observed(spec, tracer):
+            return await _arun(spec, tracer, prompt, func, args, kwargs, bound=False)
         token = set_active(prompt)
         try:
             return await func(*args, **kwargs)
@@ -314,9 +385,8 @@ def _async_wrapper(spec: _Spec) -> Callable[..., Any]:
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         prompt = await _resolve_off_loop(spec, wrapped, args, kwargs)
         tracer = tracing.tracer()
-        if tracer is not None:
-            bound = hasattr(wrapped, "__self__")
-            return await _traced_await(spec, tracer, prompt, wrapped, args, kwargs, bound=bound)
+        if _observed(spec, tracer):
+            return await _arun(spec, tracer, prompt, wrapped, args, kwargs, bound=hasattr(wrapped, "__self__"))
         token = active_prompt.set(prompt)
         try:
             return await wrapped(*args, **kwargs)
@@ -330,11 +400,7 @@ def _generator_wrapper(spec: _Spec) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         # Resolved at call time, so a `use_prompt` block around the call applies however late it is iterated.
         prompt = _prepare(spec, wrapped, args, kwargs)
-        stream: StreamSpan | None = None
-        tracer = tracing.tracer()
-        if tracer is not None:
-            bound = hasattr(wrapped, "__self__")
-            stream = StreamSpan.start(tracer, spec.call, prompt, get_settings(), args, kwargs, bound=bound)
+        stream = _stream(spec, tracing.tracer(), prompt, args, kwargs, bound=hasattr(wrapped, "__self__"))
         token = active_prompt.set(prompt)
         context = stream.attach() if stream is not None else None
         try:
@@ -444,14 +510,10 @@ async def _aiterate(
         prompt = await _to_thread(spec, selector)
     if spec.inject and not spec.caller_supplies(wrapped, args, kwargs):
         kwargs["prompt"] = prompt
-    stream: StreamSpan | None = None
-    tracer = tracing.tracer()
-    if tracer is not None:
-        bound = hasattr(wrapped, "__self__")
-        stream = StreamSpan.start(tracer, spec.call, prompt, get_settings(), args, kwargs, bound=bound)
-        iterator = owner[0]() if owner else None
-        if stream is not None and iterator is not None:
-            stream.guard(iterator)  # abandoned without an event loop to finalize it: still ends once
+    stream = _stream(spec, tracing.tracer(), prompt, args, kwargs, bound=hasattr(wrapped, "__self__"))
+    iterator = owner[0]() if owner else None
+    if stream is not None and iterator is not None:
+        stream.guard(iterator)  # abandoned without an event loop to finalize it: still ends once
     token = active_prompt.set(prompt)
     context = stream.attach() if stream is not None else None
     try:
@@ -514,11 +576,23 @@ def _unwrap(func: Any) -> Any:
 
 @overload
 def track(
-    *, prompt: str, version: int | None = None, fallback: Template | None = None, name: str | None = None
+    *,
+    prompt: str,
+    version: int | None = None,
+    fallback: Template | None = None,
+    name: str | None = None,
+    capture: bool = True,
+    sample_rate: float | None = None,
 ) -> Callable[[F], F]: ...
 @overload
 def track(
-    *, prompt: str, alias: str | None = None, fallback: Template | None = None, name: str | None = None
+    *,
+    prompt: str,
+    alias: str | None = None,
+    fallback: Template | None = None,
+    name: str | None = None,
+    capture: bool = True,
+    sample_rate: float | None = None,
 ) -> Callable[[F], F]: ...
 def track(
     *,
@@ -527,6 +601,8 @@ def track(
     alias: str | None = None,
     fallback: Template | None = None,
     name: str | None = None,
+    capture: bool = True,
+    sample_rate: float | None = None,
 ) -> Callable[[F], F]:
     """Resolve the pinned version of a registry prompt for every call of the decorated function.
 
@@ -552,6 +628,8 @@ def track(
         fallback: A template (MLflow `{{ variable }}` syntax, text or chat messages) to use when no registry or
             disk copy can be had; the prompt then has `version == 0` and `source == "fallback"`.
         name: The span name (default: the function's name).
+        capture: `False` opts this function out of capture (its calls are still traced).
+        sample_rate: Fraction of this function's calls captured (default: the `sample_rate` setting).
 
     Returns:
         A decorator.
@@ -577,7 +655,7 @@ def track(
         target = _unwrap(func)
         if not callable(target):
             raise TypeError(f"@promptops.track applies to functions and methods, not {type(func).__name__}")
-        spec = _Spec(target, prompt, selector, fallback, name)
+        spec = _Spec(target, prompt, selector, fallback, name, capture, sample_rate)
         if inspect.isasyncgenfunction(target):
             wrapper = _async_generator_wrapper(spec)
         elif inspect.iscoroutinefunction(target):

@@ -1,0 +1,209 @@
+"""`CallCapture`: what `@promptops.track` calls after each call to have it captured. The hot path.
+
+Built once per decorated function (its `module:qualname`, how its arguments bind, its tags, its own
+`capture=`/`sample_rate=`). `submit()` decides, before touching any value, whether the call is captured at
+all (capture configured, enabled for the function, sampled in, not a replay) and then only queues it.
+
+Deferred versus immediate conversion: when every argument and the output are immutable scalars (`str`,
+`int`, `float`, `bool`, `None`, `bytes`, or tuples of these), the values are queued as they are and the
+writer thread serialises and redacts them later: they cannot change meanwhile, and the caller saves the
+conversion. Any other value (a list, a dict, a model, a dataclass) could be mutated by the application after
+the call returns, so it is converted and redacted right away, in the caller's thread, and the record keeps
+the value as it was at the end of the call.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .. import _config  # pyright: ignore[reportPrivateUsage]
+from .._config import get_settings
+from .._errors import log_internal_error
+from ..prompts import Prompt, replay_active
+from . import _writer  # pyright: ignore[reportPrivateUsage]
+
+if TYPE_CHECKING:
+    from .._serialize import ArgumentBinder
+
+__all__ = ["CallCapture"]
+
+_IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes})
+_random = random.random
+_time_ns = time.time_ns
+_encode_tools: Any = None  # (redactor_for, encode), imported on the first value converted on the hot path
+
+
+def _immutable(value: Any) -> bool:
+    kind: type[Any] = type(value)  # pyright: ignore[reportUnknownVariableType]
+    if kind in _IMMUTABLE or kind is Prompt:
+        return True
+    if kind is tuple:
+        return all(type(item) in _IMMUTABLE for item in value)
+    return False
+
+
+def _error_info(error: BaseException) -> tuple[str, str]:
+    kind = type(error)
+    module = getattr(kind, "__module__", "builtins")
+    name = kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+    try:
+        message = str(error)
+    except Exception:
+        message = f"<unprintable {kind.__qualname__}>"
+    return name, message
+
+
+class CallCapture:
+    """Captures the calls of one tracked function into the capture store.
+
+    Args:
+        func: The decorated function (the plain function for methods: its `self`/`cls` is never captured).
+        enabled: `False` (`track(capture=False)`) opts the function out.
+        sample_rate: Fraction of this function's calls captured; `None` uses the `sample_rate` setting.
+        tags: Stored with every record of this function.
+    """
+
+    __slots__ = ("_binder", "_bound_binder", "_cached", "_drop_first", "enabled", "function", "sample_rate", "tags")
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        enabled: bool = True,
+        sample_rate: float | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        from .._serialize import ArgumentBinder
+
+        name = getattr(func, "__name__", "call")
+        self.function = f"{getattr(func, '__module__', '?')}:{getattr(func, '__qualname__', name)}"
+        self.enabled = enabled
+        if sample_rate is not None and not 0.0 <= sample_rate <= 1.0:
+            raise ValueError(f"sample_rate must be between 0 and 1, got {sample_rate!r}")
+        self.sample_rate = sample_rate
+        self.tags: dict[str, str] = {str(key): str(value) for key, value in (tags or {}).items()}
+        try:
+            signature = inspect.signature(func)
+        except (TypeError, ValueError):
+            signature = inspect.Signature()
+        self._binder: ArgumentBinder = ArgumentBinder(signature)
+        parameters = list(signature.parameters.values())
+        self._drop_first = (
+            bool(parameters)
+            and parameters[0].name in ("self", "cls")
+            and parameters[0].kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        )
+        # Bound calls (`bound=True`) come without the receiver: bind them against the rest of the signature.
+        self._bound_binder: ArgumentBinder = (
+            ArgumentBinder(signature.replace(parameters=parameters[1:])) if self._drop_first else self._binder
+        )
+        self._cached: tuple[Any, Any] = (None, None)  # (settings, writer) last used
+
+    def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], bound: bool) -> dict[str, Any]:
+        """The call's arguments by parameter name, without `self`/`cls` and the injected `prompt`. Never raises."""
+        return (self._bound_binder if bound else self._binder)(args, kwargs)
+
+    def submit(
+        self,
+        prompt: Prompt,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        bound: bool,
+        output: Any = None,
+        error: BaseException | None = None,
+        started_ns: int,
+        ended_ns: int,
+        first_item_ns: int | None = None,
+        span_context: Any = None,
+    ) -> None:
+        """Queue one finished call for capture. Never raises, never blocks; returns at once when not captured.
+
+        Args:
+            prompt: The prompt the call used.
+            args: The call's positional arguments (the `prompt`, if passed positionally, is left out when
+                bound; pass the arguments as the function received them).
+            kwargs: Its keyword arguments (an injected `prompt` is left out of the record).
+            bound: `True` when `args` exclude the receiver (`self`/`cls`) of a method.
+            output: The return value (for streams: the items joined, strings concatenated, else a list).
+            error: The exception the call raised, if it did (then `output` is ignored).
+            started_ns: When the call started, in nanoseconds of any clock (`time.perf_counter_ns()`).
+            ended_ns: When it ended (the stream was exhausted or closed), same clock.
+            first_item_ns: When a stream yielded its first item, same clock.
+            span_context: The call's OpenTelemetry span or `SpanContext`, if one was recording.
+        """
+        try:
+            if not self.enabled:
+                return
+            settings = _config.current or get_settings()
+            if settings.capture is None:
+                return
+            rate = self.sample_rate if self.sample_rate is not None else settings.sample_rate
+            if rate < 1.0 and not _random() < rate:
+                return
+            if replay_active.get():
+                return
+            cached_settings, writer = self._cached
+            if cached_settings is not settings or not writer.alive:
+                writer = _writer.writer_for(settings)
+                self._cached = (settings, writer)
+            # Immutable values are converted later, by the writer; anything else now (see the module doc).
+            immutable = _IMMUTABLE
+            deferred = True
+            for value in args:
+                if type(value) not in immutable and not _immutable(value):
+                    deferred = self._drop_first and not bound and value is args[0]
+                    if not deferred:
+                        break
+            if deferred and kwargs:
+                for value in kwargs.values():
+                    if type(value) not in immutable and not _immutable(value):
+                        deferred = False
+                        break
+            error_info: tuple[str, str] | None = None
+            if error is not None:
+                error_info = _error_info(error)
+                output = None
+            elif type(output) not in immutable and not _immutable(output):
+                output = self._encode(settings, output)
+            if not deferred:
+                args, kwargs = self._encode(settings, self.bind(args, kwargs, bound)), {}
+            writer.put(
+                (
+                    self,
+                    settings,
+                    prompt,
+                    args,
+                    kwargs,
+                    bound,
+                    output,
+                    error_info,
+                    started_ns,
+                    ended_ns,
+                    first_item_ns,
+                    span_context,
+                    _time_ns(),
+                )
+            )
+        except Exception:
+            log_internal_error("capture")
+
+    @staticmethod
+    def _encode(settings: _config.Settings, value: Any) -> Any:
+        global _encode_tools
+        if _encode_tools is None:
+            from .._redact import redactor_for
+            from .._serialize import encode
+
+            _encode_tools = (redactor_for, encode)
+        redactor_for, encode = _encode_tools
+        return encode(
+            value,
+            max_chars=settings.max_value_chars,
+            redactor=redactor_for(settings),
+            max_total_chars=settings.max_value_chars * _writer.MAX_TOTAL_FACTOR,
+        )

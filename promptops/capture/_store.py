@@ -1,0 +1,407 @@
+"""Capture stores: SQLite and PostgreSQL through SQLAlchemy Core, with a schema version and migrations.
+
+Tables: `promptops_schema` (one row: the schema version) and `promptops_captures` (one row per call; JSON
+values as text). `CaptureStore.open(url)` applies the pending migrations in order, once, under a lock that
+makes two processes opening the same store at once safe: PostgreSQL's `pg_advisory_xact_lock`, SQLite's
+`BEGIN IMMEDIATE`. A store written by a newer promptops (a schema version this one does not know) is refused
+with `CaptureSchemaError` rather than written to.
+
+SQLite runs in WAL mode with `synchronous=NORMAL` (a crash of the machine may lose the last transactions,
+never corrupt the file) and a busy timeout, so several processes (a forked web server's workers) share one file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from .._errors import PromptopsError
+from ._record import CaptureRecord
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+__all__ = ["SCHEMA_VERSION", "CaptureSchemaError", "CaptureStore", "display_url"]
+
+_metadata = sa.MetaData()
+
+schema_table = sa.Table(
+    "promptops_schema",
+    _metadata,
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+captures_table = sa.Table(
+    "promptops_captures",
+    _metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("timestamp", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("function", sa.String(512), nullable=False),
+    sa.Column("prompt_name", sa.String(256)),
+    sa.Column("prompt_version", sa.Integer),
+    sa.Column("prompt_alias", sa.String(256)),
+    sa.Column("prompt_source", sa.String(16)),
+    sa.Column("inputs", sa.Text, nullable=False),
+    sa.Column("replayable", sa.Boolean, nullable=False),
+    sa.Column("replay_reason", sa.Text),
+    sa.Column("output", sa.Text),
+    sa.Column("error_type", sa.String(512)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("first_item_ms", sa.Float),
+    sa.Column("trace_id", sa.String(32)),
+    sa.Column("span_id", sa.String(16)),
+    sa.Column("tags", sa.Text, nullable=False),
+    sa.Column("app_version", sa.String(256)),
+    sa.Column("input_hash", sa.String(64), nullable=False),
+    sa.Column("redacted", sa.Boolean, nullable=False),
+    sa.Index("promptops_captures_timestamp", "timestamp"),
+    sa.Index("promptops_captures_function", "function", "timestamp"),
+    sa.Index("promptops_captures_prompt", "prompt_name", "prompt_version"),
+    sa.Index("promptops_captures_input_hash", "input_hash"),
+)
+
+
+def _migrate_v1(connection: Connection) -> None:
+    """Version 1: the captures table and its indexes."""
+    captures_table.create(connection, checkfirst=True)
+
+
+# Ordered: MIGRATIONS[i] takes the schema from version i to i + 1. Append only; never edit a shipped one.
+MIGRATIONS: Sequence[Callable[[Connection], None]] = (_migrate_v1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+_ADVISORY_LOCK = 0x70726F6D70746F70  # "promptop": serialises migrations across PostgreSQL clients
+
+
+class CaptureSchemaError(PromptopsError):
+    """The capture store's schema is newer than this promptops understands (upgrade promptops to use it)."""
+
+
+def display_url(url: str) -> str:
+    """The URL with its password hidden, for messages."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<invalid URL>"
+
+
+def _sqlite_events(engine: Engine) -> None:
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transactions into our own hands (the sqlite3 module's implicit BEGIN never covers DDL), per
+        # SQLAlchemy's "Serializable isolation / Savepoints / Transactional DDL" recipe for pysqlite.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+        finally:
+            cursor.close()
+
+    def _begin(connection: Connection) -> None:
+        # Writers take the write lock up front: a deferred transaction that upgrades later can fail with
+        # SQLITE_BUSY at once, whatever the busy timeout, when another process writes meanwhile.
+        immediate = connection.get_execution_options().get("promptops_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    event.listen(engine, "connect", _connect)  # pyright: ignore[reportUnknownMemberType]
+    event.listen(engine, "begin", _begin)  # pyright: ignore[reportUnknownMemberType]
+
+
+def _text(value: str | None) -> str | None:
+    # PostgreSQL text cannot hold NUL; a value's JSON escapes it, plain columns need this.
+    return value.replace("\x00", "\ufffd") if value is not None and "\x00" in value else value
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def _row(record: CaptureRecord, sqlite: bool) -> tuple[Any, ...]:
+    """The record as a row of `captures_table`, columns in order, as the driver takes them."""
+    timestamp: Any = record.timestamp
+    if sqlite:  # the text SQLAlchemy's SQLite DateTime stores and parses back (naive UTC)
+        timestamp = f"{timestamp:%Y-%m-%d %H:%M:%S}.{timestamp.microsecond:06d}"
+    error_type = record.error_type
+    return (
+        record.id,
+        timestamp,
+        _text(record.function),
+        _text(record.prompt_name),
+        record.prompt_version,
+        _text(record.prompt_alias),
+        _text(record.prompt_source),
+        _dumps(record.inputs),
+        record.replayable,
+        _text(record.replay_reason),
+        None if error_type is not None and record.output is None else _dumps(record.output),
+        _text(error_type),
+        _text(record.error_message),
+        record.latency_ms,
+        record.first_item_ms,
+        record.trace_id,
+        record.span_id,
+        _dumps(record.tags),
+        _text(record.app_version),
+        record.input_hash,
+        record.redacted,
+    )
+
+
+class CaptureStore:
+    """A capture store: where records are written and read back. Open one with `CaptureStore.open(url)`.
+
+    Thread-safe (SQLAlchemy's connection pool); after `os.fork()` call `after_fork()` in the child.
+    """
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        """Use `CaptureStore.open(url)`; this does not migrate."""
+        self.engine = engine
+        self.url = url
+        self.dialect = engine.dialect.name
+        marker = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(engine.dialect.paramstyle)
+        self._insert_sql = (
+            f"INSERT INTO {captures_table.name} ({', '.join(column.name for column in captures_table.columns)}) "
+            f"VALUES ({', '.join([marker] * len(captures_table.columns))})"
+            if marker is not None and self.dialect in ("sqlite", "postgresql")
+            else None
+        )
+
+    # -- opening -----------------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str) -> CaptureStore:
+        """Connect to a store, creating it or applying pending migrations (idempotent, safe concurrently).
+
+        Args:
+            url: A SQLAlchemy URL: `sqlite:///path/captures.db` (the directory is created) or
+                `postgresql+psycopg://user@host/db`.
+
+        Returns:
+            The store, at `SCHEMA_VERSION`.
+
+        Raises:
+            CaptureSchemaError: the store was written by a newer promptops.
+            sqlalchemy.exc.SQLAlchemyError: the store cannot be reached or created.
+        """
+        parsed = sa.make_url(url)
+        options: dict[str, Any] = {"hide_parameters": True}  # error messages must not carry captured values
+        if parsed.get_backend_name() == "sqlite":
+            database = parsed.database
+            if database and database != ":memory:" and not database.startswith("file:"):
+                os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
+            options["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        elif parsed.get_backend_name() == "postgresql":
+            options["pool_pre_ping"] = True
+            options["connect_args"] = {"connect_timeout": 5, "application_name": "promptops-capture"}
+        engine = sa.create_engine(parsed, **options)
+        if engine.dialect.name == "sqlite":
+            _sqlite_events(engine)
+        store = cls(engine, url)
+        try:
+            store.migrate()
+        except BaseException:
+            engine.dispose()
+            raise
+        return store
+
+    def migrate(self) -> int:
+        """Apply pending migrations under the store's lock; a no-op when the schema is current.
+
+        Returns:
+            How many migrations were applied.
+
+        Raises:
+            CaptureSchemaError: the schema version is newer than `SCHEMA_VERSION`.
+        """
+        with self._write() as connection:
+            if self.dialect == "postgresql":
+                connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_ADVISORY_LOCK)))
+            schema_table.create(connection, checkfirst=True)
+            versions = [row[0] for row in connection.execute(sa.select(schema_table.c.version))]
+            current = max(versions) if versions else 0
+            if current > SCHEMA_VERSION:
+                raise CaptureSchemaError(
+                    f"the capture store {display_url(self.url)} has schema version {current}, newer than this "
+                    f"promptops supports ({SCHEMA_VERSION}); upgrade promptops to write to it, or point "
+                    "capture= at another store"
+                )
+            for version in range(current, SCHEMA_VERSION):
+                MIGRATIONS[version](connection)
+            if current != SCHEMA_VERSION or len(versions) != 1:
+                connection.execute(schema_table.delete())
+                connection.execute(schema_table.insert().values(version=SCHEMA_VERSION))
+            return SCHEMA_VERSION - current
+
+    def schema_version(self) -> int:
+        """The schema version recorded in the store (0 for an empty database)."""
+        with self.engine.connect() as connection:
+            if not sa.inspect(connection).has_table(schema_table.name):
+                return 0
+            return connection.execute(sa.select(sa.func.max(schema_table.c.version))).scalar() or 0
+
+    @contextlib.contextmanager
+    def _write(self) -> Generator[Connection]:
+        """A connection in a write transaction (SQLite: `BEGIN IMMEDIATE`), committed on success."""
+        with self.engine.connect() as connection:
+            connection = connection.execution_options(promptops_write=True)
+            with connection.begin():
+                yield connection
+
+    # -- writing -----------------------------------------------------------------------------------------------
+
+    def write(self, records: Iterable[CaptureRecord]) -> int:
+        """Insert records in one transaction (one `executemany`).
+
+        Args:
+            records: The records.
+
+        Returns:
+            How many were written.
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: the store refused them or cannot be reached; nothing was written.
+        """
+        sqlite = self.dialect == "sqlite"
+        rows = [_row(record, sqlite) for record in records]
+        if not rows:
+            return 0
+        with self._write() as connection:
+            if self._insert_sql is not None:
+                # Straight to the driver's executemany: SQLAlchemy's per-row parameter processing costs more
+                # than SQLite's insert itself (benchmarks/bench_capture.py).
+                connection.exec_driver_sql(self._insert_sql, rows)
+            else:
+                names = [column.name for column in captures_table.columns]
+                connection.execute(captures_table.insert(), [dict(zip(names, row)) for row in rows])
+        return len(rows)
+
+    # -- reading -----------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _filters(
+        function: str | None,
+        prompt: str | None,
+        version: int | None,
+        since: datetime.datetime | None,
+        until: datetime.datetime | None,
+    ) -> list[Any]:
+        columns = captures_table.c
+        conditions: list[Any] = []
+        if function is not None:
+            conditions.append(columns.function == function)
+        if prompt is not None:
+            conditions.append(columns.prompt_name == prompt)
+        if version is not None:
+            conditions.append(columns.prompt_version == version)
+        if since is not None:
+            conditions.append(columns.timestamp >= _utc(since))
+        if until is not None:
+            conditions.append(columns.timestamp < _utc(until))
+        return conditions
+
+    def count(
+        self,
+        *,
+        function: str | None = None,
+        prompt: str | None = None,
+        version: int | None = None,
+        since: datetime.datetime | None = None,
+        until: datetime.datetime | None = None,
+    ) -> int:
+        """How many records match (the filters are those of `query`)."""
+        statement = sa.select(sa.func.count()).select_from(captures_table)
+        statement = statement.where(*self._filters(function, prompt, version, since, until))
+        with self.engine.connect() as connection:
+            return int(connection.execute(statement).scalar() or 0)
+
+    def query(
+        self,
+        function: str | None = None,
+        prompt: str | None = None,
+        version: int | None = None,
+        since: datetime.datetime | None = None,
+        until: datetime.datetime | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CaptureRecord]:
+        """Records matching every filter given, oldest first.
+
+        Args:
+            function: `module:qualname` of the tracked function.
+            prompt: Prompt name.
+            version: Prompt version.
+            since: Calls started at or after this instant (naive datetimes are taken as UTC).
+            until: Calls started before this instant.
+            limit: At most this many records.
+
+        Yields:
+            The records, in id (time) order.
+        """
+        statement = (
+            sa.select(captures_table)
+            .where(*self._filters(function, prompt, version, since, until))
+            .order_by(captures_table.c.id)
+        )
+        if limit is not None:
+            statement = statement.limit(limit)
+        with self.engine.connect() as connection:
+            result = connection.execution_options(yield_per=1000).execute(statement)
+            for row in result.mappings():
+                yield _record(row)
+
+    def get(self, record_id: str) -> CaptureRecord | None:
+        """The record with this id, or `None`."""
+        statement = sa.select(captures_table).where(captures_table.c.id == record_id)
+        with self.engine.connect() as connection:
+            row = connection.execute(statement).mappings().first()
+        return _record(row) if row is not None else None
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    def after_fork(self) -> None:
+        """In a forked child: forget the parent's pooled connections without closing them (they are its)."""
+        self.engine.dispose(close=False)
+
+    def close(self) -> None:
+        """Close pooled connections; the store reconnects if used again."""
+        self.engine.dispose()
+
+
+def _utc(moment: datetime.datetime) -> datetime.datetime:
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.astimezone(datetime.timezone.utc)
+
+
+def _record(row: Any) -> CaptureRecord:
+    timestamp: datetime.datetime = row["timestamp"]
+    output_text = row["output"]
+    return CaptureRecord(
+        id=row["id"],
+        timestamp=_utc(timestamp),
+        function=row["function"],
+        prompt_name=row["prompt_name"],
+        prompt_version=row["prompt_version"],
+        prompt_alias=row["prompt_alias"],
+        prompt_source=row["prompt_source"],
+        inputs=json.loads(row["inputs"]),
+        replayable=bool(row["replayable"]),
+        replay_reason=row["replay_reason"],
+        output=json.loads(output_text) if output_text is not None else None,
+        error_type=row["error_type"],
+        error_message=row["error_message"],
+        latency_ms=row["latency_ms"],
+        first_item_ms=row["first_item_ms"],
+        trace_id=row["trace_id"],
+        span_id=row["span_id"],
+        tags=json.loads(row["tags"]),
+        app_version=row["app_version"],
+        input_hash=row["input_hash"],
+        redacted=bool(row["redacted"]),
+    )

@@ -1,0 +1,602 @@
+"""The background writer: a bounded queue drained in batches into the capture store by one daemon thread.
+
+Shaped like OpenTelemetry's `BatchProcessor` (`opentelemetry/sdk/_shared_internal/__init__.py`):
+
+* `put()` is all the application's thread ever does: a length check and a `deque.append`, waking the thread
+  only when a batch is ready. When the queue is full the record is dropped and counted by reason; the caller
+  never waits, never sees an exception.
+* The thread wakes on that event or every `DELAY` seconds, and drains up to `BATCH_SIZE` records per
+  transaction. Converting the values (serialisation, redaction) happens here for records whose values were
+  immutable at the call (see `CallCapture.submit`).
+* Store down: the batch is kept and retried with exponential backoff (`BACKOFF_MIN` to `BACKOFF_MAX`);
+  meanwhile the queue fills to its bound and further records are dropped as `store_error`. A WARNING says so
+  (at most every `WARN_EVERY` seconds); when the store returns, writing resumes and an INFO line says so.
+  A store that rejects specific records (a data error) has the batch retried one record at a time and the
+  rejected ones dropped as `store_error`.
+* `flush()` and `shutdown()` work to one deadline. An `atexit` hook flushes (`EXIT_TIMEOUT`). After
+  `os.fork()` the child gets an empty queue, its own thread and its own connections.
+* OpenTelemetry instrumentation is suppressed in the writer thread, so an application that auto-instruments
+  SQLAlchemy or psycopg does not trace promptops' own writes.
+
+Drop reasons (`promptops.stats()` keys `captures_dropped_<reason>`): `queue_full` (the writer could not keep
+up), `store_error` (the store was down long enough for the queue to fill, or rejected the record),
+`encode_error` (a record could not be built; an internal error, logged) and `shutdown` (still queued when the
+shutdown deadline passed).
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import logging
+import os
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from .._errors import log_internal_error
+
+if TYPE_CHECKING:
+    from .._config import Settings
+    from ._record import CaptureRecord
+    from ._store import CaptureStore
+
+__all__ = ["DROP_REASONS", "Writer", "flush", "shutdown", "stats", "writer_for"]
+
+logger = logging.getLogger("promptops")
+
+BATCH_SIZE = 512  # the thread is woken when this many wait
+MAX_BATCH = 2048  # most records per transaction, when more wait (fewer commits: faster catching up)
+DELAY = 0.2  # seconds between drains when fewer than BATCH_SIZE records wait
+BACKOFF_MIN = 0.1
+BACKOFF_MAX = 5.0
+WARN_EVERY = 30.0
+EXIT_TIMEOUT = 5.0
+MAX_TOTAL_FACTOR = 64  # a record's inputs (or output) are cut past this many times max_value_chars of JSON
+DROP_REASONS = ("queue_full", "store_error", "encode_error", "shutdown")
+
+
+class _Counters:
+    """Process-wide counters (monotonic across writers and settings)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.written = 0
+        self.dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
+
+    def drop(self, reason: str, count: int = 1) -> None:
+        with self.lock:
+            self.dropped[reason] += count
+
+
+counters = _Counters()
+
+
+def _suppress_instrumentation() -> None:
+    """Mark this thread's OpenTelemetry context so instrumentations skip what it does."""
+    try:
+        from opentelemetry import context
+
+        key: Any
+        try:
+            from opentelemetry.instrumentation import utils
+
+            key = getattr(utils, "_SUPPRESS_INSTRUMENTATION_KEY", None)
+        except ImportError:
+            key = getattr(context, "_SUPPRESS_INSTRUMENTATION_KEY", None)
+        ctx = context.set_value("suppress_instrumentation", True)  # the key older instrumentations read
+        if key is not None:
+            ctx = context.set_value(key, True, ctx)
+        context.attach(ctx)  # for the thread's whole life: never detached
+    except Exception:  # pragma: no cover - no OpenTelemetry API: nothing to suppress
+        pass
+
+
+def _first_line(exc: BaseException) -> str:
+    """A short description of a store failure, without SQL or parameters (`hide_parameters` is on too)."""
+    original = getattr(exc, "orig", None)
+    try:
+        text = str(original if original is not None else exc)
+    except Exception:
+        text = ""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    kind = type(original if original is not None else exc).__name__
+    return f"{kind}: {line[:300]}" if line else kind
+
+
+class Writer:
+    """One store's queue and writer thread. Get the one for the current settings with `writer_for()`."""
+
+    def __init__(self, url: str, queue_size: int) -> None:
+        """Start the thread; the store is opened by it, on the first batch."""
+        self.url = url
+        self.queue_size = queue_size
+        self.alive = True
+        self._init_state()
+        self._store: CaptureStore | None = None
+        self._start()
+
+    def _init_state(self) -> None:
+        self._queue: deque[tuple[Any, ...]] = deque()
+        self._held = 0  # records taken from the queue and not yet written: they count against the bound
+        self._busy = False
+        self._failing = False
+        self._stopping = False
+        self._abandon = False
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._retry = threading.Event()
+        self._last_warning = 0.0
+        self._failures_since_warning = 0
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="promptops-capture-writer", daemon=True)
+        self._thread.start()
+
+    # -- the application's side ------------------------------------------------------------------------------
+
+    def put(self, item: tuple[Any, ...]) -> None:
+        """Queue one pending record; drop and count it when the queue is full. Never blocks."""
+        queue = self._queue
+        if len(queue) + self._held >= self.queue_size:
+            counters.drop("store_error" if self._failing else "queue_full")
+            return
+        queue.append(item)
+        if len(queue) >= BATCH_SIZE and not self._wake.is_set():
+            self._wake.set()
+
+    @property
+    def queued(self) -> int:
+        """Records waiting to be written (queued and in the batch being written)."""
+        return len(self._queue) + self._held
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every record queued so far is written (or dropped), at most `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        self._retry.set()
+        with self._idle:
+            while self._queue or self._busy:
+                if not self._thread.is_alive():
+                    return False
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(min(remaining, 0.05))
+                self._wake.set()
+        return True
+
+    def shutdown(self, timeout: float) -> bool:
+        """Flush, stop the thread and close the store's connections; records left at the deadline are dropped."""
+        deadline = time.monotonic() + timeout
+        self.alive = False
+        finished = self.flush(timeout)
+        self._stopping = True
+        self._wake.set()
+        self._retry.set()
+        self._thread.join(max(deadline - time.monotonic(), 0.0))
+        if self._thread.is_alive():  # stuck on the store: let it drop what it holds when it returns
+            self._abandon = True
+            finished = False
+        left = len(self._queue)
+        if left:
+            self._queue.clear()
+            counters.drop("shutdown", left)
+        if not self._thread.is_alive() and self._store is not None:
+            try:
+                self._store.close()
+            except Exception as exc:
+                logger.warning("promptops: closing the capture store failed: %s", _first_line(exc))
+            self._store = None
+        return finished
+
+    def after_fork(self) -> None:
+        """In a forked child: an empty queue, new locks, a new thread, the parent's connections forgotten."""
+        self._init_state()
+        if self._store is not None:
+            try:
+                self._store.after_fork()
+            except Exception:
+                self._store = None
+        if self.alive:
+            self._start()
+
+    # -- the writer thread -------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        _suppress_instrumentation()
+        while True:
+            try:
+                if not self._drain():
+                    if self._stopping:
+                        return
+                    self._wake.wait(DELAY)
+                    self._wake.clear()
+            except Exception:  # a bug of ours; keep the thread alive for the next batch
+                log_internal_error("capture writer")
+                with self._idle:
+                    self._busy = False
+                    self._idle.notify_all()
+                time.sleep(BACKOFF_MIN)
+
+    def _drain(self) -> bool:
+        """Write one batch; `False` when the queue was empty (the thread may sleep)."""
+        queue = self._queue
+        with self._idle:
+            if not queue:
+                self._busy = False
+                self._idle.notify_all()
+                return False
+            self._busy = True
+        items: list[tuple[Any, ...]] = []
+        pop = queue.popleft
+        try:
+            for _ in range(MAX_BATCH):
+                items.append(pop())
+        except IndexError:
+            pass
+        self._held = len(items)
+        try:
+            records = _build_all(items)
+            del items
+            self._write(records)
+        finally:
+            self._held = 0
+            with self._idle:
+                self._busy = False
+                self._idle.notify_all()
+        return True
+
+    def _write(self, records: list[CaptureRecord]) -> None:
+        backoff = BACKOFF_MIN
+        self._held = len(records)
+        while records:
+            if self._abandon:
+                counters.drop("shutdown", len(records))
+                return
+            try:
+                store = self._store or self._open()
+                store.write(records)
+            except Exception as exc:
+                from ._store import CaptureSchemaError
+
+                if isinstance(exc, CaptureSchemaError):
+                    self._failed(exc, len(records), backoff)
+                elif _record_specific(exc) and self._store is not None:
+                    self._write_one_by_one(self._store, records)
+                    return
+                else:
+                    if not _environmental(exc):  # a bug of ours, not the store being down
+                        log_internal_error("capture store write", exc)
+                    self._failed(exc, len(records), backoff)
+                    self._discard_store()
+                if self._stopping and self._abandon:
+                    counters.drop("shutdown", len(records))
+                    return
+                self._retry.wait(backoff)
+                self._retry.clear()
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            with counters.lock:
+                counters.written += len(records)
+            if self._failing:
+                self._failing = False
+                logger.info("promptops: the capture store %s is reachable again; writing resumed", self._display())
+            return
+
+    def _write_one_by_one(self, store: CaptureStore, records: list[CaptureRecord]) -> None:
+        for record in records:
+            try:
+                store.write([record])
+            except Exception as exc:
+                counters.drop("store_error")
+                self._warn(f"the capture store {self._display()} rejected a record ({_first_line(exc)}); dropped")
+            else:
+                with counters.lock:
+                    counters.written += 1
+
+    def _open(self) -> CaptureStore:
+        from ._store import CaptureStore
+
+        self._store = CaptureStore.open(self.url)
+        return self._store
+
+    def _discard_store(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            try:
+                store.close()
+            except Exception:
+                pass
+
+    def _display(self) -> str:
+        from ._store import display_url
+
+        return display_url(self.url)
+
+    def _failed(self, exc: BaseException, holding: int, backoff: float) -> None:
+        self._failing = True
+        self._warn(
+            f"the capture store {self._display()} is unavailable ({_first_line(exc)}); {holding + len(self._queue)} "
+            f"records wait in the queue (bound {self.queue_size}, then new ones are dropped and counted), retrying "
+            f"in {backoff:.1f}s. The application is unaffected"
+        )
+
+    def _warn(self, message: str) -> None:
+        now = time.monotonic()
+        self._failures_since_warning += 1
+        if now - self._last_warning >= WARN_EVERY or self._last_warning == 0.0:
+            repeated = self._failures_since_warning - 1
+            suffix = f" ({repeated} similar failures since the last warning)" if repeated > 0 else ""
+            self._last_warning = now
+            self._failures_since_warning = 0
+            logger.warning("promptops: %s%s", message, suffix)
+
+
+def _environmental(exc: BaseException) -> bool:
+    """A failure of the store or its surroundings (unreachable, refused, full disk), not of promptops."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ._store import CaptureSchemaError
+
+    return isinstance(exc, (SQLAlchemyError, OSError, CaptureSchemaError))
+
+
+def _record_specific(exc: BaseException) -> bool:
+    """A failure caused by the data of some record (retrying the same batch can never succeed)."""
+    from sqlalchemy import exc as sa_exc
+
+    return isinstance(exc, (sa_exc.DataError, sa_exc.IntegrityError)) and not getattr(
+        exc, "connection_invalidated", False
+    )
+
+
+def _build_all(items: list[tuple[Any, ...]]) -> list[CaptureRecord]:
+    records: list[CaptureRecord] = []
+    for item in items:
+        try:
+            records.append(build(item))
+        except Exception:
+            counters.drop("encode_error")
+            log_internal_error("capture record")
+    return records
+
+
+_UTC = datetime.timezone.utc
+
+
+_tools: Any = None  # (redactor_for, Encoded, encode, CaptureRecord, input_hash, uuid7), imported on first use
+_CARD_MIN = 10**12  # as in _serialize: smaller ints cannot be card numbers
+
+
+def _import_tools() -> Any:
+    global _tools, _maybe_secret, _redact_with_defaults, _mask
+    from .._redact import MASK, maybe_secret, redact_with_defaults, redactor_for
+    from .._serialize import Encoded, encode
+    from ._record import CaptureRecord, input_hash, uuid7
+
+    _maybe_secret, _redact_with_defaults, _mask = maybe_secret, redact_with_defaults, MASK
+    _tools = (redactor_for, Encoded, encode, CaptureRecord, input_hash, uuid7)
+    return _tools
+
+
+_maybe_secret: Any = None
+_redact_with_defaults: Any = None
+_mask: Any = None
+
+
+def _plain_scalar(value: Any, max_chars: int) -> tuple[bool, Any]:
+    """`(True, converted)` for a value `encode` would return as is, or `(False, None)`.
+
+    That is a short ASCII string (redacted by the default patterns), a small int, a finite float, a bool or
+    `None`, under the default redaction rules only. The writer's shortcut for the common record (a few short string arguments, a string output): the same
+    result as `encode(value, redactor=<default rules>)`, at a third of the cost.
+    """
+    kind: type[Any] = type(value)  # pyright: ignore[reportUnknownVariableType]
+    if kind is str:
+        if len(value) > max_chars or not value.isascii():
+            return False, None
+        return True, _redact_with_defaults(value) if _maybe_secret(value) else value
+    if kind is int:
+        return (True, value) if -_CARD_MIN < value < _CARD_MIN else (False, None)
+    if kind is bool or value is None:
+        return True, value
+    if kind is float and value - value == 0.0:
+        return True, value
+    return False, None
+
+
+def _plain_inputs(bound: dict[str, Any], redactor: Any, max_chars: int) -> tuple[dict[str, Any], bool] | None:
+    """The shortcut of `_plain_scalar` for a dict of arguments: `(data, redacted)`, or `None` to go the long way."""
+    if len(bound) > 16:
+        return None
+    decisions = redactor.key_decisions
+    data: dict[str, Any] = {}
+    redacted = False
+    for name, value in bound.items():
+        if type(name) is not str or len(name) > 128 or not name.isascii():
+            return None
+        masked, shown = decisions.get(name) or redactor.key(name)
+        if masked:
+            data[shown] = _mask
+            redacted = True
+            continue
+        ok, converted = _plain_scalar(value, max_chars)
+        if not ok:
+            return None
+        if converted is not value or shown is not name:
+            redacted = True
+        data[shown] = converted
+    return data, redacted
+
+
+def build(item: tuple[Any, ...]) -> CaptureRecord:
+    """Turn one queued call into a record: bind, serialise and redact what the hot path left for later."""
+    redactor_for, Encoded, encode, CaptureRecord, input_hash, uuid7 = _tools or _import_tools()
+    (capture, settings, prompt, args, kwargs, bound, output, error, started_ns, ended_ns, first_ns, span, wall_ns) = (
+        item
+    )
+    settings_: Settings = settings
+    redactor = redactor_for(settings_)
+    max_chars = settings_.max_value_chars
+    total = max_chars * MAX_TOTAL_FACTOR
+    plain = redactor.plain
+    if type(args) is Encoded:
+        inputs = args
+    else:
+        arguments = capture.bind(args, kwargs, bound)
+        shortcut = _plain_inputs(arguments, redactor, max_chars) if plain else None
+        inputs = (
+            Encoded(shortcut[0], True, None, shortcut[1])
+            if shortcut is not None
+            else encode(arguments, max_chars=max_chars, redactor=redactor, max_total_chars=total)
+        )
+    redacted = inputs.redacted
+    output_data: Any = None
+    error_type: str | None = None
+    error_message: str | None = None
+    if error is None:
+        if type(output) is Encoded:
+            output_data, redacted = output.data, redacted or output.redacted
+        else:
+            ok, output_data = _plain_scalar(output, max_chars) if plain else (False, None)
+            if ok:
+                redacted = redacted or output_data is not output
+            else:
+                out = encode(output, max_chars=max_chars, redactor=redactor, max_total_chars=total)
+                output_data, redacted = out.data, redacted or out.redacted
+    else:
+        error_type, raw_message = error
+        message: str = redactor.redact_text(raw_message)
+        if len(message) > max_chars:
+            message = message[:max_chars] + f"…[truncated {len(message) - max_chars} chars]"
+        redacted = redacted or message != raw_message
+        error_message = message
+    latency_ns = max(ended_ns - started_ns, 0)
+    start_wall_ns = wall_ns - latency_ns
+    trace_id, span_id = _ids(span)
+    data: Any = inputs.data
+    if not isinstance(data, dict):  # a fallback binder result is always a dict; be safe anyway
+        data = {"value": data}
+    return CaptureRecord(
+        id=uuid7(start_wall_ns),
+        timestamp=datetime.datetime.fromtimestamp(start_wall_ns / 1e9, tz=_UTC),
+        function=capture.function,
+        prompt_name=getattr(prompt, "name", None),
+        prompt_version=getattr(prompt, "version", None),
+        prompt_alias=getattr(prompt, "alias", None),
+        prompt_source=getattr(prompt, "source", None),
+        inputs=data,
+        replayable=inputs.replayable,
+        replay_reason=inputs.reason,
+        output=output_data,
+        error_type=error_type,
+        error_message=error_message,
+        latency_ms=latency_ns / 1e6,
+        first_item_ms=(first_ns - started_ns) / 1e6 if first_ns is not None else None,
+        trace_id=trace_id,
+        span_id=span_id,
+        tags=capture.tags,
+        app_version=settings_.app_version,
+        input_hash=input_hash(data),
+        redacted=redacted,
+    )
+
+
+def _ids(span: Any) -> tuple[str | None, str | None]:
+    """Hex trace and span ids from an OpenTelemetry `Span` or `SpanContext` (`None`s if not valid)."""
+    if span is None:
+        return None, None
+    try:
+        context = span.get_span_context() if hasattr(span, "get_span_context") else span
+        if not getattr(context, "is_valid", False):
+            return None, None
+        return f"{context.trace_id:032x}", f"{context.span_id:016x}"
+    except Exception:
+        return None, None
+
+
+# -- the process's writers ------------------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_writers: dict[str, Writer] = {}
+
+
+def writer_for(settings: Settings) -> Writer:
+    """The running writer for `settings.capture` (started on first use; a new one after `shutdown()`)."""
+    url = settings.capture
+    if url is None:
+        raise ValueError("capture is disabled")
+    with _lock:
+        writer = _writers.get(url)
+        if writer is None or not writer.alive:
+            writer = _writers[url] = Writer(url, settings.capture_queue_size)
+        else:
+            writer.queue_size = settings.capture_queue_size
+        return writer
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Write every record captured so far, waiting at most `timeout` seconds in all.
+
+    Returns:
+        `True` if every writer drained in time.
+    """
+    deadline = time.monotonic() + timeout
+    finished = True
+    for writer in list(_writers.values()):
+        finished = writer.flush(max(deadline - time.monotonic(), 0.0)) and finished
+    return finished
+
+
+def shutdown(timeout: float = 5.0) -> bool:
+    """Flush and stop every writer, on one deadline; the next captured call starts a new one.
+
+    Returns:
+        `True` if everything was written in time.
+    """
+    deadline = time.monotonic() + timeout
+    with _lock:
+        writers = list(_writers.values())
+        _writers.clear()
+    finished = True
+    for writer in writers:
+        finished = writer.shutdown(max(deadline - time.monotonic(), 0.0)) and finished
+    return finished
+
+
+def stats() -> dict[str, int]:
+    """Capture counters of this process (monotonic except `captures_queued`).
+
+    Returns:
+        `captures_written`, `captures_dropped` (all reasons), `captures_dropped_<reason>` for each of
+        `DROP_REASONS`, and `captures_queued` (waiting now).
+    """
+    with counters.lock:
+        dropped = dict(counters.dropped)
+        written = counters.written
+    result = {"captures_written": written, "captures_dropped": sum(dropped.values())}
+    result.update({f"captures_dropped_{reason}": count for reason, count in dropped.items()})
+    result["captures_queued"] = sum(writer.queued for writer in list(_writers.values()))
+    return result
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    counters.lock = threading.Lock()
+    for writer in list(_writers.values()):
+        writer.after_fork()
+
+
+def _at_exit() -> None:
+    try:
+        flush(EXIT_TIMEOUT)
+    except Exception:  # pragma: no cover - never fail an interpreter's exit
+        pass
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_at_exit)

@@ -1,0 +1,198 @@
+"""Capture into real SQLite and PostgreSQL stores: nothing lost under threads, at exit, across fork."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import promptops
+from promptops.capture import CallCapture, CaptureStore
+from promptops.prompts import Prompt
+
+from .capture_support import pg_url, postgres_database, psql
+from .conftest import child_env
+
+PROMPT = Prompt(name="summarize", version=2, template="{{text}}", alias="production", source="cache")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def summarize(text: str, *, prompt: Prompt) -> str:
+    return text
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'captures.db'}"
+    else:
+        with postgres_database() as database:
+            yield pg_url(database)
+            promptops.shutdown(timeout=10)  # close our connections before the database is dropped
+
+
+def count(url: str, **filters: Any) -> int:
+    store = CaptureStore.open(url)
+    try:
+        return store.count(**filters)
+    finally:
+        store.close()
+
+
+def hammer(cc: CallCapture, threads: int, calls: int, pause: float = 0.0) -> list[BaseException]:
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            for i in range(calls):
+                start = time.perf_counter_ns()
+                if pause:
+                    time.sleep(pause)  # a model call takes far longer than this
+                cc.submit(
+                    PROMPT,
+                    (f"thread {worker} call {i}",),
+                    {"prompt": PROMPT},
+                    bound=False,
+                    output=f"summary {worker}/{i}",
+                    started_ns=start,
+                    ended_ns=time.perf_counter_ns(),
+                )
+        except BaseException as exc:
+            errors.append(exc)
+
+    pool = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return errors
+
+
+def test_8_threads_x_5000_calls_default_settings_none_lost(store_url: str) -> None:
+    promptops.configure(capture=store_url, trace_exporter="none")
+    before = promptops.stats()
+    assert hammer(CallCapture(summarize), threads=8, calls=5000, pause=0.0002) == []
+    assert promptops.flush(timeout=120)
+    after = promptops.stats()
+    assert after["captures_dropped"] == before["captures_dropped"]
+    assert after["captures_written"] - before["captures_written"] == 40_000
+    assert count(store_url) == 40_000
+
+
+def test_8_threads_x_5000_calls_back_to_back_none_lost_with_a_queue_for_the_burst(store_url: str) -> None:
+    # Back to back, 8 threads submit ~20x faster than any store writes; the burst must fit the queue.
+    promptops.configure(capture=store_url, trace_exporter="none", capture_queue_size=40_000)
+    before = promptops.stats()
+    assert hammer(CallCapture(summarize), threads=8, calls=5000) == []
+    assert promptops.flush(timeout=120)
+    after = promptops.stats()
+    assert after["captures_dropped"] == before["captures_dropped"]
+    assert count(store_url) == 40_000
+    store = CaptureStore.open(store_url)
+    texts = {record.inputs["text"] for record in store.query()}
+    store.close()
+    assert texts == {f"thread {w} call {i}" for w in range(8) for i in range(5000)}
+
+
+def test_a_process_exiting_without_flush_delivers_every_record(store_url: str, tmp_path: Path) -> None:
+    code = textwrap.dedent(f"""
+        import time, promptops
+        from promptops.capture import CallCapture
+        from promptops.prompts import Prompt
+        promptops.configure(capture={store_url!r}, trace_exporter="none")
+        prompt = Prompt(name="summarize", version=2, template="x")
+        def summarize(text, *, prompt): ...
+        cc = CallCapture(summarize)
+        for i in range(3000):
+            cc.submit(prompt, (str(i),), {{"prompt": prompt}}, bound=False, output="o", started_ns=0, ended_ns=1)
+        # no flush, no shutdown: the atexit hook writes what is queued
+    """)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=child_env(PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert count(store_url) == 3000
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_captures_its_own_calls(store_url: str) -> None:
+    promptops.configure(capture=store_url, trace_exporter="none")
+    parent = CallCapture(summarize)
+
+    def child_capture(text: str, *, prompt: Prompt) -> str:
+        return text
+
+    for i in range(300):  # queued, maybe partly written, when the fork happens
+        parent.submit(PROMPT, (f"before {i}",), {"prompt": PROMPT}, bound=False, output="", started_ns=0, ended_ns=1)
+    child_cc = CallCapture(child_capture)
+    pid = os.fork()
+    if pid == 0:  # the child: capture, flush, leave without running the parent's pytest machinery
+        status = 1
+        try:
+            for i in range(500):
+                child_cc.submit(
+                    PROMPT, (f"child {i}",), {"prompt": PROMPT}, bound=False, output="", started_ns=0, ended_ns=1
+                )
+            status = 0 if promptops.flush(timeout=60) else 2
+        finally:
+            os._exit(status)
+    for i in range(200):
+        parent.submit(PROMPT, (f"after {i}",), {"prompt": PROMPT}, bound=False, output="", started_ns=0, ended_ns=1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert promptops.flush(timeout=60)
+    assert count(store_url, function=child_cc.function) == 500
+    assert count(store_url, function=parent.function) == 500  # the child wrote none of the parent's queue
+
+
+def test_two_processes_opening_a_new_store_at_once_migrate_it_once(store_url: str, tmp_path: Path) -> None:
+    code = textwrap.dedent(f"""
+        import sys, time
+        from promptops.capture import CaptureStore
+        while time.time() < float(sys.argv[1]):
+            pass
+        store = CaptureStore.open({store_url!r})
+        print(store.schema_version())
+    """)
+    start_at = str(time.time() + 3)
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, start_at],
+            cwd=tmp_path,
+            env=child_env(PYTHONPATH=str(ROOT)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [child.communicate(timeout=120) for child in children]
+    assert [child.returncode for child in children] == [0] * 4, [err for _, err in outputs]
+    assert [out.strip() for out, _ in outputs] == ["1"] * 4
+    store = CaptureStore.open(store_url)
+    assert store.schema_version() == 1 and store.migrate() == 0
+    store.close()
+
+
+def test_a_future_schema_version_is_refused_clearly_by_postgresql() -> None:
+    from promptops.capture import CaptureSchemaError
+
+    with postgres_database() as database:
+        CaptureStore.open(pg_url(database)).close()
+        psql("UPDATE promptops_schema SET version = 7", database=database)
+        with pytest.raises(CaptureSchemaError, match=r"has schema version 7, newer than this promptops supports"):
+            CaptureStore.open(pg_url(database))

@@ -1,0 +1,131 @@
+"""`@promptops.track` writes capture records through the real writer into a real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+import promptops
+from promptops import Prompt
+from promptops.capture import CaptureRecord, CaptureStore
+from promptops.prompts import replay_active
+from promptops.testing import capture_spans
+from tests.conftest import Registry
+
+
+@pytest.fixture
+def name(local_registry: Registry, prompt_name: str) -> str:
+    local_registry.register(prompt_name, "Summarize: {{text}}", alias="production")
+    return prompt_name
+
+
+def records() -> list[CaptureRecord]:
+    assert promptops.flush(timeout=10)
+    url = promptops.get_settings().capture
+    assert url is not None
+    return list(CaptureStore.open(url).query())
+
+
+def test_a_call_is_one_record(name: str) -> None:
+    @promptops.track(prompt=name)
+    def summarize(text: str, words: int = 10, *, prompt: Prompt) -> str:
+        return str(prompt.format(text=text))
+
+    with capture_spans() as spans:
+        summarize("hello", words=3)
+    (record,) = records()
+    assert (record.function, record.prompt_name, record.prompt_version, record.prompt_alias) == (
+        f"{__name__}:test_a_call_is_one_record.<locals>.summarize",
+        name,
+        1,
+        "production",
+    )
+    assert record.inputs == {"text": "hello", "words": 3}
+    assert record.output == "Summarize: hello"
+    assert record.replayable and record.error_type is None
+    assert record.latency_ms is not None and record.latency_ms >= 0
+    (span,) = spans.finished()
+    assert span.context is not None
+    assert record.trace_id == format(span.context.trace_id, "032x")
+    assert record.span_id == format(span.context.span_id, "016x")
+
+
+def test_errors_streams_and_async(name: str) -> None:
+    @promptops.track(prompt=name)
+    def failing(text: str) -> str:
+        raise KeyError("missing thing")
+
+    @promptops.track(prompt=name)
+    def stream(n: int) -> Iterator[str]:
+        for i in range(n):
+            yield f"{i},"
+
+    @promptops.track(prompt=name)
+    async def answer(question: str) -> dict[str, Any]:
+        return {"answer": question.upper()}
+
+    @promptops.track(prompt=name)
+    async def astream(n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+
+    async def run_async() -> None:
+        await answer("why")
+        assert [i async for i in astream(3)] == [0, 1, 2]
+
+    with pytest.raises(KeyError):
+        failing("x")
+    assert list(stream(3)) == ["0,", "1,", "2,"]
+    asyncio.run(run_async())
+    by_function = {record.function.rsplit(".", 1)[-1]: record for record in records()}
+    assert by_function["failing"].error_type == "KeyError"
+    assert "missing thing" in str(by_function["failing"].error_message)
+    assert by_function["stream"].output == "0,1,2,"
+    assert by_function["stream"].first_item_ms is not None
+    assert by_function["answer"].output == {"answer": "WHY"}
+    assert by_function["astream"].output == [0, 1, 2]
+
+
+def test_opt_out_sampling_disabled_and_replay(name: str) -> None:
+    @promptops.track(prompt=name, capture=False)
+    def private(text: str) -> str:
+        return text
+
+    @promptops.track(prompt=name, sample_rate=0.0)
+    def never(text: str) -> str:
+        return text
+
+    @promptops.track(prompt=name)
+    def normal(text: str) -> str:
+        return text
+
+    private("a"), never("b")
+    token = replay_active.set(True)
+    try:
+        normal("under replay")
+    finally:
+        replay_active.reset(token)
+    normal("kept")
+    assert [record.inputs for record in records()] == [{"text": "kept"}]
+    url = promptops.get_settings().capture
+    assert url is not None
+    promptops.configure(capture="none")
+    normal("not captured")
+    assert promptops.flush(timeout=10)
+    assert [record.inputs for record in CaptureStore.open(url).query()] == [{"text": "kept"}]
+
+
+def test_capture_store_down_never_breaks_the_call(name: str, tmp_path: Any) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    promptops.configure(capture=f"sqlite:///{blocker}/captures.db")  # a directory that cannot exist
+
+    @promptops.track(prompt=name)
+    def f(text: str) -> str:
+        return text
+
+    assert [f(str(i)) for i in range(100)] == [str(i) for i in range(100)]
+    promptops.flush(timeout=2)
