@@ -42,7 +42,11 @@ test: lint typecheck docs
 	$(BIN)/pytest
 
 bench: install
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/bench_values.py
+	$(BIN)/python benchmarks/bench_tracing.py
+	$(BIN)/python benchmarks/bench_capture.py
 
 clean:
 	rm -rf $(VENV) site .pytest_cache .ruff_cache .promptops
