@@ -40,6 +40,7 @@ import datetime
 import enum
 import inspect
 import json
+import math
 import re
 import sys
 from collections import deque
@@ -561,11 +562,31 @@ def dumps_for_span(value: Any, *, max_chars: int, redactor: Redactor | None) -> 
         return _encode_str(f"<unrepresentable {kind.__name__}>")
 
 
+def _flat_scalar(item: Any) -> str | None:
+    """JSON for a plain scalar the fast path may encode as is; `None` for anything needing the general walk."""
+    kind: type[Any] = type(item)  # pyright: ignore[reportUnknownVariableType]
+    if kind is str:
+        if not item.isascii():
+            return None
+        return _encode_str(redact_with_defaults(item) if maybe_secret(item) else item)
+    if kind is bool:
+        return "true" if item else "false"
+    if kind is int:
+        # Long integers could be card numbers (the walk masks Luhn-valid ones): general path.
+        return str(item) if -(10**12) < item < 10**12 else None
+    if kind is float:
+        return repr(item) if math.isfinite(item) else None
+    if item is None:
+        return "null"
+    return None
+
+
 def _flat_strings(value: dict[Any, Any], limit: int, redactor: Redactor) -> str | None:
-    """The common inputs, a small dict of short strings under plain keys, encoded directly; else `None`.
+    """The common inputs, a small dict of scalars (or short lists of scalars) under plain keys, encoded directly.
 
     Skips building a walk and a copy of the dict: a third of the cost for a one-argument function. Anything
-    else (a non-string value, a key needing conversion, a size near the limit) goes the general way.
+    else (a nested container, a key needing conversion, a size near the limit) returns `None` and goes the
+    general way, which produces the same text.
     """
     if len(value) > 8:
         return None
@@ -573,18 +594,32 @@ def _flat_strings(value: dict[Any, Any], limit: int, redactor: Redactor) -> str 
     parts: list[str] = []
     used = 2
     for name, item in value.items():
-        if type(name) is not str or type(item) is not str or not item.isascii() or not name.isascii():
-            return None
-        used += len(name) + len(item) + 6
-        if used > limit:
+        if type(name) is not str or not name.isascii():
             return None
         decision = decisions.get(name) or redactor.key(name)
         if decision[0]:
-            parts.append(f"{_encode_str(decision[1])}:{_MASK_JSON}")
+            if type(item) is not str:
+                return None
+            encoded = _MASK_JSON
+        elif type(item) in (list, tuple):
+            if len(item) > 16:
+                return None
+            pieces: list[str] = []
+            for element in item:
+                piece = _flat_scalar(element)
+                if piece is None:
+                    return None
+                pieces.append(piece)
+            encoded = "[" + ",".join(pieces) + "]"
         else:
-            if maybe_secret(item):
-                item = redact_with_defaults(item)
-            parts.append(f"{_encode_str(decision[1])}:{_encode_str(item)}")
+            piece = _flat_scalar(item)
+            if piece is None:
+                return None
+            encoded = piece
+        used += len(name) + len(encoded) + 4
+        if used > limit:
+            return None
+        parts.append(f"{_encode_str(decision[1])}:{encoded}")
     text = "{" + ",".join(parts) + "}"
     return text if len(text) <= limit else None
 
