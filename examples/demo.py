@@ -4,7 +4,8 @@
 2. Register two versions of a "summarize" prompt and point the `production` alias at version 1.
 3. Call a function decorated with `@promptops.track(prompt="summarize")`: it runs on version 1.
 4. Move the alias to version 2: within the cache TTL the same function runs on version 2, no redeploy.
-   Every call is an OpenTelemetry span, exported to the same MLflow server with the prompt version linked.
+   Every call is an OpenTelemetry span, exported to the same MLflow server with the prompt version linked,
+   and a capture record (inputs, output, prompt version) that replay will run candidates against.
 5. Stop the registry: calls keep working from memory; a freshly started process uses the last-known-good
    copy on disk; a prompt that was never resolved falls back to the decorator's `fallback=`.
 """
@@ -163,7 +164,10 @@ def main() -> None:
         print("   alias production -> version 1\n")
 
         cache_dir = str(workdir / "cache")
-        promptops.configure(tracking_uri=url, cache_ttl=1.0, registry_timeout=1.0, cache_dir=cache_dir)
+        captures = f"sqlite:///{workdir / 'captures.db'}"
+        promptops.configure(
+            tracking_uri=url, cache_ttl=1.0, registry_timeout=1.0, cache_dir=cache_dir, capture=captures
+        )
         print("3. calling the tracked function")
         show("first call", describe_call())
         show("second call", describe_call())
@@ -184,6 +188,11 @@ def main() -> None:
             "traces in MLflow (one span per call)",
             f"{len(traces)}, {sum('summarize' in t for t in linked)} linked to a 'summarize' version",
         )
+        from promptops.capture import CaptureStore
+
+        recorded = list(CaptureStore.open(captures).query(function=f"{__name__}:summarize"))
+        versions = sorted({record.prompt_version for record in recorded})
+        show("captured calls of summarize()", f"{len(recorded)}, served by versions {versions}")
 
         print("\n5. stopping the registry")
         stop_server(server)

@@ -81,7 +81,26 @@ def _values(settings: Settings) -> tuple[Callable[..., str], Any]:
     return dumps_for_span, _values_cache[2]
 
 
+_attributes_cache: dict[int, tuple[Prompt, dict[str, Any]]] = {}
+
+
 def _prompt_attributes(prompt: Prompt) -> dict[str, Any]:
+    """The span attributes a prompt contributes, as a fresh dict.
+
+    Memoised per prompt object: the memory cache hands every call the same object, so a warm call copies a
+    small dict instead of rebuilding it.
+    """
+    cached = _attributes_cache.get(id(prompt))
+    if cached is not None and cached[0] is prompt:
+        return dict(cached[1])
+    attributes = _build_prompt_attributes(prompt)
+    if len(_attributes_cache) >= 256:  # bounded: fallbacks and overrides make new objects now and then
+        _attributes_cache.clear()
+    _attributes_cache[id(prompt)] = (prompt, attributes)
+    return dict(attributes)
+
+
+def _build_prompt_attributes(prompt: Prompt) -> dict[str, Any]:
     attributes: dict[str, Any] = {
         PROMPT_NAME: prompt.name,
         PROMPT_VERSION: prompt.version,
@@ -146,7 +165,8 @@ class CallSpan:
         try:
             attributes = _prompt_attributes(prompt)
             attributes[FUNCTION] = self.function
-            attributes[REPLAY] = replay_active.get()
+            if replay_active.get():  # present only under replay: one attribute less on every production span
+                attributes[REPLAY] = True
             if settings.record_values:
                 dumps, redactor = _values(settings)
                 attributes[INPUTS] = dumps(

@@ -29,4 +29,6 @@ def test_demo_runs_end_to_end_offline() -> None:
     traced, linked = lines["traces in MLflow (one span per call)"].split(", ")
     assert int(traced) >= 10 and linked.startswith(traced + " linked")
     assert int(lines["spans not exportable while MLflow is down"].split()[0]) > 0
+    captured, versions = lines["captured calls of summarize()"].split(", served by versions ")
+    assert int(captured) >= 5 and versions == "[1, 2]"
     assert "Traceback" not in done.stderr

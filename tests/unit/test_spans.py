@@ -71,7 +71,6 @@ def test_a_call_is_one_span_with_the_prompt_version(name: str, spans: SpanCaptur
                 "promptops.prompt.alias": "production",
                 "promptops.prompt.source": "registry",
                 "promptops.function": f"{__name__}:test_a_call_is_one_span_with_the_prompt_version.<locals>.summarize",
-                "promptops.replay": False,
                 "promptops.inputs": '{"text":"hello"}',
                 "promptops.output": '"Summarize: hello"',
                 "gen_ai.request.model": "gpt-test",
