@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import datetime
+import importlib
 import logging
 import os
 import threading
@@ -80,8 +81,8 @@ def _suppress_instrumentation() -> None:
 
         key: Any
         try:
-            from opentelemetry.instrumentation import utils
-
+            # Optional package (instrumentations bring it): imported by name so type checking does not need it.
+            utils: Any = importlib.import_module("opentelemetry.instrumentation.utils")
             key = getattr(utils, "_SUPPRESS_INSTRUMENTATION_KEY", None)
         except ImportError:
             key = getattr(context, "_SUPPRESS_INSTRUMENTATION_KEY", None)
