@@ -279,7 +279,7 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param(
         "capture_queue_size",
-        20_000,
+        50_000,
         _to_int,
         "int",
         "Most captured calls waiting for the background writer. When the queue is full (the store is slow or "
@@ -316,7 +316,7 @@ class Settings:
     capture: str | None = "sqlite:///.promptops/captures.db"
     sample_rate: float = 1.0
     app_version: str | None = None
-    capture_queue_size: int = 20_000
+    capture_queue_size: int = 50_000
     redact: tuple[Any, ...] = ()
     generation: int = 0  # bumped by every configure(); caches keyed on settings compare it
 

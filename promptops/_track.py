@@ -187,6 +187,45 @@ def _observed(spec: _Spec, tracer: Any) -> bool:
     return settings is None or settings.capture is not None
 
 
+class _Observation:
+    """One call's span and capture bookkeeping, shared by the sync and async paths."""
+
+    __slots__ = ("args", "began", "bound", "kwargs", "prompt", "settings", "spec", "started")
+
+    def __init__(
+        self,
+        spec: _Spec,
+        tracer: Any,
+        prompt: Prompt,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        bound: bool,
+    ) -> None:
+        self.spec, self.prompt, self.args, self.kwargs, self.bound = spec, prompt, args, kwargs, bound
+        self.settings = settings = get_settings()
+        self.started = spec.call.start(tracer, prompt, settings, args, kwargs, bound=bound) if tracer else None
+        self.began = perf_counter_ns()
+
+    def failed(self, exc: BaseException) -> None:
+        ended = perf_counter_ns()
+        if self.started is not None:
+            self.spec.call.fail(self.started, self.settings, exc)
+        self._submit(ended, error=exc)
+
+    def succeeded(self, result: Any) -> None:
+        ended = perf_counter_ns()
+        if self.started is not None:
+            self.spec.call.finish(self.started, self.settings, result)
+        self._submit(ended, output=result)
+
+    def _submit(self, ended: int, *, output: Any = None, error: BaseException | None = None) -> None:
+        span = self.started[0] if self.started is not None else None
+        self.spec.capture.submit(
+            self.prompt, self.args, self.kwargs, bound=self.bound, output=output, error=error,
+            started_ns=self.began, ended_ns=ended, span_context=span,
+        )  # fmt: skip
+
+
 def _run(
     spec: _Spec,
     tracer: Any,
@@ -198,29 +237,16 @@ def _run(
     bound: bool,
 ) -> Any:
     """Call `func` inside its span (if `tracer`) and submit the capture record afterwards."""
-    settings = get_settings()
-    started = spec.call.start(tracer, prompt, settings, args, kwargs, bound=bound) if tracer is not None else None
-    span = started[0] if started is not None else None
+    observation = _Observation(spec, tracer, prompt, args, kwargs, bound)
     token = active_prompt.set(prompt)
-    began = perf_counter_ns()
     try:
         result = func(*args, **kwargs)
     except BaseException as exc:
-        ended = perf_counter_ns()
         active_prompt.reset(token)
-        if started is not None:
-            spec.call.fail(started, settings, exc)
-        spec.capture.submit(
-            prompt, args, kwargs, bound=bound, error=exc, started_ns=began, ended_ns=ended, span_context=span
-        )
+        observation.failed(exc)
         raise
-    ended = perf_counter_ns()
     active_prompt.reset(token)
-    if started is not None:
-        spec.call.finish(started, settings, result)
-    spec.capture.submit(
-        prompt, args, kwargs, bound=bound, output=result, started_ns=began, ended_ns=ended, span_context=span
-    )
+    observation.succeeded(result)
     return result
 
 
@@ -235,29 +261,16 @@ async def _arun(
     bound: bool,
 ) -> Any:
     """`_run` for coroutine functions."""
-    settings = get_settings()
-    started = spec.call.start(tracer, prompt, settings, args, kwargs, bound=bound) if tracer is not None else None
-    span = started[0] if started is not None else None
+    observation = _Observation(spec, tracer, prompt, args, kwargs, bound)
     token = active_prompt.set(prompt)
-    began = perf_counter_ns()
     try:
         result = await func(*args, **kwargs)
     except BaseException as exc:
-        ended = perf_counter_ns()
         active_prompt.reset(token)
-        if started is not None:
-            spec.call.fail(started, settings, exc)
-        spec.capture.submit(
-            prompt, args, kwargs, bound=bound, error=exc, started_ns=began, ended_ns=ended, span_context=span
-        )
+        observation.failed(exc)
         raise
-    ended = perf_counter_ns()
     active_prompt.reset(token)
-    if started is not None:
-        spec.call.finish(started, settings, result)
-    spec.capture.submit(
-        prompt, args, kwargs, bound=bound, output=result, started_ns=began, ended_ns=ended, span_context=span
-    )
+    observation.succeeded(result)
     return result
 
 
