@@ -710,6 +710,34 @@ class ArgumentBinder:
             }
 
 
+class CallArguments:
+    """Binds the calls of one function, whether `args` include the receiver (`self`/`cls`) or not.
+
+    Spans and capture records both record a call's inputs with it, so the two always agree.
+
+    Args:
+        func: The decorated function (the plain function for methods).
+    """
+
+    __slots__ = ("_bound", "_unbound", "drop_first")
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        try:
+            signature = inspect.signature(func)
+        except (TypeError, ValueError):
+            signature = inspect.Signature()
+        parameters = list(signature.parameters.values())
+        kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        self.drop_first = bool(parameters) and parameters[0].name in ("self", "cls") and parameters[0].kind in kinds
+        self._unbound = ArgumentBinder(signature)
+        # Bound calls come without the receiver: bind them against the rest of the signature.
+        self._bound = ArgumentBinder(signature.replace(parameters=parameters[1:])) if self.drop_first else self._unbound
+
+    def __call__(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], *, bound: bool) -> dict[str, Any]:
+        """The call's arguments by parameter name, without `self`/`cls` and the injected `prompt`. Never raises."""
+        return (self._bound if bound else self._unbound)(args, kwargs)
+
+
 def bind_arguments(
     signature: inspect.Signature,
     args: tuple[Any, ...],

@@ -8,7 +8,6 @@ Attribute names are a contract (dashboards and tests rely on them): see `docs/tr
 
 from __future__ import annotations
 
-import inspect
 import time
 import traceback
 import weakref
@@ -123,33 +122,18 @@ def _build_prompt_attributes(prompt: Prompt) -> dict[str, Any]:
 class CallSpan:
     """How calls of one decorated function become spans."""
 
-    __slots__ = ("drop_first", "function", "name", "positional", "var_positional")
+    __slots__ = ("arguments", "function", "name")
 
     def __init__(self, func: Callable[..., Any], name: str | None) -> None:
+        from ._serialize import CallArguments  # at decoration time, not at `import promptops`
+
         self.name = name or getattr(func, "__name__", "call")
         self.function = f"{getattr(func, '__module__', '?')}:{getattr(func, '__qualname__', self.name)}"
-        try:
-            parameters = list(inspect.signature(func).parameters.values())
-        except (TypeError, ValueError):
-            parameters = []
-        kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        self.positional = [p.name for p in parameters if p.kind in kinds]
-        self.var_positional = next((p.name for p in parameters if p.kind is inspect.Parameter.VAR_POSITIONAL), None)
-        # `self`/`cls` are the receiver, not an input worth recording.
-        self.drop_first = bool(self.positional) and self.positional[0] in ("self", "cls")
+        self.arguments = CallArguments(func)
 
     def inputs(self, args: tuple[Any, ...], kwargs: dict[str, Any], *, bound: bool) -> dict[str, Any]:
         """The call's arguments by parameter name, without the receiver and the injected prompt."""
-        names = self.positional[1:] if bound and self.drop_first else self.positional
-        data = dict(zip(names, args))
-        if len(args) > len(names) and self.var_positional is not None:
-            data[self.var_positional] = list(args[len(names) :])
-        if kwargs:
-            data.update(kwargs)
-        data.pop("prompt", None)
-        if self.drop_first and not bound:
-            data.pop(self.positional[0], None)
-        return data
+        return self.arguments(args, kwargs, bound=bound)
 
     def open(
         self,

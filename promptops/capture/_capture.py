@@ -14,7 +14,6 @@ the value as it was at the end of the call.
 
 from __future__ import annotations
 
-import inspect
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -27,7 +26,7 @@ from ..prompts import Prompt, replay_active
 from . import _writer  # pyright: ignore[reportPrivateUsage]
 
 if TYPE_CHECKING:
-    from .._serialize import ArgumentBinder
+    pass
 
 __all__ = ["CallCapture"]
 
@@ -67,7 +66,7 @@ class CallCapture:
         tags: Stored with every record of this function.
     """
 
-    __slots__ = ("_binder", "_bound_binder", "_cached", "_drop_first", "enabled", "function", "sample_rate", "tags")
+    __slots__ = ("_arguments", "_cached", "_drop_first", "enabled", "function", "sample_rate", "tags")
 
     def __init__(
         self,
@@ -77,7 +76,7 @@ class CallCapture:
         sample_rate: float | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> None:
-        from .._serialize import ArgumentBinder
+        from .._serialize import CallArguments
 
         name = getattr(func, "__name__", "call")
         self.function = f"{getattr(func, '__module__', '?')}:{getattr(func, '__qualname__', name)}"
@@ -86,26 +85,13 @@ class CallCapture:
             raise ValueError(f"sample_rate must be between 0 and 1, got {sample_rate!r}")
         self.sample_rate = sample_rate
         self.tags: dict[str, str] = {str(key): str(value) for key, value in (tags or {}).items()}
-        try:
-            signature = inspect.signature(func)
-        except (TypeError, ValueError):
-            signature = inspect.Signature()
-        self._binder: ArgumentBinder = ArgumentBinder(signature)
-        parameters = list(signature.parameters.values())
-        self._drop_first = (
-            bool(parameters)
-            and parameters[0].name in ("self", "cls")
-            and parameters[0].kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        )
-        # Bound calls (`bound=True`) come without the receiver: bind them against the rest of the signature.
-        self._bound_binder: ArgumentBinder = (
-            ArgumentBinder(signature.replace(parameters=parameters[1:])) if self._drop_first else self._binder
-        )
+        self._arguments = CallArguments(func)
+        self._drop_first = self._arguments.drop_first
         self._cached: tuple[Any, Any] = (None, None)  # (settings, writer) last used
 
     def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], bound: bool) -> dict[str, Any]:
         """The call's arguments by parameter name, without `self`/`cls` and the injected `prompt`. Never raises."""
-        return (self._bound_binder if bound else self._binder)(args, kwargs)
+        return self._arguments(args, kwargs, bound=bound)
 
     def submit(
         self,
