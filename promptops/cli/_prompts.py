@@ -16,6 +16,7 @@ import typer
 from .._config import Selector, parse_selector
 from .._errors import ConfigError
 from ..prompts import Prompt, parse_reference
+from ..prompts._registry import prompt_from_version
 from ._app import CliError, State, is_mlflow_exception
 
 __all__ = ["prompts_app"]
@@ -187,17 +188,7 @@ class _Registry:
             found = None
         if found is None:
             raise self._missing(name, selector)
-        return Prompt(
-            name=name,
-            version=int(found.version),
-            template=found.template,
-            alias=str(value) if kind == "alias" else None,
-            source="registry",
-            model_config=found.model_config,
-            response_format=found.response_format,
-            tags=dict(found.tags or {}),
-            commit_message=found.commit_message or None,
-        )
+        return prompt_from_version(found, name=name, alias=str(value) if kind == "alias" else None)
 
     def _missing(self, name: str, selector: Selector) -> CliError:
         if not self.exists(name):

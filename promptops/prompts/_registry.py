@@ -102,6 +102,21 @@ def prompt_from_tags(
     )
 
 
+def prompt_from_version(found: Any, *, name: str, alias: str | None) -> Prompt:
+    """Our `Prompt` from an MLflow `PromptVersion` (what the MLflow client returns)."""
+    return Prompt(
+        name=name,
+        version=int(found.version),
+        template=found.template,
+        alias=alias,
+        source="registry",
+        model_config=found.model_config,
+        response_format=found.response_format,
+        tags=dict(found.tags or {}),
+        commit_message=found.commit_message or None,
+    )
+
+
 def redact_uri(uri: str) -> str:
     """The URI without a password, for messages and logs."""
     parts = urlsplit(uri)
@@ -250,17 +265,7 @@ class MlflowRegistry:
             raise RegistryError(f"{type(exc).__name__}: {exc}") from None
         if found is None:
             raise RegistryNotFound(f"no prompt {name!r} with {describe(selector)}")
-        return Prompt(
-            name=name,
-            version=int(found.version),
-            template=found.template,
-            alias=str(value) if kind == "alias" else None,
-            source="registry",
-            model_config=found.model_config,
-            response_format=found.response_format,
-            tags=dict(found.tags),
-            commit_message=found.commit_message or None,
-        )
+        return prompt_from_version(found, name=name, alias=str(value) if kind == "alias" else None)
 
     def close(self) -> None:
         """Nothing to release: the MLflow client keeps no connection of its own here."""
