@@ -137,16 +137,7 @@ class CountingExporter(SpanExporter):
 def _run_bounded(target: Callable[[], Any], timeout: float, name: str) -> bool:
     """Run `target` in a daemon thread; `True` if it returned within `timeout` seconds."""
     done = threading.Event()
-
-    def run() -> None:
-        try:
-            target()
-        except Exception as exc:
-            log_internal_error(name, exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name=f"promptops-{name}", daemon=True).start()
+    _start(target, done, name)
     return done.wait(max(timeout, 0.0))
 
 
@@ -276,7 +267,9 @@ class BoundedBatchSpanProcessor(BatchSpanProcessor):
         return flushed and stopped
 
 
-def _start(target: Callable[[], None], done: threading.Event, name: str) -> None:
+def _start(target: Callable[[], Any], done: threading.Event, name: str) -> None:
+    """Run `target` in a daemon thread that sets `done` when it returns or fails (failures are logged)."""
+
     def run() -> None:
         try:
             target()
