@@ -178,9 +178,13 @@ class Writer:
         self._wake.set()
         self._retry.set()
         self._thread.join(max(deadline - time.monotonic(), 0.0))
-        if self._thread.is_alive():  # stuck on the store: let it drop what it holds when it returns
+        if self._thread.is_alive():
+            # Stuck on the store: the batch it holds is dropped now, at the deadline, so the counts are final
+            # when shutdown() returns; the thread touches no counter when the store call comes back.
             self._abandon = True
             finished = False
+            if self._held:
+                counters.drop("shutdown", self._held)
         left = len(self._queue)
         if left:
             self._queue.clear()
@@ -255,8 +259,7 @@ class Writer:
         self._held = len(records)
         while records:
             if self._abandon:
-                counters.drop("shutdown", len(records))
-                return
+                return  # counted as dropped by shutdown()
             try:
                 store = self._store or self._open()
                 store.write(records)
@@ -274,12 +277,13 @@ class Writer:
                     self._failed(exc, len(records), backoff)
                     self._discard_store()
                 if self._stopping and self._abandon:
-                    counters.drop("shutdown", len(records))
-                    return
+                    return  # counted as dropped by shutdown()
                 self._retry.wait(backoff)
                 self._retry.clear()
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
+            if self._abandon:
+                return  # shutdown() already counted this batch as dropped
             with counters.lock:
                 counters.written += len(records)
             if self._failing:
@@ -289,6 +293,8 @@ class Writer:
 
     def _write_one_by_one(self, store: CaptureStore, records: list[CaptureRecord]) -> None:
         for record in records:
+            if self._abandon:
+                return  # counted as dropped by shutdown()
             try:
                 store.write([record])
             except Exception as exc:
