@@ -1,7 +1,8 @@
 """Capture stores: SQLite and PostgreSQL through SQLAlchemy Core, with a schema version and migrations.
 
-Tables: `promptops_schema` (one row: the schema version) and `promptops_captures` (one row per call; JSON
-values as text). `CaptureStore.open(url)` applies the pending migrations in order, once, under a lock that
+Tables: `promptops_schema` (one row: the schema version), `promptops_captures` (one row per call; JSON
+values as text) and, since version 2, `promptops_datasets` / `promptops_dataset_records` (named, immutable
+datasets; read and written by `promptops.datasets`). `CaptureStore.open(url)` applies the pending migrations in order, once, under a lock that
 makes two processes opening the same store at once safe: PostgreSQL's `pg_advisory_xact_lock`, SQLite's
 `BEGIN IMMEDIATE`. A store written by a newer promptops (a schema version this one does not know) is refused
 with `CaptureSchemaError` rather than written to.
@@ -69,13 +70,45 @@ captures_table = sa.Table(
 )
 
 
+datasets_table = sa.Table(
+    "promptops_datasets",
+    _metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("filters", sa.Text, nullable=False),  # JSON object: how the dataset was made (provenance)
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+)
+
+dataset_records_table = sa.Table(
+    "promptops_dataset_records",
+    _metadata,
+    # No foreign key: SQLite enforces none without a pragma; the dataset's row and its records are written
+    # and deleted together, in one transaction (promptops.datasets).
+    sa.Column("dataset", sa.String(200), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),  # 0-based: records keep their order
+    sa.Column("id", sa.Text, nullable=False),
+    sa.Column("inputs", sa.Text, nullable=False),  # JSON values as text, as in the captures table
+    sa.Column("output", sa.Text, nullable=False),
+    sa.Column("expected", sa.Text, nullable=False),
+    sa.Column("metadata", sa.Text, nullable=False),
+)
+
+
 def _migrate_v1(connection: Connection) -> None:
     """Version 1: the captures table and its indexes."""
     captures_table.create(connection, checkfirst=True)
 
 
+def _migrate_v2(connection: Connection) -> None:
+    """Version 2: the dataset tables (a version 1 store gains them in place; its captures are untouched)."""
+    datasets_table.create(connection, checkfirst=True)
+    dataset_records_table.create(connection, checkfirst=True)
+
+
 # Ordered: MIGRATIONS[i] takes the schema from version i to i + 1. Append only; never edit a shipped one.
-MIGRATIONS: Sequence[Callable[[Connection], None]] = (_migrate_v1,)
+MIGRATIONS: Sequence[Callable[[Connection], None]] = (_migrate_v1, _migrate_v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 _ADVISORY_LOCK = 0x70726F6D70746F70  # "promptop": serialises migrations across PostgreSQL clients
 
@@ -253,6 +286,19 @@ class CaptureStore:
             connection = connection.execution_options(promptops_write=True)
             with connection.begin():
                 yield connection
+
+    @contextlib.contextmanager
+    def transaction(self) -> Generator[Connection]:
+        """A connection in one write transaction: committed when the block ends, rolled back if it raises.
+
+        On SQLite the write lock is taken up front (`BEGIN IMMEDIATE`), so concurrent writers wait for each
+        other (up to the busy timeout) instead of failing half-way.
+
+        Yields:
+            The SQLAlchemy connection.
+        """
+        with self._write() as connection:
+            yield connection
 
     # -- writing -----------------------------------------------------------------------------------------------
 

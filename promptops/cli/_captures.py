@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import datetime
 import json
-import re
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
+from .._moments import parse_moment
 from ._app import CliError, State
 
 if TYPE_CHECKING:
@@ -31,8 +31,6 @@ captures_app = typer.Typer(
     no_args_is_help=True,
 )
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _PREVIEW_CHARS = 40
 
 StoreOption = Annotated[
@@ -65,38 +63,6 @@ UntilOption = Annotated[
     str | None,
     typer.Option("--until", metavar="WHEN", help="Only calls started before WHEN (same forms as --since)."),
 ]
-
-
-def parse_moment(value: str, *, option: str, now: datetime.datetime | None = None) -> datetime.datetime:
-    """An instant from a relative duration (`30m`, `24h`, `7d`: that long before `now`) or an ISO timestamp.
-
-    Args:
-        value: The text given on the command line.
-        option: The option's name, for the error message.
-        now: The reference instant for durations (default: the current time).
-
-    Returns:
-        A timezone-aware datetime (UTC when the text has no offset).
-
-    Raises:
-        CliError: the text is neither.
-    """
-    match = _DURATION.match(value)
-    if match:
-        amount, unit = float(match.group(1)), match.group(2)
-        reference = now or datetime.datetime.now(datetime.timezone.utc)
-        try:
-            return reference - datetime.timedelta(**{_UNITS[unit]: amount})
-        except OverflowError:
-            raise CliError(f"{option} {value!r} is too far in the past") from None
-    try:
-        moment = datetime.datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise CliError(
-            f"{option} {value!r} is not a duration or a timestamp; use e.g. 30m, 24h, 7d, 2w, or an ISO "
-            "timestamp such as 2026-01-31 or 2026-01-31T12:00:00Z"
-        ) from None
-    return moment.replace(tzinfo=datetime.timezone.utc) if moment.tzinfo is None else moment
 
 
 def _sqlite_path(url: str) -> str | None:

@@ -182,9 +182,9 @@ def test_two_processes_opening_a_new_store_at_once_migrate_it_once(store_url: st
     ]
     outputs = [child.communicate(timeout=120) for child in children]
     assert [child.returncode for child in children] == [0] * 4, [err for _, err in outputs]
-    assert [out.strip() for out, _ in outputs] == ["1"] * 4
+    assert [out.strip() for out, _ in outputs] == ["2"] * 4
     store = CaptureStore.open(store_url)
-    assert store.schema_version() == 1 and store.migrate() == 0
+    assert store.schema_version() == 2 and store.migrate() == 0
     store.close()
 
 
