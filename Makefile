@@ -14,7 +14,8 @@ export NO_MKDOCS_2_WARNING := 1
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev,semantic]"
 	touch $@
 
 install: $(BIN)/.installed
@@ -47,6 +48,9 @@ bench: install
 	$(BIN)/python benchmarks/bench_values.py
 	$(BIN)/python benchmarks/bench_tracing.py
 	$(BIN)/python benchmarks/bench_capture.py
+	$(BIN)/python benchmarks/bench_semantic.py
+	$(BIN)/python benchmarks/bench_replay.py
+	$(BIN)/python benchmarks/bench_verdict.py
 
 clean:
 	rm -rf $(VENV) site .pytest_cache .ruff_cache .promptops

@@ -6,15 +6,20 @@
 4. Move the alias to version 2: within the cache TTL the same function runs on version 2, no redeploy.
    Every call is an OpenTelemetry span, exported to the same MLflow server with the prompt version linked,
    and a capture record (inputs, output, prompt version) that replay will run candidates against.
-5. Stop the registry: calls keep working from memory; a freshly started process uses the last-known-good
+5. Production traffic: 234 support tickets through the support app (`examples/support/app.py`, an offline
+   model with a little seeded nondeterminism, like an LLM at temperature > 0), every call captured.
+6. `promptops replay` re-runs the captured tickets on two candidate versions of its prompt: a reworded one
+   (passes: its drift is within the model's own run-to-run noise) and one that drops the details (fails, with
+   the evidence). Each writes a self-contained HTML report and an MLflow run.
+7. Stop the registry: calls keep working from memory; a freshly started process uses the last-known-good
    copy on disk; a prompt that was never resolved falls back to the decorator's `fallback=`.
+
+The working directory (MLflow store, captures, reports) is kept; set `PROMPTOPS_DEMO_DIR` to choose it.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,8 +32,14 @@ from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("PROMPTOPS_DEMO_SEED", "0")  # production's model seed (replay runs with another one)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples.support, the demo's support app
 
 import promptops
+from promptops.testing import OfflineModel
+
+ROOT = Path(__file__).resolve().parents[1]
 
 ARTICLE = (
     "The city council approved a new cycling plan on Tuesday. The plan adds forty kilometres of protected "
@@ -37,15 +48,8 @@ ARTICLE = (
 )
 
 
-def offline_llm(prompt_text: str) -> str:
-    """A deterministic stand-in for an LLM that really reads its instructions: 'at most N words'."""
-    text = prompt_text.split("Text:", 1)[-1].strip()
-    words = text.split()
-    limit = re.search(r"at most (\d+) words", prompt_text)
-    if limit:
-        words = words[: int(limit.group(1))]
-    summary = " ".join(words).rstrip(",.;") + "."
-    return summary.upper() if "UPPERCASE" in prompt_text else summary
+# An offline stand-in for an LLM that reads its prompt (word limits, case, format, tone); see promptops.testing.
+offline_llm = OfflineModel()
 
 
 @promptops.track(prompt="summarize")
@@ -141,8 +145,46 @@ RESTARTED_PROCESS = textwrap.dedent(
 )
 
 
+def replay_cli(url: str, captures: str, workdir: Path, candidate: int, label: str) -> tuple[int, str]:
+    """Run `promptops replay` as a user would, in a process of its own; returns its exit code and output."""
+    report = workdir / f"replay-{label}.html"
+    command = [
+        str(Path(sys.executable).with_name("promptops")), "--tracking-uri", url, "replay",
+        "examples.support.app:summarize_ticket", "--candidate", str(candidate), "--scorer", "rougeL",
+        "--scorer", "bleu", "--scorer", "semantic", "--report", str(report), "--json", str(workdir / f"{label}.json"),
+    ]  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "PROMPTOPS_CAPTURE": captures,
+        "PROMPTOPS_CACHE_DIR": str(workdir / "cache"),
+        "PROMPTOPS_DEMO_SEED": "1",  # another process, another draw of the model's nondeterminism
+        "COLUMNS": "110",
+    }
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=workdir, env=env)
+    output = done.stdout + done.stderr
+    print(textwrap.indent(output.rstrip(), "   | "))
+    return done.returncode, str(report)
+
+
+def production_traffic(client: object, captures: str) -> int:
+    """Register the support app's prompt versions and send it production traffic; returns how many were captured."""
+    from examples.support import app
+    from promptops.capture import CaptureStore
+
+    for label in ("v1", "good", "bad_drop"):
+        client.register_prompt(app.PROMPT_NAME, app.TEMPLATES[label], commit_message=label)  # type: ignore[attr-defined]
+    client.set_prompt_alias(app.PROMPT_NAME, "production", 1)  # type: ignore[attr-defined]
+    for ticket in app.load_tickets():
+        app.summarize_ticket(ticket["text"], ticket["customer"])
+    promptops.flush()
+    return CaptureStore.open(captures).count(function="examples.support.app:summarize_ticket")
+
+
 def main() -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="promptops-demo-"))
+    chosen = os.environ.get("PROMPTOPS_DEMO_DIR")
+    workdir = Path(chosen) if chosen else Path(tempfile.mkdtemp(prefix="promptops-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     print(f"promptops demo (working directory {workdir})\n")
     print("1. starting a local MLflow tracking server ...")
     server, url = start_server(workdir)
@@ -194,7 +236,18 @@ def main() -> None:
         versions = sorted({record.prompt_version for record in recorded})
         show("captured calls of summarize()", f"{len(recorded)}, served by versions {versions}")
 
-        print("\n5. stopping the registry")
+        print("\n5. production traffic: the support app summarises 234 customer tickets")
+        show("captured support tickets", str(production_traffic(client, captures)))
+
+        print("\n6. replaying the captured tickets on candidate versions of 'support-summary'")
+        print("   version 2, the production prompt reworded:")
+        good_code, good_report = replay_cli(url, captures, workdir, 2, "reworded")
+        print("   version 3, 'one very short sentence; leave out the details':")
+        bad_code, bad_report = replay_cli(url, captures, workdir, 3, "drop-details")
+        show("replay of version 2 (reworded)", f"exit {good_code}, {'PASSED' if good_code == 0 else 'FAILED'}")
+        show("replay of version 3 (drops details)", f"exit {bad_code}, {'PASSED' if bad_code == 0 else 'FAILED'}")
+
+        print("\n7. stopping the registry")
         stop_server(server)
         show("this process, registry down", describe_call())
         restarted = subprocess.run(
@@ -214,10 +267,13 @@ def main() -> None:
         lost = promptops.stats()["spans_failed"] + promptops.stats()["spans_dropped"]
         show("spans not exportable while MLflow is down", f"{lost} (counted and logged; no call failed)")
         print("\nDone. Every call above returned; none waited on the dead registry for more than 1 s.")
+        print(f"\nReplay reports:\n  {good_report}\n  {bad_report}")
+        print(
+            f"Browse the traces, prompt versions and replay runs:\n  mlflow ui --backend-store-uri sqlite:///{workdir / 'mlflow.db'}"
+        )
     finally:
         stop_server(server)
         promptops.shutdown(timeout=2)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

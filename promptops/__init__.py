@@ -9,6 +9,8 @@ def summarize(text: str, *, prompt: promptops.Prompt) -> str:
 ```
 """
 
+from typing import TYPE_CHECKING
+
 from ._config import Settings, configure, get_settings
 from ._errors import ConfigError, PromptFormatError, PromptNotFoundError, PromptopsError, PromptUnavailableError
 from ._lifecycle import flush, shutdown, stats
@@ -16,6 +18,9 @@ from ._span import record_usage
 from ._track import track
 from ._version import __version__
 from .prompts import Prompt, current_prompt, preload, use_prompt
+
+if TYPE_CHECKING:
+    from .scorers import scorer
 
 __all__ = [
     "ConfigError",
@@ -32,8 +37,18 @@ __all__ = [
     "get_settings",
     "preload",
     "record_usage",
+    "scorer",
     "shutdown",
     "stats",
     "track",
     "use_prompt",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # `@promptops.scorer` lives with the scorers, which import numpy and friends: only when asked for.
+    if name == "scorer":
+        from .scorers import scorer
+
+        return scorer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,7 @@ import inspect
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from time import monotonic, perf_counter_ns
-from typing import Any, TypeVar, overload
+from typing import Any, NamedTuple, TypeVar, overload
 
 from . import (
     _config,  # pyright: ignore[reportPrivateUsage]
@@ -582,6 +582,31 @@ async def _aiterate(
             stream.end()
 
 
+class TrackInfo(NamedTuple):
+    """What `@promptops.track` knows about a decorated function (replay reads it through `track_info`).
+
+    Attributes:
+        prompt: The prompt's registry name.
+        function: The undecorated function.
+        selector: The decorator's `version=`/`alias=`, if given.
+    """
+
+    prompt: str
+    function: Callable[..., Any]
+    selector: Selector | None = None
+
+
+def track_info(obj: Any) -> TrackInfo | None:
+    """The `TrackInfo` of a function decorated with `@promptops.track` (also a bound method of one), else `None`."""
+    for candidate in (obj, getattr(obj, "__func__", None)):
+        if candidate is None:
+            continue
+        info = getattr(candidate, "_self_promptops_track", None) or getattr(candidate, "__promptops_track__", None)
+        if isinstance(info, TrackInfo):
+            return info
+    return None
+
+
 def _unwrap(func: Any) -> Any:
     # classmethod/staticmethod objects (when @track is outermost) keep the function in __func__.
     return getattr(func, "__func__", func)
@@ -669,21 +694,27 @@ def track(
         if not callable(target):
             raise TypeError(f"@promptops.track applies to functions and methods, not {type(func).__name__}")
         spec = _Spec(target, prompt, selector, fallback, name, capture, sample_rate)
+        info = TrackInfo(prompt, target, selector)
         if inspect.isasyncgenfunction(target):
             wrapper = _async_generator_wrapper(spec)
         elif inspect.iscoroutinefunction(target):
             if inspect.isfunction(func):
-                return _plain_async_wrapper(spec, func)  # type: ignore[return-value]
+                plain = _plain_async_wrapper(spec, func)
+                plain.__promptops_track__ = info  # type: ignore[attr-defined]
+                return plain  # type: ignore[return-value]
             wrapper = _async_wrapper(spec)
         elif inspect.isgeneratorfunction(target):
             wrapper = _generator_wrapper(spec)
         elif inspect.isfunction(func):
-            return _plain_function_wrapper(spec, func)  # type: ignore[return-value]
+            plain = _plain_function_wrapper(spec, func)
+            plain.__promptops_track__ = info  # type: ignore[attr-defined]
+            return plain  # type: ignore[return-value]
         else:
             wrapper = _sync_wrapper(spec)
         import wrapt  # only for descriptors, callables and generators: keeps `import promptops` light
 
         wrapped = wrapt.FunctionWrapper(func, wrapper)
+        wrapped._self_promptops_track = info  # type: ignore[attr-defined]  # `_self_` attributes stay on the proxy
         return wrapped  # type: ignore[return-value]
 
     return decorate

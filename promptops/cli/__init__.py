@@ -6,9 +6,13 @@ Run `promptops --help`. `main()` is the console-script entry point; `app` is the
 
 from ._app import app, main
 from ._captures import captures_app
+from ._datasets import datasets_app
 from ._prompts import prompts_app
+from ._replay import replay
 
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(captures_app, name="captures")
+app.add_typer(datasets_app, name="datasets")
+app.command("replay")(replay)
 
 __all__ = ["app", "main"]

@@ -9,13 +9,10 @@ MLflow is imported inside the commands that need it, so `promptops --help` stays
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
 import os
 import shlex
 import sys
-from collections.abc import Generator
 from typing import Annotated, Any
 
 import typer
@@ -23,6 +20,7 @@ from typer.core import TyperGroup
 
 from .._config import Settings, get_settings
 from .._errors import PromptopsError
+from .._mlflow_env import mlflow_environment
 from .._version import __version__
 from ..prompts._registry import redact_uri
 
@@ -153,35 +151,11 @@ class State:
         if self._client is None:
             uri = self.tracking_uri
             timeout = max(5, math.ceil(self.settings.registry_timeout))
-            ctx.find_root().with_resource(_mlflow_environment(timeout))
+            ctx.find_root().with_resource(mlflow_environment(timeout))
             from mlflow import MlflowClient
 
             self._client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         return self._client
-
-
-@contextlib.contextmanager
-def _mlflow_environment(timeout: int) -> Generator[None]:
-    defaults = {
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout),
-        # "Creating initial MLflow database tables..." and the like would pollute stderr.
-        "MLFLOW_LOGGING_LEVEL": "WARNING",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-    }
-    added = [name for name in defaults if name not in os.environ]
-    for name in added:
-        os.environ[name] = defaults[name]
-    mlflow_logger = logging.getLogger("mlflow")
-    level = mlflow_logger.level
-    if mlflow_logger.getEffectiveLevel() < logging.WARNING:
-        mlflow_logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        mlflow_logger.setLevel(level)
-        for name in added:
-            os.environ.pop(name, None)
 
 
 app = typer.Typer(

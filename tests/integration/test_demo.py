@@ -10,9 +10,9 @@ from pathlib import Path
 DEMO = Path(__file__).parents[2] / "examples" / "demo.py"
 
 
-def test_demo_runs_end_to_end_offline() -> None:
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
-    done = subprocess.run([sys.executable, str(DEMO)], capture_output=True, text=True, timeout=240, env=env)
+def test_demo_runs_end_to_end_offline(tmp_path: Path) -> None:
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "PROMPTOPS_DEMO_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, str(DEMO)], capture_output=True, text=True, timeout=400, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = {
         line.split("->")[0].strip(): line.split("->", 1)[1].strip()
@@ -31,4 +31,11 @@ def test_demo_runs_end_to_end_offline() -> None:
     assert int(lines["spans not exportable while MLflow is down"].split()[0]) > 0
     captured, versions = lines["captured calls of summarize()"].split(", served by versions ")
     assert int(captured) >= 5 and versions == "[1, 2]"
+    assert lines["captured support tickets"] == "234"
+    assert lines["replay of version 2 (reworded)"] == "exit 0, PASSED"
+    assert lines["replay of version 3 (drops details)"] == "exit 1, FAILED"
+    assert "FAIL rougeL noninferior 0.05: delta -0." in done.stdout
+    for report in ("replay-reworded.html", "replay-drop-details.html"):
+        assert str(tmp_path / report) in done.stdout and (tmp_path / report).stat().st_size > 10_000
+    assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path / 'mlflow.db'}" in done.stdout
     assert "Traceback" not in done.stderr

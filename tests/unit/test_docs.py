@@ -6,7 +6,8 @@
   A block whose info string has `test="skip"` is only compiled: use it for snippets that need something a
   test cannot have (a remote server, a name defined elsewhere).
 * A docstring block runs on its own when it is self-contained: every name it reads is defined in it, a
-  builtin, or in `PRELUDE` (`promptops`, and `llm`, which stands for the reader's model call).
+  builtin, or in `PRELUDE` (`promptops`, and `llm`, which stands for the reader's model call), and it is not
+  marked `test="skip"` (a block needing an application module, say).
 * Each `examples/*.py` (except `demo.py`, tested separately) runs in a subprocess and must exit 0 without
   writing to its working directory.
 """
@@ -128,7 +129,9 @@ def test_page_runs(page: Path, docs_registry: str) -> None:
     assert promptops.flush()
 
 
-SELF_CONTAINED = [example for example in DOCSTRING_BLOCKS if not free_names(example.source) - PRELUDE.keys()]
+SELF_CONTAINED = [
+    example for example in DOCSTRING_BLOCKS if not _skipped(example) and not free_names(example.source) - PRELUDE.keys()
+]
 
 
 @pytest.mark.parametrize("example", SELF_CONTAINED, ids=_id)

@@ -1,0 +1,170 @@
+"""Replay speed, side by side in one run: `promptops.replay.run` versus `mlflow.genai.evaluate`.
+
+Run with `.venv/bin/python benchmarks/bench_replay.py` (`--quick`: 200 records only). Everything is real: a
+sqlite MLflow store in a temporary directory holds the prompt versions, the runs and the traces.
+
+1. End to end, 200 and 1,000 records, a zero-latency target (it formats its prompt), scorers rougeL + bleu:
+   - `mlflow.genai.evaluate` with a `predict_fn` doing the same and two `@scorer`s computing the same values
+     (rouge-score and sacrebleu against the baseline output given as the expectation), in a process of its own
+     (the timing excludes its imports);
+   - `promptops.replay.run` with `--repeats 0` (one call per record, as evaluate makes) and with the default
+     `--repeats 1` (a second call per record for the noise floor: twice the calls), both logging an MLflow run
+     with the per-record table and the HTML report, and both exporting their spans to MLflow (flushed inside the
+     timing).
+2. I/O-bound throughput: a target that sleeps 200 ms per call, 32 workers, records/s (ideal: 160/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+ROOT = Path(__file__).resolve().parents[1]
+TICKETS = ROOT / "examples" / "support" / "tickets.jsonl"
+TEMPLATE = "Summarize this ticket for the agent. Ticket: {{ text }}"
+APP = """
+import time
+import promptops
+
+@promptops.track(prompt="PROMPT")
+def summarize(text: str, *, prompt: promptops.Prompt) -> str:
+    return prompt.format(text=text)[:400]
+
+@promptops.track(prompt="PROMPT")
+def slow(text: str, *, prompt: promptops.Prompt) -> str:
+    time.sleep(0.2)
+    return prompt.format(text=text)[:400]
+"""
+
+
+def texts(count: int) -> list[str]:
+    base = [json.loads(line)["text"] for line in TICKETS.read_text().splitlines() if line.strip()]
+    return [base[i % len(base)] + ("" if i < len(base) else f" (ref {i})") for i in range(count)]
+
+
+def setup(workdir: Path) -> tuple[str, str]:
+    import mlflow
+
+    import promptops
+
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    name = f"bench-{uuid.uuid4().hex[:6]}"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.register_prompt(name=name, template=TEMPLATE)
+    client.set_prompt_alias(name, "production", 1)
+    module = f"bench_replay_app_{uuid.uuid4().hex[:6]}"
+    (workdir / f"{module}.py").write_text(textwrap.dedent(APP).replace("PROMPT", name))
+    sys.path.insert(0, str(workdir))
+    promptops.configure(tracking_uri=uri, experiment_name="bench-replay", capture=False)
+    return uri, module
+
+
+def dataset(workdir: Path, count: int) -> str:
+    path = workdir / f"data-{count}.jsonl"
+    with path.open("w") as out:
+        for text in texts(count):
+            baseline = TEMPLATE.replace("{{ text }}", text)[:400]
+            out.write(json.dumps({"inputs": {"text": text}, "output": baseline, "metadata": {"prompt_version": 1}}))
+            out.write("\n")
+    return str(path)
+
+
+MLFLOW_EVALUATE = """
+import json, sys, time
+import mlflow, sacrebleu
+from mlflow.genai.scorers import scorer
+from rouge_score import rouge_scorer
+
+uri, template, path = sys.argv[1:4]
+mlflow.set_tracking_uri(uri)
+mlflow.set_experiment("bench-evaluate")
+rouge = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+@scorer
+def rouge_l(outputs, expectations):
+    return rouge.score(expectations["expected_response"], outputs)["rougeL"].fmeasure
+
+@scorer
+def bleu(outputs, expectations):
+    return sacrebleu.sentence_bleu(outputs, [expectations["expected_response"]]).score / 100
+
+def predict(text):
+    return template.replace("{{ text }}", text)[:400]
+
+rows = [json.loads(line) for line in open(path)]
+data = [{"inputs": row["inputs"], "expectations": {"expected_response": row["output"]}} for row in rows]
+started = time.perf_counter()
+mlflow.genai.evaluate(data=data, predict_fn=predict, scorers=[rouge_l, bleu])
+print(time.perf_counter() - started)
+"""
+
+
+def run_mlflow(uri: str, data: str) -> float:
+    """`mlflow.genai.evaluate` in a process of its own: nothing of promptops loaded or configured there."""
+    done = subprocess.run(
+        [sys.executable, "-c", MLFLOW_EVALUATE, uri, TEMPLATE, data], capture_output=True, text=True, check=True
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def run_promptops(module: str, data: str, repeats: int, function: str = "summarize", workers: int = 8) -> float:
+    import promptops
+    from promptops import replay
+
+    started = time.perf_counter()
+    result = replay.run(
+        f"{module}:{function}", candidate=1, dataset=data, scorers=["rougeL", "bleu"], repeats=repeats,
+        workers=workers, log_to_mlflow=True,
+    )  # fmt: skip
+    promptops.flush(timeout=60)
+    elapsed = time.perf_counter() - started
+    assert result.passed and result.mlflow_run_id is not None, result.summary()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="200 records only")
+    args = parser.parse_args()
+    sizes = [200] if args.quick else [200, 1000]
+    with tempfile.TemporaryDirectory() as directory:
+        workdir = Path(directory)
+        os.chdir(workdir)
+        uri, module = setup(workdir)
+        run_promptops(module, dataset(workdir, 20), repeats=0)  # warm-up: imports, model of the scorers, tables
+        rows: list[tuple[str, int, float]] = []
+        for count in sizes:
+            data = dataset(workdir, count)
+            rows.append(("mlflow.genai.evaluate", count, run_mlflow(uri, data)))
+            rows.append(("promptops replay --repeats 0", count, run_promptops(module, data, 0)))
+            rows.append(("promptops replay (default --repeats 1)", count, run_promptops(module, data, 1)))
+        print(
+            f"\n{'end to end, zero-latency target, rougeL + bleu':<48} {'records':>8} {'seconds':>9} {'ms/record':>10}"
+        )
+        evaluate = {count: seconds for name, count, seconds in rows if name.startswith("mlflow")}
+        for name, count, seconds in rows:
+            speedup = "" if name.startswith("mlflow") else f"  {evaluate[count] / seconds:5.1f}x faster"
+            print(f"{name:<48} {count:>8} {seconds:>9.2f} {seconds / count * 1000:>10.2f}{speedup}")
+
+        records = 320
+        data = dataset(workdir, records)
+        seconds = run_promptops(module, data, 0, function="slow", workers=32)
+        print(f"\nI/O-bound: 200 ms per call, 32 workers, {records} records: {seconds:.2f} s, "
+              f"{records / seconds:.0f} records/s (ideal {32 / 0.2:.0f}/s)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""`promptops replay TARGET --candidate V`: run `promptops.replay.run()` with a progress bar and a summary table.
+
+Exit codes: 0 every gate passed, 1 a gate failed (or the run was interrupted), 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ._app import State
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..replay import ReplayResult
+
+__all__ = ["replay"]
+
+EXIT_GATE_FAILED = 1
+
+
+def replay(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="module:function decorated with @promptops.track.")],
+    candidate: Annotated[
+        str,
+        typer.Option("--candidate", metavar="V", help="Candidate prompt version number or alias.", show_default=False),
+    ],
+    baseline: Annotated[
+        str,
+        typer.Option(
+            "--baseline",
+            metavar="captured|production|V",
+            help="Compare with the captured outputs, with what the function resolves today, or with a version/alias "
+            "run now.",
+        ),
+    ] = "captured",
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            metavar="NAME|FILE",
+            help="A dataset name (promptops datasets list) or a .jsonl/.parquet file. Default: the target's captured "
+            "calls (--since, --limit).",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", metavar="WHEN", help="Without --dataset: calls captured since WHEN (24h, 7d, a date)."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", metavar="WHEN", help="Without --dataset: calls captured before WHEN.")
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", metavar="N", min=1, help="Without --dataset: the N most recent calls [default: 500]."),
+    ] = None,
+    scorer: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scorer",
+            metavar="S",
+            help="rouge1, rouge2, rougeL, bleu, semantic[:MODEL], exact_match, length_ratio, or module:function of "
+            "a @promptops.scorer (repeatable). Default: rougeL and bleu; latency and errors always.",
+        ),
+    ] = None,
+    gate: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--gate",
+            metavar="EXPR",
+            help="'metric.stat OP number' (stat: mean p50 p95 delta delta_ci_low delta_ci_high ratio p95_ratio rate) "
+            "or 'metric noninferior MARGIN' (repeatable). Default: every similarity scorer noninferior and no rise "
+            "in errors.",
+        ),
+    ] = None,
+    repeats: Annotated[
+        int,
+        typer.Option("--repeats", metavar="K", min=0, help="Baseline re-runs per record, for the noise floor."),
+    ] = 1,
+    workers: Annotated[int, typer.Option("--workers", metavar="N", min=1, help="Calls in flight at once.")] = 8,
+    report: Annotated[str | None, typer.Option("--report", metavar="FILE.html", help="Write the HTML report.")] = None,
+    json_path: Annotated[str | None, typer.Option("--json", metavar="FILE", help="Write the JSON result.")] = None,
+    junit: Annotated[str | None, typer.Option("--junit", metavar="FILE", help="Write JUnit XML.")] = None,
+    store: Annotated[
+        str | None,
+        typer.Option("--store", metavar="URL", help="Capture store holding datasets and captures.", show_default=False),
+    ] = None,
+    mlflow: Annotated[
+        bool, typer.Option("--mlflow/--no-mlflow", help="Log the run (metrics, records, report) to MLflow.")
+    ] = True,
+    seed: Annotated[int, typer.Option("--seed", metavar="S", help="Seed of the bootstrap resampling.")] = 0,
+) -> None:
+    """Replay captured traffic on a candidate prompt version and gate on the comparison with the baseline."""
+    from .. import configure
+    from ..replay import run
+
+    state = State.of(ctx)
+    if state.tracking_uri_option is not None:
+        configure(tracking_uri=state.tracking_uri)
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    with _Progress(console) as bar:
+        result = run(
+            target,
+            candidate=candidate,
+            baseline=baseline,
+            dataset=dataset,
+            since=since,
+            until=until,
+            limit=limit,
+            scorers=scorer or None,
+            gates=gate or None,
+            repeats=repeats,
+            workers=workers,
+            store=store,
+            report=report,
+            json_path=json_path,
+            junit=junit,
+            log_to_mlflow=mlflow,
+            seed=seed,
+            progress=bar.start,
+        )
+    _print_summary(result, report=report)
+    if not result.passed:
+        raise typer.Exit(EXIT_GATE_FAILED)
+
+
+class _Progress:
+    """A rich progress bar over the calls; invisible when stderr is not a terminal."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("replaying"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("calls"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        )
+        self._task: Any = None
+
+    def __enter__(self) -> _Progress:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(None, None, None)
+
+    def start(self, calls: int, records: int) -> Callable[[int], None]:
+        self._task = self._progress.add_task("replay", total=calls)
+        progress, task = self._progress, self._task
+
+        def advance(count: int) -> None:
+            progress.advance(task, count)
+
+        return advance
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _print_summary(result: ReplayResult, *, report: str | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(soft_wrap=True)
+    from ..replay import parse_gates
+
+    gates_by_metric: dict[str, list[bool]] = {}
+    for gate in result.gates:
+        gates_by_metric.setdefault(parse_gates([gate.expr])[0].metric, []).append(gate.passed)
+    table = Table(title=f"{result.prompt_name}: candidate {result.candidate.label} vs baseline {result.baseline.label}")
+    table.add_column("metric")
+    table.add_column("baseline", justify="right")
+    table.add_column("candidate", justify="right")
+    table.add_column("delta [95% CI]", justify="right")
+    table.add_column("gate")
+    for name, metric in result.metrics.items():
+        digits = 1 if name == "latency" else 3
+        verdicts = gates_by_metric.get(name)
+        verdict = "" if not verdicts else ("[green]pass[/]" if all(verdicts) else "[red]FAIL[/]")
+        delta = (
+            f"{metric.delta:+.{digits}f} [{_fmt(metric.ci_low, digits)}, {_fmt(metric.ci_high, digits)}]"
+            if metric.delta is not None
+            else "—"
+        )
+        table.add_row(name, _fmt(metric.baseline, digits), _fmt(metric.candidate, digits), delta, verdict)
+    console.print(table)
+    for gate in result.gates:
+        mark = "[green]pass[/]" if gate.passed else "[red]FAIL[/]"
+        console.print(f"{mark} {gate.expr}: {gate.detail}", highlight=False)
+    skipped = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in result.skipped.items())
+    errors = sum(record.error is not None for record in result.records)
+    facts = f"{len(result.records)} records from {result.dataset}" + (f"; skipped {skipped}" if skipped else "")
+    facts += f"; {errors} candidate errors" if errors else ""
+    console.print(facts, highlight=False)
+    if report is not None:
+        console.print(f"report: {report}", highlight=False)
+    if result.mlflow_run_id is not None:
+        console.print(f"MLflow run: {result.mlflow_run_id}", highlight=False)
+    if result.interrupted:
+        console.print("[yellow]interrupted: the results cover the records that finished[/]")
+    verdict = "[bold green]PASSED[/]" if result.passed else "[bold red]FAILED[/]"
+    console.print(f"{verdict} candidate {result.candidate.label} vs baseline {result.baseline.label}")
+    sys.stdout.flush()

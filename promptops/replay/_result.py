@@ -1,0 +1,253 @@
+"""What a replay produces: per-record results, per-metric summaries, gate verdicts, and the whole result.
+
+Plain dataclasses: the runner fills them, `_stats` computes `MetricSummary`, `_gates` computes `GateResult`,
+and the report, JSON, JUnit and MLflow writers only read them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["GateResult", "MetricSummary", "RecordResult", "ReplayResult", "VersionInfo"]
+
+
+@dataclasses.dataclass(slots=True)
+class VersionInfo:
+    """One side of the comparison.
+
+    Attributes:
+        label: What the user asked for: `"5"`, `"@staging"`, `"captured"` or `"production"`.
+        version: The registry version it resolved to (`None` for `captured` when records span versions).
+        template: The prompt template text (chat messages as JSON text), for the report's diff.
+        versions: For `captured`: the prompt versions the records were captured with.
+    """
+
+    label: str
+    version: int | None = None
+    template: str | None = None
+    versions: list[int] = dataclasses.field(default_factory=list[int])
+
+
+@dataclasses.dataclass(slots=True)
+class RecordResult:
+    """One dataset record, replayed.
+
+    Attributes:
+        id: The dataset record's id (the capture id for records from captures).
+        inputs: The inputs the target was called with (as stored: JSON data).
+        baseline_output: The reference output: the captured one, or the baseline version's first run.
+        candidate_output: What the candidate version returned (`None` when it raised).
+        expected: The record's expected output, if it has one.
+        scores: Candidate value per metric (`None`: not applicable to this record).
+        baseline_scores: The baseline's value per metric (its re-runs against the reference, averaged; or the
+            reference against itself when there are no re-runs).
+        deltas: `scores - baseline_scores` per metric, where both exist.
+        reasons: A scorer's explanation per metric, when it gave one.
+        error: `Type: message` when the candidate call raised.
+        baseline_error: `Type: message` when the baseline (capture or run) raised.
+        latency_ms: The candidate call's wall time.
+        baseline_latency_ms: The baseline's (re-run, else captured) wall time.
+        trace_id: The candidate call's trace id (replay spans carry `promptops.replay=true`).
+        baseline_trace_id: The captured call's trace id, if any.
+    """
+
+    id: str
+    inputs: dict[str, Any]
+    baseline_output: Any = None
+    candidate_output: Any = None
+    expected: Any = None
+    scores: dict[str, float | None] = dataclasses.field(default_factory=dict[str, float | None])
+    baseline_scores: dict[str, float | None] = dataclasses.field(default_factory=dict[str, float | None])
+    deltas: dict[str, float | None] = dataclasses.field(default_factory=dict[str, float | None])
+    reasons: dict[str, str] = dataclasses.field(default_factory=dict[str, str])
+    error: str | None = None
+    baseline_error: str | None = None
+    latency_ms: float | None = None
+    baseline_latency_ms: float | None = None
+    trace_id: str | None = None
+    baseline_trace_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible data (the `records` entries of `ReplayResult.to_json()`)."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(slots=True)
+class MetricSummary:
+    """One metric over the records, paired baseline against candidate.
+
+    Attributes:
+        name: The metric (`rougeL`, `semantic`, `latency`, `rougeL@expected`, ...).
+        higher_is_better: Direction of the metric (latency and errors: lower is better).
+        n: Records with both a baseline and a candidate value.
+        baseline: Mean baseline value.
+        candidate: Mean candidate value.
+        delta: Mean paired difference, candidate minus baseline.
+        ci_low: Lower end of the bootstrap 95% confidence interval of `delta`.
+        ci_high: Upper end.
+        p50: Median candidate value.
+        p95: 95th percentile of candidate values.
+        baseline_p50: Median baseline value.
+        baseline_p95: 95th percentile of baseline values.
+        ratio: `candidate / baseline` (means); `None` when the baseline mean is 0.
+        p95_ratio: `p95 / baseline_p95`; `None` when the baseline p95 is 0.
+        rate: Fraction of records whose candidate value is non-zero (meaningful for 0/1 metrics: errors,
+            exact_match).
+        corpus_baseline: A corpus-level figure for the baseline when the scorer has one (corpus BLEU).
+        corpus_candidate: The same for the candidate.
+        noise: Standard deviation of the baseline's per-record values across its re-runs (the noise floor),
+            averaged over records; `None` without re-runs.
+    """
+
+    name: str
+    higher_is_better: bool
+    n: int
+    baseline: float | None
+    candidate: float | None
+    delta: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p50: float | None = None
+    p95: float | None = None
+    baseline_p50: float | None = None
+    baseline_p95: float | None = None
+    ratio: float | None = None
+    p95_ratio: float | None = None
+    rate: float | None = None
+    corpus_baseline: float | None = None
+    corpus_candidate: float | None = None
+    noise: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible data (the `metrics` entries of `ReplayResult.to_json()`)."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(slots=True)
+class GateResult:
+    """One gate's verdict.
+
+    Attributes:
+        expr: The gate as written (`semantic.mean >= 0.85`, `rougeL noninferior 0.03`).
+        passed: Whether it held.
+        value: The statistic it tested (for non-inferiority: the lower 95% bound of the delta after Holm).
+        detail: One line explaining the verdict, e.g. `0.81 < 0.85` or `delta -0.012, 95% CI [-0.03, 0.004],
+            Holm-adjusted p = 0.002 < 0.05`.
+    """
+
+    expr: str
+    passed: bool
+    value: float | None
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible data (the `gates` entries of `ReplayResult.to_json()`)."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(slots=True)
+class ReplayResult:
+    """The outcome of `promptops.replay.run()`.
+
+    Attributes:
+        target: The replayed target (`module:function`).
+        prompt_name: The registry prompt the candidate overrides.
+        candidate: The candidate version.
+        baseline: The baseline (`captured`, `production`, or a version).
+        dataset: The dataset's name (or a description of the capture query).
+        scorers: Scorer names, in the order given.
+        gates: Each gate's verdict.
+        metrics: Summary per metric.
+        records: Per-record results, in dataset order.
+        passed: Every gate held, and the run was not interrupted.
+        skipped: Records not replayed, counted by reason (`non_replayable`, ...).
+        repeats: How many times the baseline was re-run per record to measure the noise floor.
+        workers: Parallel calls.
+        interrupted: The run was stopped (Ctrl-C) before every record finished; results cover what finished.
+        started_at: When the run started (UTC).
+        duration_s: Wall time of the run.
+        mlflow_run_id: The MLflow run the result was logged to, if any.
+        dataset_fingerprint: The dataset's content hash (`Dataset.fingerprint`): the same figure means the same
+            records, so two results can be compared.
+    """
+
+    target: str
+    prompt_name: str
+    candidate: VersionInfo
+    baseline: VersionInfo
+    dataset: str
+    scorers: list[str]
+    gates: list[GateResult]
+    metrics: dict[str, MetricSummary]
+    records: list[RecordResult]
+    passed: bool
+    skipped: dict[str, int] = dataclasses.field(default_factory=dict[str, int])
+    repeats: int = 1
+    workers: int = 1
+    interrupted: bool = False
+    started_at: datetime.datetime = dataclasses.field(
+        default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
+    )
+    duration_s: float = 0.0
+    mlflow_run_id: str | None = None
+    dataset_fingerprint: str | None = None
+
+    # -- outputs -------------------------------------------------------------------------------------------------
+
+    def to_json(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+        """The result as the stable JSON document (`schema_version` 1); also written to `path` if given."""
+        from ._json import result_to_json
+
+        data = result_to_json(self)
+        if path is not None:
+            Path(path).write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False), encoding="utf-8")
+        return data
+
+    def to_html(self, path: str | os.PathLike[str] | None = None) -> str:
+        """The self-contained HTML report; also written to `path` if given."""
+        from ._report import render_html
+
+        html = render_html(self)
+        if path is not None:
+            Path(path).write_text(html, encoding="utf-8")
+        return html
+
+    def to_junit(self, path: str | os.PathLike[str] | None = None) -> str:
+        """JUnit XML, one test case per gate; also written to `path` if given."""
+        from ._junit import result_to_junit
+
+        xml = result_to_junit(self)
+        if path is not None:
+            Path(path).write_text(xml, encoding="utf-8")
+        return xml
+
+    def summary(self) -> str:
+        """A plain-text summary: the verdict, each gate's detail, and each metric's baseline, candidate and delta."""
+        verdict = "PASSED" if self.passed else "FAILED"
+        lines = [
+            f"promptops replay {verdict}: {self.target} prompt {self.prompt_name!r} candidate {self.candidate.label}"
+            f" vs baseline {self.baseline.label}, {len(self.records)} records of {self.dataset}"
+            + (f", skipped {self.skipped}" if self.skipped else "")
+            + (" (interrupted)" if self.interrupted else "")
+        ]
+        lines += [f"  {'pass' if gate.passed else 'FAIL'}  {gate.expr}: {gate.detail}" for gate in self.gates]
+        for name, metric in self.metrics.items():
+            lines.append(
+                f"  {name}: baseline {_number(metric.baseline)}, candidate {_number(metric.candidate)}, "
+                f"delta {_number(metric.delta)} [95% CI {_number(metric.ci_low)}, {_number(metric.ci_high)}]"
+            )
+        return "\n".join(lines)
+
+    def assert_passed(self) -> None:
+        """Raise `AssertionError` with `summary()` unless every gate passed (for a regression test)."""
+        if not self.passed:
+            raise AssertionError(self.summary())
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"

@@ -1,0 +1,252 @@
+"""Running a replay: call the target on every record with the candidate and the baseline, in parallel.
+
+Every call runs under `use_prompt(name, version=...)` with `replay_active` set, so its span says
+`promptops.replay=true` and capture skips it. Sync targets run in a thread pool, async ones under an asyncio
+semaphore; `workers` bounds both. A call that raises is an error result for its record, not a failure of the
+run. Ctrl-C stops submitting work: the records whose calls all finished are kept and the run is marked
+interrupted.
+
+Per record there is one candidate call and, for the baseline, a *reference* output (the captured output, or a
+first run of the baseline version) plus `repeats` re-runs of the baseline: how far the baseline drifts from its
+own reference run to run is the noise floor the candidate is judged against.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .. import tracing
+from ..prompts import replay_active, use_prompt
+from ._target import Target
+
+__all__ = ["Call", "Job", "RunOutcome", "execute"]
+
+
+@dataclasses.dataclass(slots=True)
+class Call:
+    """The outcome of one call of the target.
+
+    Attributes:
+        output: The return value (`None` when it raised).
+        error: `Type: message` when it raised.
+        latency_ms: Wall time.
+        trace_id: The trace the call's spans belong to, when tracing is on.
+    """
+
+    output: Any
+    error: str | None
+    latency_ms: float
+    trace_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Job:
+    """One call to make: record `index` on prompt `version`, as `role` (`candidate`, `reference`, `noise`)."""
+
+    index: int
+    role: str
+    version: int
+
+
+@dataclasses.dataclass(slots=True)
+class RunOutcome:
+    """The calls that finished, by job, and whether the run was interrupted."""
+
+    calls: dict[Job, Call]
+    interrupted: bool
+
+
+def _error_text(exc: BaseException) -> str:
+    message = str(exc).strip().splitlines()
+    kind = type(exc)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    return f"{name}: {message[0]}" if message else name
+
+
+class _Caller:
+    """Runs one job: the override, the replay flag, a `promptops.replay` span around the call, the timing."""
+
+    def __init__(self, target: Target, inputs: Sequence[dict[str, Any]]) -> None:
+        self.target = target
+        self.inputs = inputs
+
+    def _span(self, job: Job) -> Any:
+        tracer = tracing.tracer()
+        if tracer is None:
+            return None
+        return tracer.start_as_current_span(
+            f"replay {self.target.spec}",
+            attributes={
+                "promptops.replay": True,
+                "promptops.replay.role": job.role,
+                "promptops.prompt.name": self.target.prompt_name,
+                "promptops.prompt.version": job.version,
+            },
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+
+    def call(self, job: Job) -> Call:
+        token = replay_active.set(True)
+        try:
+            with use_prompt(self.target.prompt_name, version=job.version):
+                manager = self._span(job)
+                if manager is None:
+                    return self._timed(job, None)
+                with manager as span:
+                    return self._timed(job, span)
+        finally:
+            replay_active.reset(token)
+
+    def _timed(self, job: Job, span: Any) -> Call:
+        trace_id = format(span.get_span_context().trace_id, "032x") if span is not None else None
+        started = time.perf_counter()
+        try:
+            output = self.target.call(self.inputs[job.index])
+        except Exception as exc:
+            return Call(None, _error_text(exc), (time.perf_counter() - started) * 1000, trace_id)
+        return Call(output, None, (time.perf_counter() - started) * 1000, trace_id)
+
+    async def acall(self, job: Job) -> Call:
+        token = replay_active.set(True)
+        try:
+            with use_prompt(self.target.prompt_name, version=job.version):
+                manager = self._span(job)
+                if manager is None:
+                    return await self._atimed(job, None)
+                with manager as span:
+                    return await self._atimed(job, span)
+        finally:
+            replay_active.reset(token)
+
+    async def _atimed(self, job: Job, span: Any) -> Call:
+        trace_id = format(span.get_span_context().trace_id, "032x") if span is not None else None
+        started = time.perf_counter()
+        try:
+            output = await self.target.acall(self.inputs[job.index])
+        except Exception as exc:
+            return Call(None, _error_text(exc), (time.perf_counter() - started) * 1000, trace_id)
+        return Call(output, None, (time.perf_counter() - started) * 1000, trace_id)
+
+
+def execute(
+    target: Target,
+    inputs: Sequence[dict[str, Any]],
+    jobs: Sequence[Job],
+    *,
+    workers: int,
+    progress: Callable[[int], None] | None = None,
+) -> RunOutcome:
+    """Run every job, `workers` at a time; Ctrl-C keeps what finished.
+
+    Args:
+        target: What to call.
+        inputs: Stored inputs, by record index.
+        jobs: The calls to make (a record's jobs should be adjacent, so an interrupted run leaves whole records).
+        workers: At most this many calls at once.
+        progress: Called with 1 after each finished call (from the calling thread).
+
+    Returns:
+        The finished calls.
+    """
+    caller = _Caller(target, inputs)
+    calls: dict[Job, Call] = {}
+    if target.is_async:
+        interrupted = _execute_async(caller, jobs, workers, calls, progress)
+    else:
+        interrupted = _execute_threads(caller, jobs, workers, calls, progress)
+    return RunOutcome(calls, interrupted)
+
+
+def _execute_threads(
+    caller: _Caller,
+    jobs: Sequence[Job],
+    workers: int,
+    calls: dict[Job, Call],
+    progress: Callable[[int], None] | None,
+) -> bool:
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="promptops-replay")
+    pending: set[concurrent.futures.Future[Call]] = set()
+    job_of: dict[concurrent.futures.Future[Call], Job] = {}
+    queue = iter(jobs)
+    try:
+        # Keep a bounded window in flight: Ctrl-C then leaves little queued work, and memory stays flat.
+        for job in queue:
+            future = executor.submit(caller.call, job)
+            job_of[future] = job
+            pending.add(future)
+            if len(pending) >= workers * 2:
+                done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                _collect(done, job_of, calls, progress)
+        while pending:
+            done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+            _collect(done, job_of, calls, progress)
+    except KeyboardInterrupt:
+        for future in pending:
+            future.cancel()
+        _collect({future for future in pending if future.done() and not future.cancelled()}, job_of, calls, None)
+        executor.shutdown(wait=False, cancel_futures=True)
+        return True
+    executor.shutdown(wait=True)
+    return False
+
+
+def _collect(
+    done: set[concurrent.futures.Future[Call]],
+    job_of: dict[concurrent.futures.Future[Call], Job],
+    calls: dict[Job, Call],
+    progress: Callable[[int], None] | None,
+) -> None:
+    for future in done:
+        calls[job_of.pop(future)] = future.result()  # _Caller never raises an Exception
+        if progress is not None:
+            progress(1)
+
+
+def _execute_async(
+    caller: _Caller,
+    jobs: Sequence[Job],
+    workers: int,
+    calls: dict[Job, Call],
+    progress: Callable[[int], None] | None,
+) -> bool:
+    async def main() -> None:
+        semaphore = asyncio.Semaphore(workers)
+
+        async def one(job: Job) -> None:
+            async with semaphore:
+                calls[job] = await caller.acall(job)
+            if progress is not None:
+                progress(1)
+
+        await asyncio.gather(*(one(job) for job in jobs))
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        try:
+            asyncio.run(main())
+        except KeyboardInterrupt:  # asyncio.run cancelled the tasks; `calls` holds what finished
+            return True
+        return False
+    # Called from inside an event loop (a notebook, an async test): run ours on a thread of its own.
+    outcome: list[BaseException] = []
+
+    def in_thread() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # handed back to the caller below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=in_thread, name="promptops-replay-loop")
+    thread.start()
+    thread.join()
+    if outcome:
+        raise outcome[0]
+    return False

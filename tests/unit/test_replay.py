@@ -1,0 +1,357 @@
+"""`promptops.replay.run()` and `promptops replay`: a real tracked function, a real registry, real scorers."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import textwrap
+import uuid
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+import promptops
+from promptops import replay
+from promptops.capture import CaptureStore
+from promptops.cli import app
+from promptops.replay import ReplayError
+from promptops.testing import capture_spans
+from tests.conftest import Registry
+
+TEXTS = [
+    "The parcel left the warehouse on Monday and should arrive by Friday at the latest.",
+    "My invoice shows a double charge for the March subscription, please refund one of them.",
+    "The app crashes whenever I open the settings page on my tablet after the last update.",
+    "I love the new dashboard, it makes the weekly report much faster to put together.",
+    "Password reset emails never reach my inbox, I checked the spam folder twice already.",
+    "Could you add an export to CSV button on the orders page, our accountant needs it monthly.",
+    "The delivery driver left the box in the rain and the manual inside is soaked through.",
+    "We were billed in dollars although our account is set to euros since last year.",
+    "Search results take nearly ten seconds to appear when the filter for region is active.",
+    "Thanks for the quick fix yesterday, the sync between phone and laptop works again.",
+    "The discount code from the newsletter is rejected at checkout as expired on day one.",
+    "Our team of twelve cannot invite the last two members because of a seat limit error.",
+]
+
+PRODUCTION = "Summarize the ticket. Ticket: {{ text }}"
+
+
+class App:
+    """A tracked function in a module of its own (replay imports `module:function`), and its prompt's versions."""
+
+    def __init__(self, registry: Registry, name: str, directory: Path, body: str) -> None:
+        self.name = name
+        self.module = f"replay_app_{uuid.uuid4().hex[:8]}"
+        (directory / f"{self.module}.py").write_text(textwrap.dedent(body).replace("PROMPT_NAME", name))
+        self.registry = registry
+        self.versions: dict[str, int] = {}
+
+    def register(self, label: str, template: str, *, alias: str | None = None) -> int:
+        self.versions[label] = self.registry.register(self.name, template, alias=alias)
+        return self.versions[label]
+
+    @property
+    def target(self) -> str:
+        return f"{self.module}:summarize"
+
+
+ECHO_APP = """
+import promptops
+
+@promptops.track(prompt="PROMPT_NAME")
+def summarize(text: str, *, prompt: promptops.Prompt) -> str:
+    # A stand-in model that really depends on the prompt: it answers with the formatted prompt.
+    if "FAIL" in text:
+        raise RuntimeError("the model refused")
+    return prompt.format(text=text)
+"""
+
+
+@pytest.fixture
+def echo(local_registry: Registry, prompt_name: str, tmp_path: Path) -> App:
+    application = App(local_registry, prompt_name, tmp_path, ECHO_APP)
+    application.register("v1", PRODUCTION, alias="production")
+    application.register("same", PRODUCTION)
+    application.register("bad", "TL;DR.")
+    return application
+
+
+def write_dataset(path: Path, rows: list[dict[str, Any]]) -> str:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+def captured_rows(texts: list[str] = TEXTS) -> list[dict[str, Any]]:
+    """Records as production left them: the production prompt's output for each text."""
+    return [
+        {"inputs": {"text": text}, "output": PRODUCTION.replace("{{ text }}", text), "metadata": {"prompt_version": 1}}
+        for text in texts
+    ]
+
+
+def test_identical_candidate_passes_and_regression_fails(echo: App, tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "tickets.jsonl", captured_rows())
+    same = replay.run(echo.target, candidate=echo.versions["same"], dataset=data, log_to_mlflow=False)
+    assert same.passed, same.summary()
+    assert same.metrics["rougeL"].delta == 0 and same.metrics["rougeL"].candidate == pytest.approx(1.0)
+    assert len(same.records) == len(TEXTS) and same.skipped == {}
+    assert {gate.expr for gate in same.gates} >= {"rougeL noninferior 0.05"}
+
+    bad = replay.run(echo.target, candidate=echo.versions["bad"], dataset=data, log_to_mlflow=False)
+    assert not bad.passed
+    rouge = bad.metrics["rougeL"]
+    assert rouge.candidate is not None and rouge.candidate < 0.2 and rouge.ci_high is not None and rouge.ci_high < -0.5
+    failed = [gate for gate in bad.gates if not gate.passed]
+    assert [gate.expr for gate in failed] == ["rougeL noninferior 0.05", "bleu noninferior 0.05"]
+    with pytest.raises(AssertionError, match="FAILED"):
+        bad.assert_passed()
+
+
+def test_record_values_match_the_scorer_libraries(echo: App, tmp_path: Path) -> None:
+    from rouge_score import rouge_scorer
+
+    data = write_dataset(tmp_path / "tickets.jsonl", captured_rows(TEXTS[:4]))
+    result = replay.run(echo.target, candidate=echo.versions["bad"], dataset=data, log_to_mlflow=False, repeats=0)
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    for record in result.records:
+        expected = scorer.score(record.baseline_output, record.candidate_output)["rougeL"].fmeasure
+        assert record.scores["rougeL"] == pytest.approx(expected)
+        assert record.baseline_scores["rougeL"] == pytest.approx(1.0)  # no re-runs: the reference against itself
+
+
+def test_version_baseline_reruns_and_noise_floor(echo: App, tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "tickets.jsonl", [{"inputs": {"text": text}} for text in TEXTS])
+    result = replay.run(
+        echo.target, candidate=echo.versions["same"], baseline=echo.versions["v1"], dataset=data, repeats=2,
+        log_to_mlflow=False,
+    )  # fmt: skip
+    assert result.passed
+    assert result.baseline.version == echo.versions["v1"] and result.baseline.label == str(echo.versions["v1"])
+    assert result.metrics["rougeL"].noise == 0  # a deterministic model does not drift
+    assert all(
+        record.baseline_output == PRODUCTION.replace("{{ text }}", record.inputs["text"]) for record in result.records
+    )
+    production = replay.run(
+        echo.target, candidate="production", baseline="production", dataset=data, log_to_mlflow=False
+    )
+    assert production.baseline.version == production.candidate.version == echo.versions["v1"]
+
+
+def test_skips_and_errors_are_counted_not_fatal(echo: App, tmp_path: Path) -> None:
+    rows = captured_rows(TEXTS[:5])
+    rows.append({"inputs": {"text": "<object at 0x1>"}, "metadata": {"replayable": False, "replay_reason": "repr"}})
+    rows.append({"inputs": {"txt": "a typo in the parameter"}, "output": "x"})
+    rows.append({"inputs": {"text": "FAIL on this one"}, "output": "Summarize the ticket. Ticket: FAIL on this one"})
+    data = write_dataset(tmp_path / "tickets.jsonl", rows)
+    result = replay.run(echo.target, candidate=echo.versions["same"], dataset=data, log_to_mlflow=False)
+    assert result.skipped == {"non_replayable": 1, "inputs_do_not_fit": 1}
+    failing = [record for record in result.records if record.error is not None]
+    assert [record.error for record in failing] == ["RuntimeError: the model refused"]
+    assert failing[0].scores["errors"] == 1.0 and failing[0].scores["rougeL"] == 0.0
+    assert result.metrics["errors"].rate == pytest.approx(1 / 6)
+
+
+def test_replay_calls_are_traced_as_replay_and_never_captured(echo: App, tmp_path: Path) -> None:
+    promptops.configure(capture="sqlite:///captures.db")
+    data = write_dataset(tmp_path / "tickets.jsonl", captured_rows(TEXTS[:3]))
+    with capture_spans() as spans:
+        result = replay.run(echo.target, candidate=echo.versions["same"], dataset=data, log_to_mlflow=False)
+    assert promptops.flush(timeout=10)
+    assert list(CaptureStore.open("sqlite:///captures.db").query()) == []
+    tracked = [span for span in spans.finished() if span.name == "summarize"]
+    assert len(tracked) == 6  # candidate and one baseline re-run per record
+    assert all(span.attributes is not None and span.attributes["promptops.replay"] is True for span in tracked)
+    trace_ids = {format(span.context.trace_id, "032x") for span in tracked if span.context is not None}
+    assert {record.trace_id for record in result.records} <= trace_ids
+
+
+ASYNC_APP = """
+import asyncio
+import dataclasses
+import promptops
+
+@dataclasses.dataclass
+class Ticket:
+    text: str
+    priority: int = 1
+
+@promptops.track(prompt="PROMPT_NAME")
+async def summarize(ticket: Ticket, *, prompt: promptops.Prompt) -> str:
+    assert isinstance(ticket, Ticket), type(ticket)
+    await asyncio.sleep(0.01)
+    return prompt.format(text=ticket.text) + "!" * ticket.priority
+"""
+
+
+def test_async_target_with_dataclass_inputs(local_registry: Registry, prompt_name: str, tmp_path: Path) -> None:
+    application = App(local_registry, prompt_name, tmp_path, ASYNC_APP)
+    application.register("v1", PRODUCTION, alias="production")
+    rows = [
+        {"inputs": {"ticket": {"text": text, "priority": 2}}, "output": PRODUCTION.replace("{{ text }}", text) + "!!"}
+        for text in TEXTS
+    ]
+    data = write_dataset(tmp_path / "tickets.jsonl", rows)
+    result = replay.run(application.target, candidate=1, dataset=data, workers=4, log_to_mlflow=False)
+    assert result.passed and not any(record.error for record in result.records), result.summary()
+    assert result.metrics["exact_match" if "exact_match" in result.metrics else "rougeL"].candidate == pytest.approx(
+        1.0
+    )
+
+
+def test_expected_outputs_add_reference_metrics(echo: App, tmp_path: Path) -> None:
+    rows = captured_rows(TEXTS[:6])
+    for row in rows:
+        row["expected"] = row["inputs"]["text"]
+    data = write_dataset(tmp_path / "tickets.jsonl", rows)
+    result = replay.run(
+        echo.target, candidate=echo.versions["bad"], dataset=data, gates=["rougeL@expected noninferior 0.1"],
+        log_to_mlflow=False,
+    )  # fmt: skip
+    reference = result.metrics["rougeL@expected"]
+    assert reference.baseline is not None and reference.baseline > 0.7  # the production prompt repeats the text
+    assert reference.candidate is not None and reference.candidate < 0.1
+    assert not result.passed
+
+
+def test_captured_traffic_is_the_default_dataset(echo: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    promptops.configure(capture="sqlite:///captures.db")
+    monkeypatch.syspath_prepend(".")
+    module = importlib.import_module(echo.module)
+    for text in TEXTS:
+        module.summarize(text)
+    assert promptops.flush(timeout=10)
+    result = replay.run(echo.target, candidate=echo.versions["bad"], since="1h", limit=5, log_to_mlflow=False)
+    assert len(result.records) == 5 and not result.passed
+    assert [record.inputs["text"] for record in result.records] == TEXTS[-5:]
+    assert result.baseline.versions == [echo.versions["v1"]]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"target": "no_such_module:f"}, "cannot import 'no_such_module'"),
+        ({"target": "{module}:summarise"}, "did you mean 'summarize'"),
+        ({"target": "{module}"}, "is not module:function"),
+        ({"scorers": ["rogueL"]}, "unknown scorer 'rogueL'"),
+        ({"gates": ["rougeL >= 0.5"]}, "rougeL >= 0.5"),
+        ({"gates": ["semantics.mean >= 0.5"]}, "semantics"),
+        ({"candidate": 99}, "--candidate 99"),
+        ({"dataset": "missing.jsonl"}, "no dataset file missing.jsonl"),
+    ],
+)
+def test_bad_input_is_one_clear_error_before_any_call(
+    echo: App, tmp_path: Path, kwargs: dict[str, Any], message: str
+) -> None:
+    data = write_dataset(tmp_path / "tickets.jsonl", captured_rows(["FAIL if this is ever called"]))
+    options: dict[str, Any] = {"candidate": echo.versions["same"], "dataset": data, "log_to_mlflow": False}
+    options.update(kwargs)
+    target = str(options.pop("target", echo.target)).replace("{module}", echo.module)
+    with pytest.raises(promptops.PromptopsError, match=message.replace("(", r"\(")) as caught:
+        replay.run(target, **options)
+    assert "\n" not in str(caught.value)
+    assert isinstance(caught.value, (ReplayError, promptops.PromptopsError))
+
+
+def test_mlflow_run_holds_params_metrics_records_and_report(echo: App, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    data = write_dataset(tmp_path / "tickets.jsonl", captured_rows(TEXTS[:4]))
+    result = replay.run(echo.target, candidate=echo.versions["bad"], dataset=data)
+    assert result.mlflow_run_id is not None
+    client = MlflowClient(tracking_uri=echo.registry.uri)
+    run = client.get_run(result.mlflow_run_id)
+    assert run.data.params["candidate_version"] == str(echo.versions["bad"])
+    assert run.data.tags["promptops.replay.verdict"] == "failed"
+    assert run.data.metrics["rougeL.delta"] == pytest.approx(result.metrics["rougeL"].delta)
+    artifacts = {artifact.path for artifact in client.list_artifacts(result.mlflow_run_id)}
+    assert {"replay_records.json", "replay_report.html"} <= artifacts
+
+
+def test_interrupt_keeps_finished_records(echo: App, tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "tickets.jsonl", captured_rows())
+    finished = 0
+
+    def progress(calls: int, records: int) -> Any:
+        def tick(count: int) -> None:
+            nonlocal finished
+            finished += count
+            if finished == 8:
+                raise KeyboardInterrupt  # as Ctrl-C in the waiting thread
+
+        return tick
+
+    result = replay.run(
+        echo.target, candidate=echo.versions["same"], dataset=data, workers=1, progress=progress, log_to_mlflow=False
+    )
+    assert result.interrupted and not result.passed
+    assert 1 <= len(result.records) < len(TEXTS)
+    assert result.skipped["interrupted"] == len(TEXTS) - len(result.records)
+
+
+# --------------------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_exit_codes_and_output_files(echo: App, tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "tickets.jsonl", captured_rows(TEXTS[:6]))
+    runner = CliRunner()
+    common = ["replay", echo.target, "--dataset", data, "--no-mlflow"]
+    passed = runner.invoke(app, [*common, "--candidate", str(echo.versions["same"]), "--json", "out/result.json"])
+    assert passed.exit_code == 0, passed.output
+    assert "PASSED" in passed.output and "rougeL" in passed.output
+    document = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert document["passed"] is True and set(document["metrics"]["rougeL"]) >= {"baseline", "candidate", "delta"}
+    assert len(document["records"]) == 6
+
+    failed = runner.invoke(
+        app,
+        [*common, "--candidate", str(echo.versions["bad"]), "--junit", "junit.xml", "--report", "report.html",
+         "--gate", "rougeL.mean >= 0.9"],
+    )  # fmt: skip
+    assert failed.exit_code == 1, failed.output
+    assert "FAILED" in failed.output
+    suite = ET.parse(tmp_path / "junit.xml").getroot()
+    assert len(suite.findall(".//failure")) == 1
+    assert "FAIL" in (tmp_path / "report.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--gate", "rougeL.mean >> 1"], "gate"),
+        (["--scorer", "nope"], "unknown scorer 'nope'"),
+        (["--dataset", "no-such-dataset", "--store", "sqlite:///captures.db"], "no-such-dataset"),
+    ],
+)
+def test_cli_usage_errors_exit_2_with_one_line(echo: App, extra: list[str], message: str) -> None:
+    promptops.configure(capture="sqlite:///captures.db")
+    CaptureStore.open("sqlite:///captures.db").close()
+    arguments = ["replay", echo.target, "--candidate", "1", "--no-mlflow"]
+    if "--dataset" not in extra:
+        arguments += ["--dataset", write_dataset(Path("d.jsonl"), captured_rows(TEXTS[:2]))]
+    result = CliRunner().invoke(app, [*arguments, *extra])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert result.output.count("error:") == 1
+
+
+def test_pytest_fixture_reports_the_failed_gates(echo: App, tmp_path: Path, pytester: pytest.Pytester) -> None:
+    data = write_dataset(tmp_path / "tickets.jsonl", captured_rows(TEXTS[:6]))
+    pytester.syspathinsert(tmp_path)
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        test_regressions=f"""
+        def test_same(promptops_replay):
+            result = promptops_replay("{echo.target}", candidate={echo.versions["same"]}, dataset=r"{data}")
+            assert result.passed
+
+        def test_bad(promptops_replay):
+            promptops_replay("{echo.target}", candidate={echo.versions["bad"]}, dataset=r"{data}")
+        """
+    )
+    outcome = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    outcome.assert_outcomes(passed=1, failed=1)
+    text = outcome.stdout.str()
+    assert "promptops replay FAILED" in text and "FAIL  " in text and "rougeL: baseline 1" in text
