@@ -125,6 +125,26 @@ def display_url(url: str) -> str:
         return "<invalid URL>"
 
 
+def _set_wal(cursor: Any) -> None:
+    """Switch the connection's database to WAL, retrying while it is locked.
+
+    On a new file that other processes open at the same moment, SQLite can answer "database is locked" at once:
+    the switch needs an exclusive lock, and the busy handler does not always apply to it.
+    """
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _sqlite_events(engine: Engine) -> None:
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transactions into our own hands (the sqlite3 module's implicit BEGIN never covers DDL), per
@@ -132,9 +152,9 @@ def _sqlite_events(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
+            _set_wal(cursor)
+            cursor.execute("PRAGMA synchronous=NORMAL")
         finally:
             cursor.close()
 
