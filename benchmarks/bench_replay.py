@@ -114,9 +114,13 @@ print(time.perf_counter() - started)
 
 def run_mlflow(uri: str, data: str) -> float:
     """`mlflow.genai.evaluate` in a process of its own: nothing of promptops loaded or configured there."""
+    # MLflow 3.17's evaluate deadlocks on a sqlite store at 1,000 rows with SQLAlchemy's default pool (its
+    # predict threads wait forever for a connection, seen here): a larger pool lets it finish.
+    env = {**os.environ, "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "32", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "64"}
     done = subprocess.run(
-        [sys.executable, "-c", MLFLOW_EVALUATE, uri, TEMPLATE, data], capture_output=True, text=True, check=True
-    )
+        [sys.executable, "-c", MLFLOW_EVALUATE, uri, TEMPLATE, data], capture_output=True, text=True, check=True,
+        env=env, timeout=1800,
+    )  # fmt: skip
     return float(done.stdout.strip().splitlines()[-1])
 
 

@@ -256,6 +256,15 @@ PARAMS: tuple[Param, ...] = (
         "truncated with a marker saying how much was cut.",
     ),
     Param(
+        "capture_max_value_chars",
+        100_000,
+        _to_int,
+        "int",
+        "Longest value stored in a capture record (each string, and a record's inputs or output as a whole up to "
+        "ten times it), in characters. Larger than `max_value_chars` so long documents stay replayable; a "
+        "truncated record is stored as non-replayable, with the reason.",
+    ),
+    Param(
         "capture",
         "sqlite:///.promptops/captures.db",
         _to_capture,
@@ -313,6 +322,7 @@ class Settings:
     experiment_name: str | None = None
     record_values: bool = True
     max_value_chars: int = 8192
+    capture_max_value_chars: int = 100_000
     capture: str | None = "sqlite:///.promptops/captures.db"
     sample_rate: float = 1.0
     app_version: str | None = None
@@ -395,6 +405,7 @@ def _resolve(overrides: Mapping[str, Any], environ: Mapping[str, str], generatio
         experiment_name=values["experiment_name"],
         record_values=values["record_values"],
         max_value_chars=values["max_value_chars"],
+        capture_max_value_chars=values["capture_max_value_chars"],
         capture=_absolute_sqlite(values["capture"]) if values["capture"] else None,
         sample_rate=values["sample_rate"],
         app_version=values["app_version"],
@@ -445,6 +456,7 @@ def configure(
     experiment_name: str | None = None,
     record_values: bool | None = None,
     max_value_chars: int | None = None,
+    capture_max_value_chars: int | None = None,
     capture: str | bool | None = None,
     sample_rate: float | None = None,
     app_version: str | None = None,
@@ -469,6 +481,7 @@ def configure(
         experiment_name: MLflow experiment for traces exported with `"mlflow"`.
         record_values: Whether spans record the call's (redacted, truncated) inputs and output.
         max_value_chars: Longest recorded value in characters before truncation.
+        capture_max_value_chars: Longest value stored in a capture record, in characters.
         capture: SQLAlchemy URL of the capture store; `"none"` or `False` disables capture.
         sample_rate: Fraction of calls captured, 0 to 1.
         app_version: Version string of the application, stored with captured records.
@@ -492,6 +505,7 @@ def configure(
         "experiment_name": experiment_name,
         "record_values": record_values,
         "max_value_chars": max_value_chars,
+        "capture_max_value_chars": capture_max_value_chars,
         "capture": capture,
         "sample_rate": sample_rate,
         "app_version": app_version,

@@ -54,7 +54,7 @@ BACKOFF_MIN = 0.1
 BACKOFF_MAX = 5.0
 WARN_EVERY = 30.0
 EXIT_TIMEOUT = 5.0
-MAX_TOTAL_FACTOR = 64  # a record's inputs (or output) are cut past this many times max_value_chars of JSON
+MAX_TOTAL_FACTOR = 10  # a record's inputs (or output) are cut past this many times capture_max_value_chars of JSON
 DROP_REASONS = ("queue_full", "store_error", "encode_error", "shutdown")
 
 
@@ -447,7 +447,7 @@ def build(item: tuple[Any, ...]) -> CaptureRecord:
     )
     settings_: Settings = settings
     redactor = redactor_for(settings_)
-    max_chars = settings_.max_value_chars
+    max_chars = settings_.capture_max_value_chars
     total = max_chars * MAX_TOTAL_FACTOR
     plain = redactor.plain
     if type(args) is Encoded:

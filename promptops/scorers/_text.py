@@ -118,9 +118,22 @@ class Bleu(SimilarityScorer):
     Per record: `sacrebleu.sentence_bleu(output, [reference]).score / 100` (13a tokenisation, exponential
     smoothing, effective order). `corpus()`: `sacrebleu.corpus_bleu(outputs, [references]).score / 100` over
     the items with a reference (a call that raised contributes an empty output).
+
+    Both come from one pass of sacrebleu's per-segment statistics (n-gram matches and lengths): the sentence
+    scores of a batch are computed from them, and `corpus()` sums those of the pairs it was given, exactly as
+    `corpus_bleu` does, instead of tokenising every pair again.
     """
 
     name = "bleu"
+
+    def __init__(self) -> None:
+        self._stats: dict[tuple[str, str], Any] = {}  # (output, reference) -> segment statistics, last batch
+
+    def _segment_stats(self, outputs: Sequence[str], references: Sequence[str]) -> list[Any]:
+        from sacrebleu.metrics.bleu import BLEU
+
+        # force=True only silences sacrebleu's "lines end in a tokenized period" hint, counted over a whole batch.
+        return BLEU(force=True)._extract_corpus_statistics(outputs, [references])  # pyright: ignore[reportPrivateUsage]
 
     def similarity(self, outputs: Sequence[str], references: Sequence[str]) -> list[float]:
         """Sentence BLEU of each pair, divided by 100.
@@ -136,9 +149,9 @@ class Bleu(SimilarityScorer):
 
         # What `sacrebleu.sentence_bleu` builds on every call, built once per batch instead.
         metric = BLEU(force=False, smooth_method="exp", effective_order=True)
-        return [
-            metric.sentence_score(output, [reference]).score / 100 for output, reference in zip(outputs, references)
-        ]
+        stats = self._segment_stats(outputs, references) if outputs else []
+        self._stats = dict(zip(zip(outputs, references), stats))
+        return [metric._aggregate_and_compute([stat]).score / 100 for stat in stats]  # pyright: ignore[reportPrivateUsage]
 
     def corpus(self, items: Sequence[ScoreInput]) -> float | None:
         """Corpus BLEU over the items with a reference, divided by 100; `None` when there are none.
@@ -152,9 +165,15 @@ class Bleu(SimilarityScorer):
         outputs, references = self.texts(items)
         if not outputs:
             return None
-        import sacrebleu
+        from sacrebleu.metrics.bleu import BLEU
 
-        return sacrebleu.corpus_bleu(outputs, [references]).score / 100  # pyright: ignore[reportUnknownMemberType]
+        known = self._stats
+        pairs = list(zip(outputs, references))
+        missing = [pair for pair in pairs if pair not in known]
+        if missing:
+            known = {**known, **dict(zip(missing, self._segment_stats(*map(list, zip(*missing)))))}
+        metric = BLEU()  # sacrebleu.corpus_bleu's defaults
+        return metric._aggregate_and_compute([known[pair] for pair in pairs]).score / 100  # pyright: ignore[reportPrivateUsage]
 
 
 class ExactMatch(SimilarityScorer):

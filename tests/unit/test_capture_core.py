@@ -244,7 +244,16 @@ def test_nul_characters_and_huge_values(store_url: str) -> None:
     submit(cc, "a\x00b", output="x" * 10_000_000, error=None)
     (record,) = records(store_url)
     assert record.inputs == {"text": "a\x00b"}  # JSON escapes it; replay gets it back
-    assert len(record.output) < 10_000 and "truncated" in record.output
+    limit = promptops.get_settings().capture_max_value_chars
+    assert limit - 100 < len(record.output) <= limit and "truncated" in record.output
+
+
+def test_captures_keep_values_longer_than_span_values(store_url: str) -> None:
+    document = "A long contract clause. " * 2_000  # 48,000 characters: past max_value_chars, within the capture limit
+    assert promptops.get_settings().max_value_chars < len(document) < promptops.get_settings().capture_max_value_chars
+    submit(CallCapture(summarize), document, output=["a", document], error=None)
+    (record,) = records(store_url)
+    assert record.inputs == {"text": document} and record.output == ["a", document] and record.replayable
 
 
 def test_writer_suppresses_opentelemetry_instrumentation(store_url: str) -> None:
