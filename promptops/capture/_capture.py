@@ -189,7 +189,7 @@ class CallCapture:
         redactor_for, encode = _encode_tools
         return encode(
             value,
-            max_chars=settings.max_value_chars,
+            max_chars=settings.capture_max_value_chars,
             redactor=redactor_for(settings),
-            max_total_chars=settings.max_value_chars * _writer.MAX_TOTAL_FACTOR,
+            max_total_chars=settings.capture_max_value_chars * _writer.MAX_TOTAL_FACTOR,
         )
