@@ -11,11 +11,12 @@ export NO_MKDOCS_2_WARNING := 1
 
 .PHONY: install demo test lint typecheck docs unit integration bench clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml integrations/langchain/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[dev,semantic]"
+	$(BIN)/pip install --quiet -e integrations/langchain
 	touch $@
 
 install: $(BIN)/.installed
@@ -51,6 +52,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_semantic.py
 	$(BIN)/python benchmarks/bench_replay.py
 	$(BIN)/python benchmarks/bench_verdict.py
+	$(BIN)/python benchmarks/bench_langchain.py
 
 clean:
 	rm -rf $(VENV) site .pytest_cache .ruff_cache .promptops

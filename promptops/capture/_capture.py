@@ -56,6 +56,10 @@ def _error_info(error: BaseException) -> tuple[str, str]:
     return name, message
 
 
+def _named_inputs(**inputs: Any) -> None:
+    """The stand-in signature of `CallCapture.named()` captures (their inputs arrive already by name)."""
+
+
 class CallCapture:
     """Captures the calls of one tracked function into the capture store.
 
@@ -88,6 +92,33 @@ class CallCapture:
         self._arguments = CallArguments(func)
         self._drop_first = self._arguments.drop_first
         self._cached: tuple[Any, Any] = (None, None)  # (settings, writer) last used
+
+    @classmethod
+    def named(
+        cls,
+        function: str,
+        *,
+        enabled: bool = True,
+        sample_rate: float | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> CallCapture:
+        """A capture for calls that are not a decorated function's (a LangChain chain run, say).
+
+        Its records carry `function` as their function name; submit them with `submit_inputs()`.
+
+        Args:
+            function: The `function` of its records (what `datasets.from_captures(function=...)` and replay's
+                target lookup match), e.g. `"langchain:summarize"`.
+            enabled: `False` opts these calls out.
+            sample_rate: Fraction of the calls captured; `None` uses the `sample_rate` setting.
+            tags: Stored with every record.
+
+        Returns:
+            The capture.
+        """
+        capture = cls(_named_inputs, enabled=enabled, sample_rate=sample_rate, tags=tags)
+        capture.function = function
+        return capture
 
     def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], bound: bool) -> dict[str, Any]:
         """The call's arguments by parameter name, without `self`/`cls` and the injected `prompt`. Never raises."""
@@ -166,6 +197,76 @@ class CallCapture:
                     args,
                     kwargs,
                     bound,
+                    output,
+                    error_info,
+                    started_ns,
+                    ended_ns,
+                    first_item_ns,
+                    span_context,
+                    _time_ns(),
+                )
+            )
+        except Exception:
+            log_internal_error("capture")
+
+    def submit_inputs(
+        self,
+        prompt: Prompt | None,
+        inputs: Mapping[str, Any],
+        *,
+        output: Any = None,
+        error: BaseException | None = None,
+        started_ns: int,
+        ended_ns: int,
+        first_item_ns: int | None = None,
+        span_context: Any = None,
+    ) -> None:
+        """Queue one finished call whose inputs are already a mapping by name. Never raises, never blocks.
+
+        `submit()` for calls that have no signature to bind (see `named()`); the same checks (capture
+        configured, enabled, sampled in, not a replay), redaction and size limits apply. The inputs are
+        converted at once: they could be mutated after the call.
+
+        Args:
+            prompt: The prompt the call used, if any.
+            inputs: The call's inputs by name (stored as the record's `inputs`; replay passes them back).
+            output: The return value.
+            error: The exception the call raised, if it did (then `output` is ignored).
+            started_ns: When the call started, in nanoseconds of any clock (`time.perf_counter_ns()`).
+            ended_ns: When it ended, same clock.
+            first_item_ns: When a stream produced its first item, same clock.
+            span_context: The call's OpenTelemetry span or `SpanContext`, if one was recording.
+        """
+        try:
+            if not self.enabled:
+                return
+            settings = _config.current or get_settings()
+            if settings.capture is None:
+                return
+            rate = self.sample_rate if self.sample_rate is not None else settings.sample_rate
+            if rate < 1.0 and not _random() < rate:
+                return
+            if replay_active.get():
+                return
+            cached_settings, writer = self._cached
+            if cached_settings is not settings or not writer.alive:
+                writer = _writer.writer_for(settings)
+                self._cached = (settings, writer)
+            error_info: tuple[str, str] | None = None
+            if error is not None:
+                error_info = _error_info(error)
+                output = None
+            elif type(output) not in _IMMUTABLE and not _immutable(output):
+                output = self._encode(settings, output)
+            encoded = self._encode(settings, dict(inputs))
+            writer.put(
+                (
+                    self,
+                    settings,
+                    prompt,
+                    encoded,
+                    {},
+                    False,
                     output,
                     error_info,
                     started_ns,
