@@ -278,6 +278,9 @@ def run(
     check_metrics(gate_list, metric_names)
 
     plan = _Plan(loaded, records, candidate_prompt, baseline, repeats)
+    for scorer in scorer_list:  # a model that cannot be loaded is bad input: say so before any call is made
+        if isinstance(scorer, scorers_module.Semantic):
+            scorer.load()
     tick = progress(len(plan.jobs), len(records)) if progress is not None else None
     outcome = execute(loaded, [record.inputs for record in records], plan.jobs, workers=workers, progress=tick)
 

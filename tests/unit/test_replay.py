@@ -355,3 +355,14 @@ def test_pytest_fixture_reports_the_failed_gates(echo: App, tmp_path: Path, pyte
     outcome.assert_outcomes(passed=1, failed=1)
     text = outcome.stdout.str()
     assert "promptops replay FAILED" in text and "FAIL  " in text and "rougeL: baseline 1" in text
+
+
+def test_a_semantic_model_that_cannot_load_is_refused_before_any_call(echo: App, tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "tickets.jsonl", captured_rows(TEXTS[:2]))
+    with capture_spans() as spans, pytest.raises(promptops.PromptopsError, match="semantic") as caught:
+        replay.run(
+            echo.target, candidate=echo.versions["same"], dataset=data, scorers=["semantic:no-such-model-anywhere"],
+            log_to_mlflow=False,
+        )  # fmt: skip
+    assert "\n" not in str(caught.value)
+    assert spans.finished() == []  # not one call of the target was made
