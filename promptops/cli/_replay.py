@@ -24,7 +24,14 @@ EXIT_GATE_FAILED = 1
 
 def replay(
     ctx: typer.Context,
-    target: Annotated[str, typer.Argument(metavar="TARGET", help="module:function decorated with @promptops.track.")],
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="TARGET",
+            help="module:function decorated with @promptops.track, or module:chain, a LangChain Runnable holding a "
+            "pinned_prompt.",
+        ),
+    ],
     candidate: Annotated[
         str,
         typer.Option("--candidate", metavar="V", help="Candidate prompt version number or alias.", show_default=False),
