@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -201,12 +200,11 @@ class ReplayResult:
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         """The result as the stable JSON document (`schema_version` 1); also written to `path` if given."""
-        from ._json import result_to_json
+        from ._json import json_text, result_to_json
 
-        data = result_to_json(self)
         if path is not None:
-            Path(path).write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False), encoding="utf-8")
-        return data
+            _write(path, json_text(self))
+        return result_to_json(self)
 
     def to_html(self, path: str | os.PathLike[str] | None = None) -> str:
         """The self-contained HTML report; also written to `path` if given."""
@@ -214,7 +212,7 @@ class ReplayResult:
 
         html = render_html(self)
         if path is not None:
-            Path(path).write_text(html, encoding="utf-8")
+            _write(path, html)
         return html
 
     def to_junit(self, path: str | os.PathLike[str] | None = None) -> str:
@@ -223,7 +221,7 @@ class ReplayResult:
 
         xml = result_to_junit(self)
         if path is not None:
-            Path(path).write_text(xml, encoding="utf-8")
+            _write(path, xml)
         return xml
 
     def summary(self) -> str:
@@ -247,6 +245,13 @@ class ReplayResult:
         """Raise `AssertionError` with `summary()` unless every gate passed (for a regression test)."""
         if not self.passed:
             raise AssertionError(self.summary())
+
+
+def _write(path: str | os.PathLike[str], text: str) -> None:
+    """Write a report file as UTF-8, creating its directory if needed."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
 
 
 def _number(value: float | None) -> str:

@@ -7,9 +7,9 @@ so a typo costs nothing and exits with one line.
 from __future__ import annotations
 
 import datetime
-import logging
 import math
 import os
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
     from ..scorers import Scorer
 
 __all__ = ["DEFAULT_SCORERS", "run"]
-
-logger = logging.getLogger("promptops.replay")
 
 DEFAULT_SCORERS = ("rougeL", "bleu")
 # Measured on every run whatever the scorers: the call's own latency and whether it raised.
@@ -358,7 +356,9 @@ def _score(
                 error=candidate.error,
                 baseline_error=reference.error,
                 latency_ms=candidate.latency_ms,
-                baseline_latency_ms=_mean([c.latency_ms for c in noise]) if noise else _finite(reference.latency_ms),
+                baseline_latency_ms=statistics.fmean([c.latency_ms for c in noise])
+                if noise
+                else _finite(reference.latency_ms),
                 trace_id=candidate.trace_id,
                 baseline_trace_id=record.trace_id if captured else reference.trace_id,
             )
@@ -393,9 +393,9 @@ def _score(
             own = scores[start]
             runs = [s.value for s in scores[start + 1 : start + 1 + count]]
             present = [v for v in runs if v is not None]
-            baseline_value = _mean(present) if present else None
+            baseline_value = statistics.fmean(present) if present else None
             if len(present) > 1:
-                spreads.append(_stdev(present))
+                spreads.append(statistics.stdev(present))
             candidate_values.append(own.value)
             baseline_values.append(baseline_value)
             result.scores[scorer.name] = own.value
@@ -420,7 +420,7 @@ def _score(
             baseline_values,
             candidate_values,
             higher_is_better=scorer.higher_is_better,
-            noise=_mean(spreads) if spreads else None,
+            noise=statistics.fmean(spreads) if spreads else None,
             corpus_baseline=scorer.corpus(baseline_items) if baseline_items else None,
             corpus_candidate=scorer.corpus(candidate_items) if candidate_items else None,
             seed=seed,
@@ -439,15 +439,6 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _mean(values: Sequence[float]) -> float:
-    return math.fsum(values) / len(values)
-
-
-def _stdev(values: Sequence[float]) -> float:
-    mean = _mean(values)
-    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
 def _write_outputs(
     result: ReplayResult,
     *,
@@ -456,31 +447,14 @@ def _write_outputs(
     junit: str | os.PathLike[str] | None,
     log_to_mlflow: bool,
 ) -> None:
-    from ._report import render_html
-
-    html = render_html(result) if report is not None or log_to_mlflow else None
     if log_to_mlflow:
         from ._mlflow import log_result
+        from ._report import render_html
 
-        result.mlflow_run_id = log_result(result, html)
-        if html is not None and result.mlflow_run_id is not None:
-            html = render_html(result)  # now with the run id
-    if report is not None and html is not None:
-        _write(report, html)
+        result.mlflow_run_id = log_result(result, render_html(result))
+    if report is not None:
+        result.to_html(report)  # rendered after logging: it names the MLflow run
     if json_path is not None:
-        import json
-
-        from ._json import result_to_json
-
-        _write(json_path, json.dumps(result_to_json(result), indent=2, ensure_ascii=False, allow_nan=False))
+        result.to_json(json_path)
     if junit is not None:
-        from ._junit import result_to_junit
-
-        _write(junit, result_to_junit(result))
-
-
-def _write(path: str | os.PathLike[str], text: str) -> None:
-    target = Path(path)
-    if target.parent and not target.parent.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text, encoding="utf-8")
+        result.to_junit(junit)
