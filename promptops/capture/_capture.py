@@ -227,6 +227,9 @@ class CallCapture:
         configured, enabled, sampled in, not a replay), redaction and size limits apply. The inputs are
         converted at once: they could be mutated after the call.
 
+        The checks and the hand-over are a copy of `submit()`'s: keep the two in step. `submit()` is on every
+        tracked call and keeps them inline; moving them into shared methods measured about +0.5 µs per call.
+
         Args:
             prompt: The prompt the call used, if any.
             inputs: The call's inputs by name (stored as the record's `inputs`; replay passes them back).
