@@ -29,7 +29,7 @@ from ._record import CaptureRecord
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
-__all__ = ["SCHEMA_VERSION", "CaptureSchemaError", "CaptureStore", "display_url"]
+__all__ = ["SCHEMA_VERSION", "CaptureSchemaError", "CaptureStore", "display_url", "sqlite_path"]
 
 _metadata = sa.MetaData()
 
@@ -123,6 +123,21 @@ def display_url(url: str) -> str:
         return sa.make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "<invalid URL>"
+
+
+def sqlite_path(url: str) -> str | None:
+    """The database file of a SQLite URL; `None` for other backends and in-memory databases.
+
+    Raises:
+        sqlalchemy.exc.ArgumentError: `url` is not a valid URL.
+    """
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
 
 
 def _set_wal(cursor: Any) -> None:

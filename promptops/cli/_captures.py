@@ -65,25 +65,12 @@ UntilOption = Annotated[
 ]
 
 
-def _sqlite_path(url: str) -> str | None:
-    """The database file of a SQLite URL (None for other backends and in-memory databases)."""
-    import sqlalchemy as sa
-
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return None
-    database = parsed.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return database
-
-
 def _open_store(ctx: typer.Context, store_option: str | None) -> CaptureStore:
     """The capture store to read: `--store`, else the `capture` setting. Never creates a SQLite file."""
     import sqlalchemy.exc
 
     from ..capture import CaptureStore
-    from ..capture._store import display_url
+    from ..capture._store import display_url, sqlite_path
 
     if store_option is not None:
         url = store_option.strip()
@@ -99,7 +86,7 @@ def _open_store(ctx: typer.Context, store_option: str | None) -> CaptureStore:
         url = configured
     shown = display_url(url)
     try:
-        path = _sqlite_path(url)
+        path = sqlite_path(url)
     except sqlalchemy.exc.ArgumentError:
         raise CliError(
             f"invalid capture store URL {url!r}; use e.g. sqlite:///.promptops/captures.db or "

@@ -23,7 +23,6 @@ from ._captures import (
     UntilOption,
     VersionOption,
     _open_store,  # pyright: ignore[reportPrivateUsage]
-    _sqlite_path,  # pyright: ignore[reportPrivateUsage]
     parse_moment,
 )
 
@@ -50,12 +49,12 @@ def _writable_store(ctx: typer.Context, store_option: str | None) -> CaptureStor
     import sqlalchemy.exc
 
     from ..capture import CaptureStore
-    from ..capture._store import display_url
+    from ..capture._store import display_url, sqlite_path
 
     url = store_option.strip() if store_option is not None else State.of(ctx).settings.capture
     if url:
         try:
-            path = _sqlite_path(url)
+            path = sqlite_path(url)
         except sqlalchemy.exc.ArgumentError:
             path = None  # _open_store reports the invalid URL
         if path is not None and not Path(path).is_file():

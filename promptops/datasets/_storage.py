@@ -46,20 +46,18 @@ def store_url(store: str | None) -> str:
 
 def _missing_sqlite_file(url: str) -> str | None:
     """The database file of a SQLite URL when it does not exist (reading must not create an empty store)."""
-    import sqlalchemy as sa
     import sqlalchemy.exc
 
+    from ..capture._store import sqlite_path
+
     try:
-        parsed = sa.make_url(url)
+        database = sqlite_path(url)
     except sqlalchemy.exc.ArgumentError:
         raise DatasetError(
             f"invalid capture store URL {url!r}; use e.g. sqlite:///.promptops/captures.db or "
             "postgresql+psycopg://user@host/db"
         ) from None
-    database = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return None if Path(database).is_file() else database
+    return None if database is None or Path(database).is_file() else database
 
 
 @contextlib.contextmanager
