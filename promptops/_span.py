@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.trace import Span, Tracer
 
-__all__ = ["CallSpan", "StreamSpan", "record_usage"]
+__all__ = ["CallSpan", "StreamSpan", "joined_items", "record_usage"]
 
 # Fixed attribute names.
 FUNCTION = "promptops.function"
@@ -247,6 +247,14 @@ def _safe_str(exc: BaseException) -> str:
         return f"<unprintable {type(exc).__qualname__}>"
 
 
+def joined_items(items: list[Any]) -> Any:
+    """A stream's output as recorded: its items concatenated when they are all strings, else the list of them.
+
+    Spans, capture records and replay (which joins a replayed stream the same way, so outputs compare) use it.
+    """
+    return "".join(items) if items and all(isinstance(item, str) for item in items) else items
+
+
 class StreamSpan:
     """One generator call: its span (if traced) stays open until the stream is exhausted, closed or collected.
 
@@ -343,7 +351,7 @@ class StreamSpan:
         self._done = True
         ended_ns = time.perf_counter_ns()
         parts = self._parts
-        output: Any = "".join(parts) if parts and all(isinstance(p, str) for p in parts) else parts
+        output = joined_items(parts)
         span = self.span
         if span is not None:
             try:

@@ -24,6 +24,7 @@ from typing import Any
 
 from .._config import Selector
 from .._errors import PromptopsError
+from .._span import joined_items
 from .._track import track_info
 
 __all__ = ["ReplayError", "RunnableTarget", "Target", "load_target"]
@@ -133,7 +134,7 @@ class Target:
         args, kwargs = self.arguments(inputs)
         result = self.obj(*args, **kwargs)
         if inspect.isgenerator(result):
-            return _joined(list(result))
+            return joined_items(list(result))
         return result
 
     async def acall(self, inputs: Mapping[str, Any]) -> Any:
@@ -141,14 +142,10 @@ class Target:
         args, kwargs = self.arguments(inputs)
         result = self.obj(*args, **kwargs)
         if inspect.isasyncgen(result):
-            return _joined([item async for item in result])
+            return joined_items([item async for item in result])
         if inspect.isawaitable(result):
             return await result
         return result
-
-
-def _joined(items: list[Any]) -> Any:
-    return "".join(items) if items and all(isinstance(item, str) for item in items) else items
 
 
 # -- LangChain Runnables (duck-typed) ---------------------------------------------------------------------------
