@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 from .. import tracing
@@ -76,63 +77,48 @@ class _Caller:
         self.target = target
         self.inputs = inputs
 
-    def _span(self, job: Job) -> Any:
-        tracer = tracing.tracer()
-        if tracer is None:
-            return None
-        return tracer.start_as_current_span(
-            f"replay {self.target.spec}",
-            attributes={
-                "promptops.replay": True,
-                "promptops.replay.role": job.role,
-                "promptops.prompt.name": self.target.prompt_name,
-                "promptops.prompt.version": job.version,
-            },
-            record_exception=False,
-            set_status_on_exception=False,
-        )
+    @contextlib.contextmanager
+    def _context(self, job: Job) -> Generator[str | None]:
+        """The replay flag, the version override and a `replay <target>` span; yields the span's trace id."""
+        token = replay_active.set(True)
+        try:
+            with use_prompt(self.target.prompt_name, version=job.version):
+                tracer = tracing.tracer()
+                if tracer is None:
+                    yield None
+                    return
+                with tracer.start_as_current_span(
+                    f"replay {self.target.spec}",
+                    attributes={
+                        "promptops.replay": True,
+                        "promptops.replay.role": job.role,
+                        "promptops.prompt.name": self.target.prompt_name,
+                        "promptops.prompt.version": job.version,
+                    },
+                    record_exception=False,
+                    set_status_on_exception=False,
+                ) as span:
+                    yield format(span.get_span_context().trace_id, "032x")
+        finally:
+            replay_active.reset(token)
 
     def call(self, job: Job) -> Call:
-        token = replay_active.set(True)
-        try:
-            with use_prompt(self.target.prompt_name, version=job.version):
-                manager = self._span(job)
-                if manager is None:
-                    return self._timed(job, None)
-                with manager as span:
-                    return self._timed(job, span)
-        finally:
-            replay_active.reset(token)
-
-    def _timed(self, job: Job, span: Any) -> Call:
-        trace_id = format(span.get_span_context().trace_id, "032x") if span is not None else None
-        started = time.perf_counter()
-        try:
-            output = self.target.call(self.inputs[job.index])
-        except Exception as exc:
-            return Call(None, _error_text(exc), (time.perf_counter() - started) * 1000, trace_id)
-        return Call(output, None, (time.perf_counter() - started) * 1000, trace_id)
+        with self._context(job) as trace_id:
+            started = time.perf_counter()
+            try:
+                output = self.target.call(self.inputs[job.index])
+            except Exception as exc:
+                return Call(None, _error_text(exc), (time.perf_counter() - started) * 1000, trace_id)
+            return Call(output, None, (time.perf_counter() - started) * 1000, trace_id)
 
     async def acall(self, job: Job) -> Call:
-        token = replay_active.set(True)
-        try:
-            with use_prompt(self.target.prompt_name, version=job.version):
-                manager = self._span(job)
-                if manager is None:
-                    return await self._atimed(job, None)
-                with manager as span:
-                    return await self._atimed(job, span)
-        finally:
-            replay_active.reset(token)
-
-    async def _atimed(self, job: Job, span: Any) -> Call:
-        trace_id = format(span.get_span_context().trace_id, "032x") if span is not None else None
-        started = time.perf_counter()
-        try:
-            output = await self.target.acall(self.inputs[job.index])
-        except Exception as exc:
-            return Call(None, _error_text(exc), (time.perf_counter() - started) * 1000, trace_id)
-        return Call(output, None, (time.perf_counter() - started) * 1000, trace_id)
+        with self._context(job) as trace_id:
+            started = time.perf_counter()
+            try:
+                output = await self.target.acall(self.inputs[job.index])
+            except Exception as exc:
+                return Call(None, _error_text(exc), (time.perf_counter() - started) * 1000, trace_id)
+            return Call(output, None, (time.perf_counter() - started) * 1000, trace_id)
 
 
 def execute(
