@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.trace import Span, Tracer
 
-__all__ = ["CallSpan", "StreamSpan", "joined_items", "record_usage"]
+__all__ = ["CallSpan", "StreamSpan", "joined_items", "prompt_identity_attributes", "record_usage"]
 
 # Fixed attribute names.
 FUNCTION = "promptops.function"
@@ -99,7 +99,8 @@ def _prompt_attributes(prompt: Prompt) -> dict[str, Any]:
     return dict(attributes)
 
 
-def _build_prompt_attributes(prompt: Prompt) -> dict[str, Any]:
+def prompt_identity_attributes(prompt: Prompt) -> dict[str, Any]:
+    """The attributes saying which prompt copy served a call: name, version, source and alias."""
     attributes: dict[str, Any] = {
         PROMPT_NAME: prompt.name,
         PROMPT_VERSION: prompt.version,
@@ -107,6 +108,11 @@ def _build_prompt_attributes(prompt: Prompt) -> dict[str, Any]:
     }
     if prompt.alias is not None:
         attributes[PROMPT_ALIAS] = prompt.alias
+    return attributes
+
+
+def _build_prompt_attributes(prompt: Prompt) -> dict[str, Any]:
+    attributes = prompt_identity_attributes(prompt)
     config = prompt.model_config
     if config:
         model = config.get("model_name") or config.get("model")

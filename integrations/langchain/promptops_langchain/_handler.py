@@ -47,7 +47,7 @@ from ._internals import (
     STREAM_ITEMS,
     dump,
     log_internal_error,
-    prompt_attributes,
+    prompt_identity_attributes,
     record_exception,
 )
 
@@ -327,7 +327,7 @@ class PromptOpsCallbackHandler(BaseCallbackHandler):
             run = self._runs.get(run_id)
             if run is None:
                 return
-            attributes = prompt_attributes(prompt)
+            attributes = prompt_identity_attributes(prompt)
             if run.span is not None:
                 run.span.set_attributes(attributes)
             root = run.root

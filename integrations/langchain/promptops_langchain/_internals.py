@@ -24,16 +24,12 @@ from promptops._span import (  # pyright: ignore[reportPrivateUsage]
     GEN_AI_RESPONSE_MODEL,
     INPUTS,
     OUTPUT,
-    PROMPT_ALIAS,
-    PROMPT_NAME,
-    PROMPT_SOURCE,
-    PROMPT_VERSION,
     REPLAY,
     STREAM_FIRST_ITEM_MS,
     STREAM_ITEMS,
+    prompt_identity_attributes,  # pyright: ignore[reportPrivateUsage]
     record_exception,
 )
-from promptops.prompts import Prompt
 
 __all__ = [
     "FUNCTION",
@@ -50,7 +46,7 @@ __all__ = [
     "STREAM_ITEMS",
     "dump",
     "log_internal_error",
-    "prompt_attributes",
+    "prompt_identity_attributes",
     "record_exception",
 ]
 
@@ -58,15 +54,3 @@ __all__ = [
 def dump(settings: Settings, value: Any) -> str:
     """A value as span attribute text: JSON, redacted with the settings' rules, at most `max_value_chars` long."""
     return dumps_for_span(value, max_chars=settings.max_value_chars, redactor=redactor_for(settings))
-
-
-def prompt_attributes(prompt: Prompt) -> dict[str, Any]:
-    """The span attributes saying which prompt copy served a run (the names `@promptops.track` uses)."""
-    attributes: dict[str, Any] = {
-        PROMPT_NAME: prompt.name,
-        PROMPT_VERSION: prompt.version,
-        PROMPT_SOURCE: prompt.source,
-    }
-    if prompt.alias is not None:
-        attributes[PROMPT_ALIAS] = prompt.alias
-    return attributes
