@@ -27,7 +27,7 @@ from promptops._span import (  # pyright: ignore[reportPrivateUsage]
     REPLAY,
     STREAM_FIRST_ITEM_MS,
     STREAM_ITEMS,
-    prompt_identity_attributes,  # pyright: ignore[reportPrivateUsage]
+    prompt_identity_attributes,
     record_exception,
 )
 
