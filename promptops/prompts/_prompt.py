@@ -83,6 +83,11 @@ class Prompt:
         return not isinstance(self.template, str)
 
     @property
+    def is_jinja(self) -> bool:
+        """Whether the template has Jinja2 control flow (`{% ... %}`): `format()` then renders it with Jinja2."""
+        return _is_jinja(self.template)
+
+    @property
     def uri(self) -> str:
         """The MLflow URI of this version, `prompts:/name/version`."""
         return f"prompts:/{self.name}/{self.version}"
@@ -103,12 +108,12 @@ class Prompt:
             PromptFormatError: some variables are missing; the message names them and the prompt.
         """
         missing = self.variables - variables.keys()
-        if missing and not _is_jinja(self.template):
+        if missing and not self.is_jinja:
             raise PromptFormatError(
                 f"prompt {self.name!r} version {self.version} needs variable(s) {', '.join(sorted(missing))}; "
                 f"pass them to format(), e.g. format({sorted(missing)[0]}=...)"
             )
-        if _is_jinja(self.template):
+        if self.is_jinja:
             return self._format_jinja(variables)
 
         def fill(text: str) -> str:

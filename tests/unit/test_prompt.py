@@ -46,6 +46,7 @@ def test_values_containing_braces_are_not_reinterpreted() -> None:
 
 def test_jinja_templates_render_in_a_sandbox() -> None:
     prompt = make("{% for item in items %}- {{ item }}\n{% endfor %}")
+    assert prompt.is_jinja and not make("Summarize {{ text }}").is_jinja
     assert prompt.format(items=["a", "b"]) == "- a\n- b\n"
     with pytest.raises(PromptFormatError, match="items"):
         prompt.format()

@@ -49,17 +49,6 @@ class _Converted(NamedTuple):
     renamed: dict[str, str]
 
 
-def _texts(template: Template) -> list[str]:
-    if isinstance(template, str):
-        return [template]
-    return [message["content"] for message in template if isinstance(message.get("content"), str)]
-
-
-def _is_jinja(template: Template) -> bool:
-    # As promptops' Prompt.format(): control flow means Jinja2, which reads MLflow's {{ var }} as it is.
-    return any("{%" in text and "%}" in text for text in _texts(template))
-
-
 def to_langchain_template(prompt: Prompt) -> BasePromptTemplate[Any]:
     """The LangChain template for a prompt version: `PromptTemplate` for text, `ChatPromptTemplate` for chat.
 
@@ -84,7 +73,7 @@ def _convert(prompt: Prompt) -> _Converted:
     if cached is not None and cached[0] is prompt:
         return cached[1]
     original = prompt
-    jinja = _is_jinja(prompt.template)
+    jinja = prompt.is_jinja
     renamed: dict[str, str] = {}
     if not jinja and any("." in name for name in prompt.variables):
 
