@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
+from .._atomic import atomic_path
 from .._moments import parse_moment
 from ._app import CliError, State
 
@@ -267,16 +268,9 @@ def export(
         _write_lines(sys.stdout, lines)
         sys.stdout.flush()
         return
-    target = Path(file)
-    partial = target.with_name(f".{target.name}.partial")
     try:
-        with partial.open("w", encoding="utf-8", newline="\n") as out:
+        with atomic_path(Path(file)) as partial, partial.open("w", encoding="utf-8", newline="\n") as out:
             written = _write_lines(out, lines)
-        partial.replace(target)  # all or nothing: a failed export leaves no half-written file behind
     except OSError as exc:
-        partial.unlink(missing_ok=True)
         raise CliError(f"cannot write {file}: {exc.strerror or exc}") from None
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
     typer.echo(f"exported {written} captured call{'s' if written != 1 else ''} to {file}", err=True)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
+from .._atomic import atomic_path
 from ..capture import canonical_json
 from ._errors import DatasetError, DatasetFormatError
 from ._model import Dataset, DatasetRecord, check_record
@@ -252,16 +253,11 @@ def read_file(path: str | os.PathLike[str]) -> Dataset:
 @contextlib.contextmanager
 def _atomic(path: Path) -> Generator[Path]:
     """A temporary file next to `path` that replaces it when the block succeeds (else is removed)."""
-    partial = path.with_name(f".{path.name}.partial")
     try:
-        yield partial
-        partial.replace(path)
+        with atomic_path(path) as partial:
+            yield partial
     except OSError as exc:
-        partial.unlink(missing_ok=True)
         raise DatasetError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
 
 
 def write_file(dataset: Dataset, path: str | os.PathLike[str]) -> None:
