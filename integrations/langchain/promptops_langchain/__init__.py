@@ -16,12 +16,13 @@ try:
     import langchain_core
 except ImportError as _missing:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
-        "promptops-langchain needs langchain-core: pip install promptops-langchain (or pip install 'langchain-core>=1')"
+        "promptops_langchain needs langchain-core: pip install mlflow-promptops-langchain "
+        "(or pip install 'langchain-core>=1')"
     ) from _missing
 
 if int(langchain_core.__version__.split(".")[0]) < 1:  # pragma: no cover - depends on the environment
     raise ImportError(
-        f"promptops-langchain needs langchain-core 1.x, found {langchain_core.__version__}: "
+        f"promptops_langchain needs langchain-core 1.x, found {langchain_core.__version__}: "
         "pip install --upgrade 'langchain-core>=1,<2'"
     )
 

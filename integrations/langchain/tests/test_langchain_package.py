@@ -28,7 +28,8 @@ def test_import_without_langchain_core_says_what_to_install() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
-        "promptops-langchain needs langchain-core: pip install promptops-langchain (or pip install 'langchain-core>=1')"
+        "promptops_langchain needs langchain-core: pip install mlflow-promptops-langchain "
+        "(or pip install 'langchain-core>=1')"
     )
 
 
