@@ -2,18 +2,26 @@
 
 Default rules (always on; `settings.redact` adds to them, see `promptops._config`):
 
-- **Keys**: a mapping value whose key contains `password`, `passwd`, `secret`, `token`, `api_key` (also
-  `apikey`, `api-key`), `auth`, `authorization`, `cookie`, `session`, `credential` or `private_key`
-  (case-insensitive) is replaced, whole, by `"[REDACTED]"`. Deliberate exceptions, because LLM functions take
-  and report them all the time: the token *counts* `max_tokens`, `input_tokens`, `token_count`, `tokenizer` and
-  the like, and `author`.
+- **Keys**: a mapping value whose key contains `password`, `passwd`, `pwd`, `passphrase`, `secret`, `token`,
+  `api_key` (also `apikey`, `api-key`), `access_key`, `auth`, `authorization`, `cookie`, `session`,
+  `credential` or `private_key` (case-insensitive), or has `pass` as a word of its own (`pass`, `db_pass`,
+  `dbPass`; not `passage` or `bypass`), is replaced, whole, by `"[REDACTED]"`. A named tuple's fields count as
+  keys. Deliberate exceptions, because LLM functions take and report them all the time: the token *counts*
+  `max_tokens`, `input_tokens`, `token_count`, `tokenizer` and the like, and `author`.
 - **Values**: anywhere inside a string, these are replaced by `"[REDACTED:<kind>]"`: credit card numbers
   (13 to 19 digits starting 2-6, contiguous or in groups of 4 (or 4-6-5) separated by spaces or dashes,
-  Luhn-checked: `credit_card`), e-mail addresses (`email`),
-  `sk-...` API keys including `sk-proj-` and `sk-ant-` (`api_key`), AWS access key ids (`aws_access_key`),
-  JWTs and other base64url JSON tokens starting `eyJ` (`jwt`), the token of `Bearer <token>` (`bearer`), and
-  GitHub tokens `ghp_`, `gho_`, `ghu_`, `ghs_`, `ghr_`, `github_pat_` (`github_token`). An integer that is
-  a Luhn-valid card number is masked too.
+  Luhn-checked: `credit_card`), e-mail addresses (`email`), the userinfo of a URL
+  (`scheme://user:password@host`: `url_userinfo`), `sk-...` API keys including `sk-proj-` and `sk-ant-`
+  (`api_key`), AWS access key ids (`aws_access_key`), JWTs and other base64url JSON tokens starting `eyJ`
+  (`jwt`), the token of `Bearer <token>` (`bearer`), HTTP Basic credentials (`Basic <base64 of user:pass>`:
+  `basic_auth`), PEM private keys, to their END line or to the end of a cut text (`private_key`), Slack
+  tokens `xox?-` and webhook URLs (`slack_token`), Stripe secret and restricted keys `sk_live_`/`rk_test_`
+  (`stripe_key`), Google API keys `AIza`, OAuth tokens `ya29.` and client secrets `GOCSPX-` (`google_key`),
+  GitHub tokens `ghp_`, `gho_`, `ghu_`, `ghs_`, `ghr_`, `github_pat_` (`github_token`), and the value of
+  a secret written as `name=value` or `name: value` in free text, quoted or not (`password=...`,
+  `"api_key": "..."`, `?access_token=...`, `AWS_SECRET_ACCESS_KEY=...`: `secret`), where the name contains
+  `password`, `passwd`, `pwd`, `passphrase`, `secret`, `token`, `api_key`, `access_key`, `private_key`,
+  `credential` or the word `pass`. An integer that is a Luhn-valid card number is masked too.
 - **User rules**: regular expressions (every match becomes `"[REDACTED:custom]"`) and callables
   `(key, value) -> value`, called for every leaf value (string, number, boolean, null) with the nearest
   enclosing mapping key (`""` when there is none), after the rules above.
@@ -24,13 +32,16 @@ whole value becomes `"[REDACTED:error]"`, never the raw value; the failure is co
 only, never the value or the exception's message (which could quote the value).
 
 Cost: the common value holds no secret, so every string is first screened with a handful of `in` tests
-(one per character or literal that every default pattern needs); the combined pattern runs only when one
-passes. Key decisions are cached per `Redactor`, and `redactor_for(settings)` keeps one `Redactor` per
+(one per character or literal that every default pattern needs); each pattern runs only when its own test
+passes. The token formats follow the rule sets of the maintained scanners detect-secrets and gitleaks; running
+detect-secrets itself on every value was measured at about a hundred times the cost
+(`benchmarks/bench_redact.py`). Key decisions are cached per `Redactor`, and `redactor_for(settings)` keeps one `Redactor` per
 settings object.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import threading
@@ -40,6 +51,7 @@ from typing import Any, Final, TypeAlias
 __all__ = [
     "MASK",
     "MASK_ERROR",
+    "MIN_MASKED_CHARS",
     "Jsonable",
     "Redactor",
     "Rule",
@@ -58,14 +70,20 @@ MASK: Final = "[REDACTED]"
 """What a value under a sensitive key becomes."""
 MASK_ERROR: Final = "[REDACTED:error]"
 """What a value becomes when redacting it raised (fail-closed)."""
+MIN_MASKED_CHARS: Final = 4
+"""Shortest value under a sensitive key that is also masked where the call's exception message repeats it."""
 _MASK_CUSTOM: Final = "[REDACTED:custom]"
 
 # Sensitive key names, matched anywhere in the key, case-insensitively. Before matching, the names LLM code
 # uses for token *counts* and for authors are taken out: masking `max_tokens` or `author` would hide the
 # parameters people most want to see, while `access_token`, `oauth_token` or `authorization` stay masked.
 _SENSITIVE_KEY = re.compile(
-    r"passw(?:or)?d|secret|token|api[-_]?key|auth|cookie|session|credential|private[-_]?key", re.IGNORECASE
+    r"passw(?:or)?d|pwd|passphrase|secret|token|api[-_]?key|access[-_]?key|auth|cookie|session|credential"
+    r"|private[-_]?key",
+    re.IGNORECASE,
 )
+# `pass` only as a word of the key (`pass`, `db_pass`, `dbPass`, `PASS`), not inside `passage` or `bypass`.
+_PASS = re.compile(r"(?<![A-Za-z])(?:pass|Pass|PASS)(?![A-Za-z])|(?<=[a-z])Pass(?![a-z])")
 _NOT_SENSITIVE = re.compile(
     r"(?:max|min|input|output|total|prompt|completion|num|cached|reasoning|response|request)[-_]?tokens?"
     r"|tokens?[-_]?(?:count|limit|usage|used)|tokeniz(?:er|ation|ed)|author(?!iz)",
@@ -74,13 +92,15 @@ _NOT_SENSITIVE = re.compile(
 
 
 def _sensitive_key(key: str) -> bool:
-    return _SENSITIVE_KEY.search(_NOT_SENSITIVE.sub(" ", key)) is not None
+    key = _NOT_SENSITIVE.sub(" ", key)
+    return _SENSITIVE_KEY.search(key) is not None or _PASS.search(key) is not None
 
 
 # The default value patterns, one per kind, each run only when a cheap test says it could match. Each starts
 # with a literal or a small character set (its lookbehind comes after it), so the regex engine can skip to
 # candidate positions instead of trying every one: one alternation of them all, or a pattern opening with a
-# lookbehind or a broad character class, costs tens of microseconds on a paragraph.
+# lookbehind or a broad character class, costs tens of microseconds on a paragraph. The token formats follow
+# the rule sets of detect-secrets and gitleaks (issue 11); benchmarks/bench_redact.py measures the cost.
 _B64URL = "[A-Za-z0-9_-]"
 # 13-19 digits starting 2-6 (the issued ranges: a 13-digit millisecond timestamp starts with 1), contiguous or
 # grouped 4-4-4-4(-3) / 4-6-5 with one kind of separator, which leaves UUIDs, dates and phone numbers alone;
@@ -92,26 +112,115 @@ _CARD = re.compile(
 # From the `@` on; the local part is found by walking back from it (see `_mask_emails`).
 _EMAIL_DOMAIN = re.compile(r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _EMAIL_LOCAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
+# `scheme://user:password@host`: the whole userinfo (the user name can be an e-mail address or a key).
+_URL_USERINFO = re.compile(r"://[^\s/?#@\[\]]{1,512}@")
 _API_KEY = re.compile(rf"sk-(?<![A-Za-z0-9]sk-){_B64URL}{{16,}}")
 _AWS_KEY = re.compile(r"A(?<![A-Z0-9]A)(?:KIA|SIA)[A-Z0-9]{16}(?![A-Z0-9])")
 # Three dot-separated segments normally; a long first segment alone is masked too, so a token cut by
 # truncation never shows its beginning.
 _JWT = re.compile(rf"eyJ(?<!{_B64URL}eyJ){_B64URL}{{10,}}(?:\.{_B64URL}*){{0,2}}")
 _BEARER = re.compile(r"([Bb]earer|BEARER)[ \t]+[A-Za-z0-9._~+/=-]{8,}")
+# HTTP Basic credentials: masked only when the token decodes to `user:password` (not "Basic understanding").
+_BASIC = re.compile(r"([Bb]asic|BASIC)[ \t]+([A-Za-z0-9+/]{4,}={0,2})(?![A-Za-z0-9+/=])")
 _GITHUB = re.compile(r"g(?<![A-Za-z0-9]g)(?:h[pousr]_[A-Za-z0-9]{30,}|ithub_pat_[A-Za-z0-9_]{22,})")
+# A PEM private key, to its END line, or to the end of the text when it was cut (a truncated key stays masked).
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----|\Z)",
+    re.DOTALL,
+)
+_SLACK = re.compile(r"xox(?<![A-Za-z0-9]xox)[abposre]-[A-Za-z0-9-]{10,}|hooks\.slack\.com/services/[A-Za-z0-9/_-]{16,}")
+_STRIPE = re.compile(r"[rs](?<![A-Za-z0-9][rs])k_(?:live|test)_[A-Za-z0-9]{10,}")
+_GOOGLE = re.compile(r"AIza[A-Za-z0-9_-]{35}|ya29\.[A-Za-z0-9_-]{20,}|GOCSPX-[A-Za-z0-9_-]{20,}")
+# `password=...`, `token: ...`, `"api_key": "..."`, `?access_token=...` in free text. Found from the (rare)
+# occurrences of a secret's name, not from every `:` or `=`: a pattern tried at every position costs about
+# 0.8 ms per KB, and prose has many colons. The value is the quoted string, or the text up to the next space,
+# quote, `&`, `,` or `;`.
+_NAME_WORDS = (b"pass", b"pwd", b"secret", b"token", b"key", b"credential")
+_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+_KEY_RUN = re.compile(r"[A-Za-z0-9_.-]*")
+_OPERATOR = re.compile(r"[\"']?[ \t]{0,3}[:=][ \t]{0,3}")
+_ASSIGNED_VALUE = re.compile(r"\"(?:[^\"\\\n]|\\.)+\"|'[^'\n]+'|[^\s\"'&,;<>]+")
+_SECRET_NAME = re.compile(
+    r"passw(?:or)?d|pwd|passphrase|secret|token|api[-_]?key|access[-_]?key|private[-_]?key|credential", re.IGNORECASE
+)
+_names: dict[str, bool] = {}  # decisions of `_secret_name`, bounded
+
+
+def _secret_name(name: str) -> bool:
+    """Whether a key written in free text (`name=value`) names a secret; narrower than the mapping key rule."""
+    decision = _names.get(name)
+    if decision is None:
+        cleaned = _NOT_SENSITIVE.sub(" ", name)
+        decision = _SECRET_NAME.search(cleaned) is not None or _PASS.search(cleaned) is not None
+        if len(_names) >= 4096:
+            _names.clear()
+        _names[name] = decision
+    return decision
+
+
+def _mask_assignments(text: str) -> str:
+    # One byte per character (non-ASCII become `?`), lower-cased: positions match `text`'s.
+    low = text.encode("ascii", "replace").lower()
+    hits: list[int] = []
+    for word in _NAME_WORDS:
+        at = low.find(word)
+        while at >= 0:
+            hits.append(at)
+            at = low.find(word, at + 1)
+    if not hits:
+        return text
+    hits.sort()
+    parts: list[str] = []
+    done = 0
+    for at in hits:
+        if at < done:
+            continue
+        run = _KEY_RUN.match(text, at)  # `*`: always matches
+        end = run.end() if run is not None else at
+        operator = _OPERATOR.match(text, end)
+        if operator is None:
+            continue
+        start = at
+        while start > done and at - start < 64 and text[start - 1] in _KEY_CHARS:
+            start -= 1
+        if not _secret_name(text[start:end]):
+            continue
+        begin = operator.end()
+        value = _ASSIGNED_VALUE.match(text, begin)
+        if value is None or text.startswith("[REDACTED", begin + (text[begin] in "\"'")):
+            continue  # nothing assigned, or masked by a more specific rule already
+        parts.append(text[done:begin])
+        parts.append("[REDACTED:secret]")
+        done = value.end()
+    if not parts:
+        return text
+    parts.append(text[done:])
+    return "".join(parts)
+
+
+def _may_assign(text: str) -> bool:
+    """`:` or `=`, and a secret's name: the search of bytes is five times cheaper than of the `str`."""
+    if "=" not in text and ":" not in text:
+        return False
+    low = text.encode("ascii", "replace").lower()
+    for word in _NAME_WORDS:
+        if word in low:
+            return True
+    return False
 
 
 def maybe_secret(text: str) -> bool:
     """Whether `text` could hold a secret the default value rules mask; `False` for most text, quickly.
 
     A single character is found with memchr in about 10 ns; a longer literal costs ten times that, so those
-    are only looked for behind a character test. Strings under 13 characters can only hold an e-mail
-    address. Keep in step with the patterns: credit_card needs digits, email `@`, api_key `-`,
-    github_token `_`, jwt `J`, aws_access_key `IA`, bearer `earer`/`EARER`.
+    are only looked for behind a character test. Keep in step with the patterns: credit_card needs digits,
+    email and url_userinfo `@`, api_key, slack_token and private_key `-` (a Slack webhook `hooks.slack.com`), github_token and stripe_key `_`,
+    jwt `J`, aws_access_key `IA`, google_key `AIza`/digits/`-`, bearer `earer`/`EARER`, basic_auth
+    `asic`/`ASIC`, secret (`name=value`) `=` or `:` and a fragment of a secret's name.
     """
     size = len(text)
-    if size < 13:  # shorter than any default pattern but an e-mail address (`a@b.co`)
-        return size >= 6 and "@" in text
+    if size < 13:  # shorter than any default pattern but an e-mail address (`a@b.co`) and `pwd=secret`
+        return size >= 5 and ("@" in text or _may_assign(text))
     return (
         "-" in text
         or "_" in text
@@ -127,9 +236,11 @@ def maybe_secret(text: str) -> bool:
         or "7" in text
         or "8" in text
         or "9" in text
-        or ("I" in text and "IA" in text)
-        or ("b" in text and "earer" in text)
-        or ("B" in text and ("earer" in text or "EARER" in text))
+        or ("I" in text and ("IA" in text or "AIza" in text))
+        or ("b" in text and ("earer" in text or "asic" in text))
+        or ("B" in text and ("earer" in text or "EARER" in text or "asic" in text or "ASIC" in text))
+        or ("/" in text and "hooks.slack.com" in text)
+        or _may_assign(text)
     )
 
 
@@ -162,6 +273,15 @@ def _mask_bearer(match: re.Match[str]) -> str:
     return f"{match.group(1)} [REDACTED:bearer]"
 
 
+def _mask_basic(match: re.Match[str]) -> str:
+    token = match.group(2)
+    try:
+        decoded = base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
+    except ValueError:
+        return match.group()
+    return f"{match.group(1)} [REDACTED:basic_auth]" if b":" in decoded else match.group()
+
+
 def _mask_emails(text: str) -> str:
     parts: list[str] = []
     done = 0
@@ -183,13 +303,20 @@ def _mask_emails(text: str) -> str:
 
 def redact_unconditionally(text: str) -> str:
     """Every default value rule, unconditionally: the reference `redact_with_defaults` must agree with."""
+    text = _PRIVATE_KEY.sub("[REDACTED:private_key]", text)
     text = _CARD.sub(_mask_card, text)
+    text = _URL_USERINFO.sub("://[REDACTED:url_userinfo]@", text)
     text = _mask_emails(text)
     text = _API_KEY.sub("[REDACTED:api_key]", text)
+    text = _SLACK.sub("[REDACTED:slack_token]", text)
+    text = _GOOGLE.sub("[REDACTED:google_key]", text)
     text = _AWS_KEY.sub("[REDACTED:aws_access_key]", text)
     text = _BEARER.sub(_mask_bearer, text)
+    text = _BASIC.sub(_mask_basic, text)
     text = _JWT.sub("[REDACTED:jwt]", text)
-    return _GITHUB.sub("[REDACTED:github_token]", text)
+    text = _GITHUB.sub("[REDACTED:github_token]", text)
+    text = _STRIPE.sub("[REDACTED:stripe_key]", text)
+    return _mask_assignments(text)
 
 
 def redact_with_defaults(text: str) -> str:
@@ -199,21 +326,35 @@ def redact_with_defaults(text: str) -> str:
     """
     if not maybe_secret(text):
         return text
+    # A one-character test (memchr) before each longer literal (ten times dearer).
+    if "-" in text and "-----BEGIN" in text:
+        text = _PRIVATE_KEY.sub("[REDACTED:private_key]", text)
     if _digits(text) >= 13:
         text = _CARD.sub(_mask_card, text)
     if "@" in text:
+        if "://" in text:
+            text = _URL_USERINFO.sub("://[REDACTED:url_userinfo]@", text)
         text = _mask_emails(text)
-    # A one-character test (memchr) before each longer literal (ten times dearer).
     if "-" in text and "sk-" in text:
         text = _API_KEY.sub("[REDACTED:api_key]", text)
+    if ("-" in text and "xox" in text) or ("/" in text and "hooks.slack.com" in text):
+        text = _SLACK.sub("[REDACTED:slack_token]", text)
+    if ("I" in text and "AIza" in text) or ("y" in text and "ya29." in text) or ("X" in text and "GOCSPX-" in text):
+        text = _GOOGLE.sub("[REDACTED:google_key]", text)
     if "I" in text and "IA" in text:
         text = _AWS_KEY.sub("[REDACTED:aws_access_key]", text)
     if ("b" in text or "B" in text) and ("earer" in text or "EARER" in text):
         text = _BEARER.sub(_mask_bearer, text)
+    if ("b" in text or "B" in text) and ("asic" in text or "ASIC" in text):
+        text = _BASIC.sub(_mask_basic, text)
     if "J" in text and "eyJ" in text:
         text = _JWT.sub("[REDACTED:jwt]", text)
     if "_" in text:
         text = _GITHUB.sub("[REDACTED:github_token]", text)
+        if "k_live_" in text or "k_test_" in text:
+            text = _STRIPE.sub("[REDACTED:stripe_key]", text)
+    if "=" in text or ":" in text:
+        text = _mask_assignments(text)
     return text
 
 
@@ -283,19 +424,69 @@ class Redactor:
         """
         return self._walk(data, "", 0)
 
-    def redact_text(self, text: str) -> str:
+    def redact_text(self, text: str, masked: Iterable[str] = ()) -> str:
         """Redact free text, such as an exception message or a log line.
 
         User callables are called with the key `""`.
 
         Args:
             text: The text.
+            masked: Values masked elsewhere (under a sensitive key of the call's inputs, see `masked_values`):
+                each occurrence in `text` becomes `"[REDACTED]"` too, so an exception message that repeats
+                an argument does not reveal it.
 
         Returns:
             The text with every secret masked, or `"[REDACTED:error]"` if redacting it raised.
         """
+        try:
+            for value in sorted(masked, key=len, reverse=True):  # longest first: one may contain another
+                if value in text:
+                    text = text.replace(value, MASK)
+        except Exception as exc:
+            self._failed("masked values", exc)
+            return MASK_ERROR
         result = self.leaf("", text)
         return result if isinstance(result, str) else MASK_ERROR
+
+    def masked_values(self, data: Any) -> list[str]:
+        """The text of every value `redact` would mask whole because of its key, to mask where it is repeated.
+
+        Walks mappings, lists and tuples (a named tuple's fields by name) a few levels deep. Values shorter than
+        `MIN_MASKED_CHARS` are left out: masking `"on"` everywhere in a message would hide the message.
+
+        Args:
+            data: A call's inputs by name (before conversion).
+
+        Returns:
+            The masked values as text, at most 64 of them. Never raises.
+        """
+        found: list[str] = []
+        try:
+            self._masked(data, False, 0, found)
+        except Exception as exc:
+            self._failed("masked values", exc)
+        return found
+
+    def _masked(self, data: Any, under: bool, depth: int, found: list[str]) -> None:
+        if depth > 8 or len(found) >= 64:
+            return
+        if isinstance(data, Mapping):
+            items: Mapping[Any, Any] = data  # pyright: ignore[reportUnknownVariableType]
+            for name, value in items.items():
+                self._masked(value, under or self.key(str(name))[0], depth + 1, found)
+        elif isinstance(data, (list, tuple)):
+            values: list[Any] = list(data)  # pyright: ignore[reportUnknownArgumentType]
+            names: Any = getattr(type(data), "_fields", None)  # pyright: ignore[reportUnknownArgumentType]
+            for index, value in enumerate(values):
+                sensitive = under or (names is not None and index < len(names) and self.key(str(names[index]))[0])
+                self._masked(value, sensitive, depth + 1, found)
+        elif under:
+            if isinstance(data, (bytes, bytearray)):
+                data = bytes(data).decode("utf-8", "replace")
+            elif isinstance(data, (int, float)) and not isinstance(data, bool):
+                data = str(data)
+            if isinstance(data, str) and len(data) >= MIN_MASKED_CHARS:
+                found.append(str.__str__(data))
 
     def sensitive_key(self, key: str) -> bool:
         """Whether values under `key` are masked whole (by the default key rules)."""
@@ -411,6 +602,12 @@ class Redactor:
                 if depth >= 64:
                     return "<depth limit>"
                 values: list[Any] = list(data)  # pyright: ignore[reportUnknownArgumentType]
+                names: Any = getattr(type(data), "_fields", None)  # pyright: ignore[reportUnknownArgumentType]
+                if names is not None:  # a named tuple: its fields are keys (issue 11)
+                    return [
+                        MASK if self.key(str(name))[0] else self._walk(value, str(name), depth + 1)
+                        for name, value in zip(names, values)
+                    ]
                 return [self._walk(value, key, depth + 1) for value in values]
             return self.leaf(key, data)
         except Exception as exc:  # e.g. a hostile Mapping whose items() raises

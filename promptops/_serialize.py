@@ -55,10 +55,12 @@ from ._redact import MASK, MASK_ERROR, Jsonable, Redactor, maybe_secret, redact_
 __all__ = [
     "MAX_DEPTH",
     "MIN_MAX_CHARS",
+    "TRUNCATION_MARGIN",
     "ArgumentBinder",
     "Encoded",
     "Jsonable",
     "bind_arguments",
+    "bounded_text",
     "dumps_for_span",
     "encode",
     "to_jsonable",
@@ -257,12 +259,25 @@ class _Walk:
         else:
             self.lossy(f"a mapping key of type {type(key).__name__} was recorded as its repr()")
             text = _safe_repr(key)
-        if len(text) > self.max_chars:
-            text = text[: self.max_chars - 40] + _marker(len(text) - (self.max_chars - 40))
-            self.lossy("a mapping key was truncated")
         if not text.isascii():
             text = _clean(text)
         return text
+
+    def long_key(self, text: str) -> tuple[bool, str]:
+        """A key longer than `max_chars`: whether its value is masked, and the key cut after redaction.
+
+        The key is redacted over a window `TRUNCATION_MARGIN` characters longer than what is kept, so the cut
+        never keeps the start of a secret (issue 11).
+        """
+        self.lossy("a mapping key was truncated")
+        keep = self.max_chars - 40
+        if self.redactor is None:
+            return False, text[:keep] + _marker(len(text) - keep)
+        window = text[: keep + TRUNCATION_MARGIN]
+        hidden, shown = self.redactor.key(window)
+        safe = len(shown) - TRUNCATION_MARGIN if len(window) < len(text) else len(shown)
+        cut = max(min(keep, safe), 0)
+        return hidden, shown[:cut] + _marker(len(text) - cut)
 
     def enter(self, value: object, depth: int) -> str | None:
         """The marker to record instead of a container, if it is too deep or already being walked."""
@@ -296,9 +311,16 @@ class _Walk:
                     result["…"] = f"[truncated {remaining} items]"
                     break
                 remaining -= 1
-                name_text = (
-                    name if type(name) is str and len(name) <= max_chars and name.isascii() else self.key_text(name)
-                )
+                if type(name) is str and len(name) <= max_chars and name.isascii():
+                    name_text = name
+                else:
+                    name_text = self.key_text(name)
+                    if len(name_text) > max_chars:
+                        hidden, name_text = self.long_key(name_text)
+                        if hidden:
+                            self.redacted = True
+                            result[name_text] = MASK
+                            continue
                 self.budget -= len(name_text) + 3
                 shown = name_text
                 if keys is not None:
@@ -357,6 +379,28 @@ class _Walk:
                 self.active.discard(ident)
         return result
 
+    def fields(self, value: tuple[Any, ...], names: tuple[Any, ...], key: str, depth: int) -> Jsonable:
+        """A named tuple: a list, as any tuple, but each field is redacted under its name (issue 11)."""
+        keys = self.keys
+        if keys is None or len(names) != len(value):
+            return self.sequence(value, len(value), key, depth)
+        if depth >= MAX_DEPTH or id(value) in self.active:
+            return self.enter(value, depth)
+        redactor: Any = self.redactor
+        masked = [redactor.key(str(name))[0] for name in names]
+        if not any(masked):
+            return self.sequence(value, len(value), key, depth)  # the common case: the nearest key as usual
+        self.redacted = True
+        result: list[Jsonable] = []
+        self.active.add(id(value))
+        try:
+            for name, item, hidden in zip(names, value, masked):
+                self.budget -= 1
+                result.append(MASK if hidden else self.value(item, str(name), depth + 1))
+        finally:
+            self.active.discard(id(value))
+        return result
+
     def other(self, value: Any, key: str, depth: int) -> Jsonable:
         """Everything that is not an exact builtin JSON type. May raise: `value()` catches."""
         if isinstance(value, enum.Enum):
@@ -369,10 +413,12 @@ class _Walk:
             return self.value(float.__float__(value), key, depth)
         if isinstance(value, dict):
             return self.mapping(value, key, depth)  # pyright: ignore[reportUnknownArgumentType]
+        cls: type[Any] = type(value)  # pyright: ignore[reportUnknownVariableType]
+        if isinstance(value, tuple) and isinstance(getattr(cls, "_fields", None), tuple):
+            return self.fields(value, cls._fields, key, depth)  # pyright: ignore[reportUnknownArgumentType]
         if isinstance(value, (list, tuple, deque, range)):
             items: Any = value  # pyright: ignore[reportUnknownVariableType]
             return self.sequence(items, len(items), key, depth)
-        cls: type[Any] = type(value)  # pyright: ignore[reportUnknownVariableType]
         if hasattr(cls, "__pydantic_fields__") and callable(getattr(cls, "model_dump", None)):
             return self.model(value, key, depth)
         if dataclasses.is_dataclass(cls) and not isinstance(value, type):
@@ -416,12 +462,20 @@ class _Walk:
 
     def binary(self, value: Any, key: str) -> Jsonable:
         size: int = value.nbytes if isinstance(value, memoryview) else len(value)  # pyright: ignore[reportUnknownMemberType]
-        head = bytes(value[: self.max_chars])  # pyright: ignore[reportUnknownArgumentType]
+        head = bytes(value[: self.max_chars + TRUNCATION_MARGIN])  # pyright: ignore[reportUnknownArgumentType]
         if size <= self.max_chars:
             try:
                 return self.text(head.decode("utf-8"), key)
             except UnicodeDecodeError:
                 pass
+        if self.redactor is not None:
+            # Base64 would carry a secret past redaction (it decodes back to the key: issue 11). Bytes that
+            # hold one are recorded as text, undecodable bytes escaped, and redacted as text.
+            view = head.decode("utf-8", "backslashreplace")
+            if self.redactor.leaf(key, view) != view:
+                self.lossy("bytes holding a secret were recorded as redacted text")
+                return self.text(view if size <= len(head) else view + _marker(size - len(head)), key)
+        head = head[: self.max_chars]
         self.lossy("bytes were recorded as base64" if size <= self.max_chars else "bytes were truncated")
         text = "base64:" + base64.b64encode(head[: (self.max_chars * 3) // 4]).decode("ascii")
         if size > self.max_chars:
@@ -562,11 +616,11 @@ def dumps_for_span(value: Any, *, max_chars: int, redactor: Redactor | None) -> 
         return _encode_str(f"<unrepresentable {kind.__name__}>")
 
 
-def _flat_scalar(item: Any) -> str | None:
+def _flat_scalar(item: Any, limit: int) -> str | None:
     """JSON for a plain scalar the fast path may encode as is; `None` for anything needing the general walk."""
     kind: type[Any] = type(item)  # pyright: ignore[reportUnknownVariableType]
     if kind is str:
-        if not item.isascii():
+        if len(item) > limit or not item.isascii():  # length first: a long string is cut before it is redacted
             return None
         return _encode_str(redact_with_defaults(item) if maybe_secret(item) else item)
     if kind is bool:
@@ -606,13 +660,13 @@ def _flat_strings(value: dict[Any, Any], limit: int, redactor: Redactor) -> str 
                 return None
             pieces: list[str] = []
             for element in item:
-                piece = _flat_scalar(element)
+                piece = _flat_scalar(element, limit)
                 if piece is None:
                     return None
                 pieces.append(piece)
             encoded = "[" + ",".join(pieces) + "]"
         else:
-            piece = _flat_scalar(item)
+            piece = _flat_scalar(item, limit)
             if piece is None:
                 return None
             encoded = piece
@@ -622,6 +676,30 @@ def _flat_strings(value: dict[Any, Any], limit: int, redactor: Redactor) -> str 
         parts.append(f"{_encode_str(decision[1])}:{encoded}")
     text = "{" + ",".join(parts) + "}"
     return text if len(text) <= limit else None
+
+
+def bounded_text(text: str, max_chars: int, redactor: Redactor, masked: Iterable[str] = ()) -> str:
+    """Free text (an exception message, a stack trace) redacted and cut to at most `max_chars`. Never raises.
+
+    Cut first, redact after, over a window `TRUNCATION_MARGIN` characters longer than what is kept: a huge
+    message costs no more than a short one, and the cut never keeps the start of a secret (issue 11).
+
+    Args:
+        text: The text.
+        max_chars: Longest text returned (at least `MIN_MAX_CHARS`), the truncation marker included.
+        redactor: The redactor.
+        masked: Values to mask wherever they occur (see `Redactor.masked_values`).
+
+    Returns:
+        The redacted text, ending in a truncation marker if it was cut.
+    """
+    limit = _limit(max_chars)
+    size = len(text)
+    if size <= limit:
+        return redactor.redact_text(text, masked)
+    window = redactor.redact_text(text[: limit + TRUNCATION_MARGIN], masked)
+    keep = max(min(len(window) - TRUNCATION_MARGIN, limit - len(_marker(size))), 0)
+    return window[:keep] + _marker(size - limit - TRUNCATION_MARGIN + len(window) - keep)
 
 
 def _refit(value: Any, text: str, limit: int, redactor: Redactor | None) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import traceback
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._config import Settings
@@ -141,6 +141,14 @@ class CallSpan:
         """The call's arguments by parameter name, without the receiver and the injected prompt."""
         return self.arguments(args, kwargs, bound=bound)
 
+    def masked(self, settings: Settings, args: tuple[Any, ...], kwargs: dict[str, Any], *, bound: bool) -> list[str]:
+        """The argument values masked under a sensitive key, to mask where the call's exception repeats them."""
+        try:
+            return _values(settings)[1].masked_values(self.inputs(args, kwargs, bound=bound))
+        except Exception:
+            log_internal_error("span exception")
+            return []
+
     def open(
         self,
         tracer: Tracer,
@@ -202,11 +210,13 @@ class CallSpan:
         _end(span, token)
 
     @staticmethod
-    def fail(started: tuple[Span, object], settings: Settings, exc: BaseException) -> None:
-        """Record the exception (redacted) with status ERROR, restore the context and end the span."""
+    def fail(
+        started: tuple[Span, object], settings: Settings, exc: BaseException, masked: list[str] | None = None
+    ) -> None:
+        """Record the exception (redacted, `masked` values too) with status ERROR, restore the context, end."""
         span, token = started
         try:
-            record_exception(span, settings, exc)
+            record_exception(span, settings, exc, masked or ())
         except Exception:
             log_internal_error("span exception")
         _end(span, token)
@@ -223,12 +233,22 @@ def _end(span: Span, token: object) -> None:
         log_internal_error("span end")
 
 
-def record_exception(span: Span, settings: Settings, exc: BaseException) -> None:
-    """Status ERROR and an `exception` event whose message and stack trace went through redaction."""
+def record_exception(span: Span, settings: Settings, exc: BaseException, masked: Iterable[str] = ()) -> None:
+    """Status ERROR and an `exception` event whose message and stack trace went through redaction.
+
+    `masked`: argument values masked under a sensitive key (`CallSpan.masked`), masked in the message too. The
+    message and stack trace are cut to `max_value_chars` before they are redacted (issue 11).
+    """
+    from ._serialize import bounded_text
+
     _, _, Status, StatusCode = _api()
     _, redactor = _values(settings)
-    message = redactor.redact_text(_safe_str(exc))
-    stacktrace = redactor.redact_text("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    masked = tuple(masked)
+    limit = settings.max_value_chars
+    message = bounded_text(_safe_str(exc), limit, redactor, masked)
+    stacktrace = bounded_text(
+        "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)), limit, redactor, masked
+    )
     kind = (
         f"{type(exc).__module__}.{type(exc).__qualname__}"
         if type(exc).__module__ != "builtins"
@@ -279,6 +299,7 @@ class StreamSpan:
         "_parts",
         "_size",
         "_start_ns",
+        "inputs",
         "on_end",
         "settings",
         "span",
@@ -303,6 +324,7 @@ class StreamSpan:
         self._size = 0
         self._keep = on_end is not None or (span is not None and settings.record_values)
         self._done = False
+        self.inputs: tuple[CallSpan, tuple[Any, ...], dict[str, Any], bool] | None = None  # for `masked` on error
 
     @classmethod
     def start(
@@ -321,7 +343,9 @@ class StreamSpan:
         span = call.open(tracer, prompt, settings, args, kwargs, bound=bound) if tracer is not None else None
         try:
             context = _api()[0].set_span_in_context(span) if span is not None else None
-            return cls(span, settings, context, on_end)
+            stream = cls(span, settings, context, on_end)
+            stream.inputs = (call, args, kwargs, bound)
+            return stream
         except Exception:
             log_internal_error("stream span")
             if span is not None:
@@ -370,7 +394,9 @@ class StreamSpan:
                         OUTPUT, dumps(output, max_chars=self.settings.max_value_chars, redactor=redactor)
                     )
                 if exc is not None:
-                    record_exception(span, self.settings, exc)
+                    inputs = self.inputs
+                    masked = inputs[0].masked(self.settings, *inputs[1:3], bound=inputs[3]) if inputs else []
+                    record_exception(span, self.settings, exc, masked)
             except Exception:
                 log_internal_error("stream span end")
             try:

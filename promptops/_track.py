@@ -209,7 +209,8 @@ class _Observation:
     def failed(self, exc: BaseException) -> None:
         ended = perf_counter_ns()
         if self.started is not None:
-            self.spec.call.fail(self.started, self.settings, exc)
+            masked = self.spec.call.masked(self.settings, self.args, self.kwargs, bound=self.bound)
+            self.spec.call.fail(self.started, self.settings, exc, masked)
         self._submit(ended, error=exc)
 
     def succeeded(self, result: Any) -> None:

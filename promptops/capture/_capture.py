@@ -183,7 +183,7 @@ class CallCapture:
                         break
             error_info: tuple[str, str] | None = None
             if error is not None:
-                error_info = _error_info(error)
+                error_info = self._error_info(settings, error, self.bind(args, kwargs, bound))
                 output = None
             elif type(output) not in immutable and not _immutable(output):
                 output = self._encode(settings, output)
@@ -257,7 +257,7 @@ class CallCapture:
                 self._cached = (settings, writer)
             error_info: tuple[str, str] | None = None
             if error is not None:
-                error_info = _error_info(error)
+                error_info = self._error_info(settings, error, inputs)
                 output = None
             elif type(output) not in _IMMUTABLE and not _immutable(output):
                 output = self._encode(settings, output)
@@ -281,6 +281,19 @@ class CallCapture:
             )
         except Exception:
             log_internal_error("capture")
+
+    @staticmethod
+    def _error_info(settings: _config.Settings, error: BaseException, inputs: Mapping[str, Any]) -> tuple[str, str]:
+        """The exception's type and its message, cut and redacted now.
+
+        The message may repeat an argument masked under a sensitive key (issue 11): only the inputs can tell.
+        """
+        from .._redact import redactor_for
+        from .._serialize import bounded_text
+
+        name, message = _error_info(error)
+        redactor = redactor_for(settings)
+        return name, bounded_text(message, settings.capture_max_value_chars, redactor, redactor.masked_values(inputs))
 
     @staticmethod
     def _encode(settings: _config.Settings, value: Any) -> Any:

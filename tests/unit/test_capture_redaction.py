@@ -51,8 +51,7 @@ def test_no_canary_reaches_the_store_or_the_logs(tmp_path: Path, caplog: pytest.
     submit(
         ("q", None), {}, error=ValueError(f"upstream said {OPENAI} for {EMAIL}, Authorization: Bearer {JWT} {CUSTOM}")
     )
-    # (`password=...` inside free text is not among the default rules: only values under such keys are.)
-    submit(("q", [1]), {}, error=RuntimeError(f"card {CARD} {AWS}"))
+    submit(("q", [1]), {}, error=RuntimeError(f"card {CARD} {AWS} with password={PASSWORD}"))
     assert promptops.shutdown(timeout=30)
 
     with sqlite3.connect(db) as connection:
