@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .replay import ReplayResult
+    from .replay import ReplayResult, ReplaySettings
     from .testing import SpanCapture
 
 __all__ = ["promptops_replay", "promptops_spans"]
@@ -38,15 +38,17 @@ def promptops_replay() -> Callable[..., ReplayResult]:
                          gates=["rougeL noninferior 0.03", "latency.p95_ratio <= 1.3"])
     ```
 
-    Options are those of `run()`; `log_to_mlflow` defaults to `False` here (pass `True` to keep the run).
-    Returns the `ReplayResult` when it passed, for further assertions.
+    Options are those of `run()`: a `ReplaySettings` and/or its fields as keywords. `log_to_mlflow` defaults to
+    `False` here unless a `ReplaySettings` is given (pass `True` to keep the run). Returns the `ReplayResult`
+    when it passed, for further assertions.
     """
 
-    def check(target: str, **options: Any) -> ReplayResult:
+    def check(target: str, settings: ReplaySettings | None = None, /, **options: Any) -> ReplayResult:
         from .replay import run
 
-        options.setdefault("log_to_mlflow", False)
-        result = run(target, **options)
+        if settings is None:
+            options.setdefault("log_to_mlflow", False)
+        result = run(target, settings, **options)
         if not result.passed:
             pytest.fail(result.summary(), pytrace=False)
         return result

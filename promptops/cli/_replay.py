@@ -103,7 +103,7 @@ def replay(
 ) -> None:
     """Replay captured traffic on a candidate prompt version and gate on the comparison with the baseline."""
     from .. import configure
-    from ..replay import run
+    from ..replay import ReplaySettings, run
 
     state = State.of(ctx)
     if state.tracking_uri_option is not None:
@@ -112,8 +112,7 @@ def replay(
 
     console = Console(stderr=True)
     with _Progress(console) as bar:
-        result = run(
-            target,
+        settings = ReplaySettings(
             candidate=candidate,
             baseline=baseline,
             dataset=dataset,
@@ -130,8 +129,8 @@ def replay(
             junit=junit,
             log_to_mlflow=mlflow,
             seed=seed,
-            progress=bar.start,
         )
+        result = run(target, settings, progress=bar.start)
     _print_summary(result, report=report)
     if not result.passed:
         raise typer.Exit(EXIT_GATE_FAILED)

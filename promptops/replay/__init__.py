@@ -14,6 +14,7 @@ Not imported by `import promptops`: it brings numpy and the scorers' libraries.
 from ._gates import GateError, default_gates, parse_gates
 from ._result import GateResult, MetricSummary, RecordResult, ReplayResult, VersionInfo
 from ._run import DEFAULT_SCORERS, run
+from ._settings import ReplaySettings
 from ._target import ReplayError
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "RecordResult",
     "ReplayError",
     "ReplayResult",
+    "ReplaySettings",
     "VersionInfo",
     "default_gates",
     "parse_gates",

@@ -15,10 +15,12 @@ import math
 import numbers
 import re
 import sys
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .._serialize import to_jsonable
-from ._result import GateResult, MetricSummary, RecordResult, ReplayResult, VersionInfo
+
+if TYPE_CHECKING:
+    from ._result import GateResult, MetricSummary, RecordResult, ReplayResult, VersionInfo
 
 __all__ = ["SCHEMA_VERSION", "json_text", "jsonable", "result_to_json"]
 

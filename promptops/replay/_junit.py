@@ -11,9 +11,11 @@ import datetime
 import math
 import re
 import xml.etree.ElementTree as ET
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from ._result import MetricSummary, ReplayResult, VersionInfo
+if TYPE_CHECKING:
+    from ._result import MetricSummary, ReplayResult, VersionInfo
+
 
 __all__ = ["result_to_junit"]
 

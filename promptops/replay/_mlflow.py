@@ -11,11 +11,13 @@ import json
 import logging
 import math
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._config import get_settings
 from .._mlflow_env import mlflow_environment
-from ._result import ReplayResult
+
+if TYPE_CHECKING:
+    from ._result import ReplayResult
 
 __all__ = ["log_result", "metric_key"]
 

@@ -6,6 +6,7 @@ so a typo costs nothing and exits with one line.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 import os
@@ -13,18 +14,20 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._config import Selector, get_settings, parse_selector
 from .._errors import ConfigError, PromptopsError
 from ..prompts import Prompt, resolver, selector_for
 from ._result import MetricSummary, RecordResult, ReplayResult, VersionInfo
-from ._runner import Call, Job, execute
+from ._runner import Call, Job, RunOutcome, execute
+from ._settings import ReplaySettings
 from ._target import ReplayError, Target, load_target
 
 if TYPE_CHECKING:
     from ..datasets import Dataset, DatasetRecord
-    from ..scorers import Scorer
+    from ..scorers import ScoreInput, Scorer
+    from ._gates import Gate
 
 __all__ = ["DEFAULT_SCORERS", "run"]
 
@@ -169,26 +172,28 @@ def _captured_call(record: DatasetRecord) -> Call:
     return Call(record.output, record.error, float(latency) if latency is not None else math.nan, record.trace_id)
 
 
+@dataclasses.dataclass(slots=True)
+class _Prepared:
+    """Everything checked before the first call: the target, the records, the scorers, the gates, the plan."""
+
+    target: Target
+    data: Dataset
+    records: list[DatasetRecord]
+    skipped: dict[str, int]
+    scorers: list[Scorer]
+    gates: list[Gate]
+    has_expected: bool
+    candidate: Prompt
+    plan: _Plan
+
+
 def run(
     target: str,
+    settings: ReplaySettings | None = None,
+    /,
     *,
-    candidate: int | str,
-    baseline: int | str = "captured",
-    dataset: str | Dataset | None = None,
-    since: datetime.datetime | str | None = None,
-    until: datetime.datetime | str | None = None,
-    limit: int | None = None,
-    scorers: Sequence[str | Scorer | Callable[..., Any]] | None = None,
-    gates: Sequence[str] | None = None,
-    repeats: int = 1,
-    workers: int = 8,
-    store: Any = None,
-    report: str | os.PathLike[str] | None = None,
-    json_path: str | os.PathLike[str] | None = None,
-    junit: str | os.PathLike[str] | None = None,
-    log_to_mlflow: bool = True,
-    seed: int = 0,
     progress: Callable[[int, int], Callable[[int], None]] | None = None,
+    **options: Any,
 ) -> ReplayResult:
     """Replay a dataset through a tracked function on a candidate prompt version and compare with the baseline.
 
@@ -201,56 +206,84 @@ def run(
 
     Args:
         target: `module:function` of a function decorated with `@promptops.track`.
-        candidate: The candidate version number, or an alias (`"staging"`).
-        baseline: `"captured"` (compare with the outputs stored at capture), `"production"` (re-run what the
-            function resolves today without an override), or a version number or alias to re-run.
-        dataset: A dataset name (`promptops datasets list`), a `.jsonl`/`.parquet` file, or a `Dataset`.
-            Default: the target's captured calls (`since`, `until`, the most recent `limit`, default 500).
-        since: With no dataset: only calls captured since then (`24h`, `7d`, an ISO timestamp or a datetime).
-        until: With no dataset: only calls captured before then.
-        limit: With no dataset: at most this many of the most recent calls.
-        scorers: Scorer names (`rougeL`, `bleu`, `semantic`, `exact_match`, `length_ratio`, a `@scorer`'s name or
-            `module:function`), `Scorer` objects or functions. Default: rougeL and bleu. Latency and errors are
-            always measured.
-        gates: Gate expressions (`semantic.mean >= 0.85`, `rougeL noninferior 0.03`). Default: non-inferiority
-            of every similarity scorer and no rise in errors (see `promptops.replay.default_gates`).
-        repeats: How many times the baseline is re-run per record to measure its own run-to-run variation
-            (the noise floor). 0: no re-runs; a similarity metric's baseline is then a perfect match.
-        workers: Calls in flight at once.
-        store: The capture store (URL or `CaptureStore`) holding datasets and captures; default the `capture`
-            setting.
-        report: Write the HTML report here.
-        json_path: Write the JSON result here.
-        junit: Write JUnit XML here.
-        log_to_mlflow: Log a run (params, metrics, per-record table, report) to the MLflow tracking store.
-        seed: Seed of the bootstrap resampling.
+        settings: The options as one `ReplaySettings` (shared with the CLI and the pytest fixture).
         progress: Called once with the number of calls to make; returns a function called with 1 per call.
+        **options: Options as keywords (`candidate=5`, `dataset=...`, `workers=8`, ...): any field of
+            `ReplaySettings`, applied on top of `settings`.
 
     Returns:
         The result; `result.passed` is the verdict.
 
     Raises:
         ReplayError: a bad target, version, dataset, scorer or gate (before anything ran).
+        TypeError: an option that is not a field of `ReplaySettings`, or no candidate.
     """
-    from .. import scorers as scorers_module
-    from ._gates import check_metrics, default_gates, evaluate, parse_gates
-
+    settings = ReplaySettings.of(settings, options)
     started_at = datetime.datetime.now(datetime.timezone.utc)
     clock = time.perf_counter()
-    if repeats < 0:
-        raise ReplayError(f"repeats must be 0 or more, got {repeats}")
-    if workers < 1:
-        raise ReplayError(f"workers must be at least 1, got {workers}")
-    gate_list = parse_gates(gates) if gates else None
-    scorer_list = scorers_module.resolve(list(scorers) if scorers else list(DEFAULT_SCORERS))
-    names = [scorer.name for scorer in scorer_list]
-    for name in _ALWAYS:
-        if name not in names:
-            scorer_list.append(scorers_module.resolve([name])[0])
-    loaded = load_target(target)
-    data = _load_dataset(loaded, dataset, store=store, since=since, until=until, limit=limit)
-    candidate_prompt = _resolve(loaded, _selector(candidate, "--candidate"), f"--candidate {candidate}")
+    prepared = _prepare(target, settings)
+    tick = progress(len(prepared.plan.jobs), len(prepared.records)) if progress is not None else None
+    outcome = execute(
+        prepared.target,
+        [record.inputs for record in prepared.records],
+        prepared.plan.jobs,
+        workers=settings.workers,
+        progress=tick,
+    )
+    by_index, complete = _finished(prepared, outcome)
+    if outcome.interrupted:
+        prepared.skipped["interrupted"] = len(prepared.records) - len(complete)
+    results, summaries, samples = _score(
+        prepared.records,
+        complete,
+        by_index,
+        prepared.plan.captured,
+        prepared.scorers,
+        prepared.has_expected,
+        settings.seed,
+    )
+    result = _judge(target, settings, prepared, results, summaries, samples, interrupted=outcome.interrupted)
+    result.started_at, result.duration_s = started_at, time.perf_counter() - clock
+    _write_outputs(result, settings)
+    return result
 
+
+def _prepare(target: str, settings: ReplaySettings) -> _Prepared:
+    """Every check that can fail on bad input, in the order a user would fix them; no call is made."""
+    from ._gates import check_metrics, parse_gates
+
+    settings.check()
+    gate_list = parse_gates(settings.gates) if settings.gates else None
+    scorer_list = _scorers(settings.scorers)
+    loaded = load_target(target)
+    data = _load_dataset(
+        loaded, settings.dataset, store=settings.store, since=settings.since, until=settings.until, limit=settings.limit
+    )
+    candidate = settings.candidates[0]
+    candidate_prompt = _resolve(loaded, _selector(candidate, "--candidate"), f"--candidate {candidate}")
+    records, skipped = _replayable(loaded, data)
+    has_expected = any(record.expected is not None for record in records)
+    metric_names = _metric_names(scorer_list, has_expected)
+    if gate_list is None:
+        gate_list = _default_gates(scorer_list, metric_names)
+    check_metrics(gate_list, metric_names)
+    plan = _Plan(loaded, records, candidate_prompt, settings.baseline, settings.repeats)
+    _load_models(scorer_list)
+    return _Prepared(loaded, data, records, skipped, scorer_list, gate_list, has_expected, candidate_prompt, plan)
+
+
+def _scorers(names: Sequence[str | Scorer | Callable[..., Any]] | None) -> list[Scorer]:
+    """The scorers asked for (default rougeL and bleu), then latency and errors, which every run measures."""
+    from .. import scorers as scorers_module
+
+    scorer_list = scorers_module.resolve(list(names) if names else list(DEFAULT_SCORERS))
+    present = {scorer.name for scorer in scorer_list}
+    scorer_list += [scorers_module.resolve([name])[0] for name in _ALWAYS if name not in present]
+    return scorer_list
+
+
+def _replayable(target: Target, data: Dataset) -> tuple[list[DatasetRecord], dict[str, int]]:
+    """The records the target can be called with, and the others counted by reason."""
     skipped: dict[str, int] = {}
     records: list[DatasetRecord] = []
     for record in data.records:
@@ -258,70 +291,120 @@ def run(
             skipped["non_replayable"] = skipped.get("non_replayable", 0) + 1
             continue
         try:
-            loaded.arguments(record.inputs)
+            target.arguments(record.inputs)
         except Exception:
             skipped["inputs_do_not_fit"] = skipped.get("inputs_do_not_fit", 0) + 1
             continue
         records.append(record)
     if not records:
         raise ReplayError(f"nothing to replay: none of the {len(data.records)} records of {data.name} is replayable")
+    return records, skipped
 
-    has_expected = any(record.expected is not None for record in records)
-    metric_names = [s.name for s in scorer_list]
+
+def _metric_names(scorer_list: Sequence[Scorer], has_expected: bool) -> list[str]:
+    """Every metric the run reports: one per scorer, plus `<scorer>@expected` when records have `expected`."""
+    names = [scorer.name for scorer in scorer_list]
     if has_expected:
-        metric_names += [s.name + _EXPECTED_SUFFIX for s in scorer_list if s.name not in _ALWAYS]
-    if gate_list is None:
-        directions = {s.name: s.higher_is_better for s in scorer_list}
-        gate_list = default_gates({name: directions[name.removesuffix(_EXPECTED_SUFFIX)] for name in metric_names})
-    check_metrics(gate_list, metric_names)
+        names += [scorer.name + _EXPECTED_SUFFIX for scorer in scorer_list if scorer.name not in _ALWAYS]
+    return names
 
-    plan = _Plan(loaded, records, candidate_prompt, baseline, repeats)
-    for scorer in scorer_list:  # a model that cannot be loaded is bad input: say so before any call is made
+
+def _default_gates(scorer_list: Sequence[Scorer], metric_names: Sequence[str]) -> list[Gate]:
+    from ._gates import default_gates
+
+    directions = {scorer.name: scorer.higher_is_better for scorer in scorer_list}
+    return default_gates({name: directions[name.removesuffix(_EXPECTED_SUFFIX)] for name in metric_names})
+
+
+def _load_models(scorer_list: Sequence[Scorer]) -> None:
+    """A model that cannot be loaded is bad input: say so before any call is made."""
+    from .. import scorers as scorers_module
+
+    for scorer in scorer_list:
         if isinstance(scorer, scorers_module.Semantic):
             scorer.load()
-    tick = progress(len(plan.jobs), len(records)) if progress is not None else None
-    outcome = execute(loaded, [record.inputs for record in records], plan.jobs, workers=workers, progress=tick)
 
-    # Only records whose calls all finished (all of them, unless interrupted).
+
+def _finished(prepared: _Prepared, outcome: RunOutcome) -> tuple[dict[int, dict[str, list[Call]]], list[int]]:
+    """The finished calls by record and role, and the records whose calls all finished (all, unless interrupted)."""
     by_index: dict[int, dict[str, list[Call]]] = {}
     expected_calls: dict[int, int] = {}
-    for job in plan.jobs:
+    for job in prepared.plan.jobs:
         expected_calls[job.index] = expected_calls.get(job.index, 0) + 1
         call = outcome.calls.get(job)
         if call is not None:
             by_index.setdefault(job.index, {}).setdefault(job.role, []).append(call)
-    complete = [i for i in range(len(records)) if sum(map(len, by_index.get(i, {}).values())) == expected_calls[i]]
-    if outcome.interrupted:
-        skipped["interrupted"] = len(records) - len(complete)
+    complete = [
+        index
+        for index in range(len(prepared.records))
+        if sum(map(len, by_index.get(index, {}).values())) == expected_calls[index]
+    ]
+    return by_index, complete
 
-    results, summaries, samples = _score(records, complete, by_index, plan.captured, scorer_list, has_expected, seed)
-    gate_results = evaluate(gate_list, summaries, samples) if complete else []
-    result = ReplayResult(
+
+def _judge(
+    target: str,
+    settings: ReplaySettings,
+    prepared: _Prepared,
+    results: list[RecordResult],
+    summaries: dict[str, MetricSummary],
+    samples: dict[str, Any],
+    *,
+    interrupted: bool,
+) -> ReplayResult:
+    """Evaluate the gates and assemble the result."""
+    from ._gates import evaluate
+
+    gate_results = evaluate(prepared.gates, summaries, samples) if results else []
+    candidate = prepared.candidate
+    return ReplayResult(
         target=target,
-        prompt_name=loaded.prompt_name,
+        prompt_name=prepared.target.prompt_name,
         candidate=VersionInfo(
-            label=str(candidate),
-            version=candidate_prompt.version,
-            template=_template_text(candidate_prompt),
-            versions=[candidate_prompt.version],
+            label=str(settings.candidates[0]),
+            version=candidate.version,
+            template=_template_text(candidate),
+            versions=[candidate.version],
         ),
-        baseline=plan.baseline_info,
-        dataset=data.name,
-        dataset_fingerprint=data.fingerprint,
-        scorers=[s.name for s in scorer_list],
+        baseline=prepared.plan.baseline_info,
+        dataset=prepared.data.name,
+        dataset_fingerprint=prepared.data.fingerprint,
+        scorers=[scorer.name for scorer in prepared.scorers],
         gates=gate_results,
         metrics=summaries,
         records=results,
-        passed=bool(complete) and not outcome.interrupted and all(g.passed for g in gate_results),
-        skipped=skipped,
-        repeats=repeats,
-        workers=workers,
-        interrupted=outcome.interrupted,
-        started_at=started_at,
-        duration_s=time.perf_counter() - clock,
+        passed=bool(results) and not interrupted and all(gate.passed for gate in gate_results),
+        skipped=prepared.skipped,
+        repeats=settings.repeats,
+        workers=settings.workers,
+        interrupted=interrupted,
     )
-    _write_outputs(result, report=report, json_path=json_path, junit=junit, log_to_mlflow=log_to_mlflow)
-    return result
+
+
+class _Sides(NamedTuple):
+    """One finished record's calls: the candidate's, the reference (captured or first baseline run), re-runs."""
+
+    record: DatasetRecord
+    candidate: Call
+    reference: Call
+    noise: list[Call]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Slots:
+    """Where one record's score items sit in a scorer's batch (issue 16: named, not `start + 2 + count`).
+
+    Attributes:
+        candidate: The candidate's output against the reference.
+        baseline: The baseline runs against the reference (the re-runs; else the reference against itself).
+        candidate_expected: The candidate's output against `expected`, when scored.
+        baseline_expected: The reference output against `expected`, when scored.
+    """
+
+    candidate: int
+    baseline: range
+    candidate_expected: int | None = None
+    baseline_expected: int | None = None
 
 
 def _score(
@@ -334,87 +417,50 @@ def _score(
     seed: int,
 ) -> tuple[list[RecordResult], dict[str, MetricSummary], dict[str, Any]]:
     """Score every finished record, both sides, one batched `score()` call per scorer; then summarise."""
-    from ..scorers import ScoreInput
     from . import _stats
 
     results: list[RecordResult] = []
-    sides: list[tuple[DatasetRecord, Call, Call, list[Call]]] = []
+    sides: list[_Sides] = []
     for index in complete:
         record = records[index]
         calls = by_index[index]
-        candidate = calls["candidate"][0]
-        reference = _captured_call(record) if captured else calls["reference"][0]
-        noise = calls.get("noise", [])
-        sides.append((record, candidate, reference, noise))
-        results.append(
-            RecordResult(
-                id=record.id,
-                inputs=record.inputs,
-                baseline_output=reference.output,
-                candidate_output=candidate.output,
-                expected=record.expected,
-                error=candidate.error,
-                baseline_error=reference.error,
-                latency_ms=candidate.latency_ms,
-                baseline_latency_ms=statistics.fmean([c.latency_ms for c in noise])
-                if noise
-                else _finite(reference.latency_ms),
-                trace_id=candidate.trace_id,
-                baseline_trace_id=record.trace_id if captured else reference.trace_id,
-            )
+        side = _Sides(
+            record,
+            calls["candidate"][0],
+            _captured_call(record) if captured else calls["reference"][0],
+            calls.get("noise", []),
         )
-
-    def item(record: DatasetRecord, call: Call, reference: Any) -> Any:
-        latency = call.latency_ms if math.isfinite(call.latency_ms) else None
-        return ScoreInput(record.inputs, call.output, reference, record.expected, latency, call.error)
+        sides.append(side)
+        results.append(_record_result(side, captured))
 
     summaries: dict[str, MetricSummary] = {}
     samples: dict[str, Any] = {}
     for scorer in scorer_list:
-        batch: list[Any] = []
-        layout: list[tuple[int, int, int]] = []  # per record: start, number of baseline items, expected items
-        for record, candidate, reference, noise in sides:
-            start = len(batch)
-            batch.append(item(record, candidate, reference.output))
-            baseline_calls = noise or [reference]
-            batch.extend(item(record, call, reference.output) for call in baseline_calls)
-            extra = 0
-            if has_expected and scorer.name not in _ALWAYS and record.expected is not None:
-                batch.append(item(record, candidate, record.expected))
-                batch.append(item(record, reference, record.expected))
-                extra = 2
-            layout.append((start, len(baseline_calls), extra))
+        with_expected = has_expected and scorer.name not in _ALWAYS
+        batch, slots = _batch(sides, with_expected)
         scores = scorer.score(batch) if batch else []
         candidate_values: list[float | None] = []
         baseline_values: list[float | None] = []
         spreads: list[float] = []
         expected_pairs: tuple[list[float | None], list[float | None]] = ([], [])
-        for result, (start, count, extra) in zip(results, layout):
-            own = scores[start]
-            runs = [s.value for s in scores[start + 1 : start + 1 + count]]
-            present = [v for v in runs if v is not None]
+        for result, slot in zip(results, slots):
+            own = scores[slot.candidate]
+            present = [value for value in (scores[i].value for i in slot.baseline) if value is not None]
             baseline_value = statistics.fmean(present) if present else None
             if len(present) > 1:
                 spreads.append(statistics.stdev(present))
             candidate_values.append(own.value)
             baseline_values.append(baseline_value)
-            result.scores[scorer.name] = own.value
-            result.baseline_scores[scorer.name] = baseline_value
-            result.deltas[scorer.name] = (
-                own.value - baseline_value if own.value is not None and baseline_value is not None else None
-            )
+            _set_scores(result, scorer.name, own.value, baseline_value)
             if own.reason:
                 result.reasons[scorer.name] = own.reason
-            if extra:
-                name = scorer.name + _EXPECTED_SUFFIX
-                cand_exp, base_exp = scores[start + 1 + count].value, scores[start + 2 + count].value
+            if slot.candidate_expected is not None and slot.baseline_expected is not None:
+                cand_exp, base_exp = scores[slot.candidate_expected].value, scores[slot.baseline_expected].value
                 expected_pairs[0].append(base_exp)
                 expected_pairs[1].append(cand_exp)
-                result.scores[name] = cand_exp
-                result.baseline_scores[name] = base_exp
-                result.deltas[name] = cand_exp - base_exp if cand_exp is not None and base_exp is not None else None
-        candidate_items = [batch[start] for start, _, _ in layout]
-        baseline_items = [batch[start + 1] for start, _, _ in layout]
+                _set_scores(result, scorer.name + _EXPECTED_SUFFIX, cand_exp, base_exp)
+        candidate_items = [batch[slot.candidate] for slot in slots]
+        baseline_items = [batch[slot.baseline[0]] for slot in slots]
         summary, sample = _stats.summarize(
             scorer.name,
             baseline_values,
@@ -426,7 +472,7 @@ def _score(
             seed=seed,
         )
         summaries[scorer.name], samples[scorer.name] = summary, sample
-        if has_expected and scorer.name not in _ALWAYS:
+        if with_expected:
             name = scorer.name + _EXPECTED_SUFFIX
             summary, sample = _stats.summarize(
                 name, expected_pairs[0], expected_pairs[1], higher_is_better=scorer.higher_is_better, seed=seed
@@ -435,26 +481,67 @@ def _score(
     return results, summaries, samples
 
 
+def _record_result(side: _Sides, captured: bool) -> RecordResult:
+    record, candidate, reference, noise = side
+    return RecordResult(
+        id=record.id,
+        inputs=record.inputs,
+        baseline_output=reference.output,
+        candidate_output=candidate.output,
+        expected=record.expected,
+        error=candidate.error,
+        baseline_error=reference.error,
+        latency_ms=candidate.latency_ms,
+        baseline_latency_ms=statistics.fmean([c.latency_ms for c in noise]) if noise else _finite(reference.latency_ms),
+        trace_id=candidate.trace_id,
+        baseline_trace_id=record.trace_id if captured else reference.trace_id,
+    )
+
+
+def _batch(sides: Sequence[_Sides], with_expected: bool) -> tuple[list[ScoreInput], list[_Slots]]:
+    """One scorer's items for every record, and where each record's items sit."""
+    from ..scorers import ScoreInput
+
+    def item(record: DatasetRecord, call: Call, reference: Any) -> ScoreInput:
+        latency = call.latency_ms if math.isfinite(call.latency_ms) else None
+        return ScoreInput(record.inputs, call.output, reference, record.expected, latency, call.error)
+
+    batch: list[ScoreInput] = []
+    slots: list[_Slots] = []
+    for record, candidate, reference, noise in sides:
+        candidate_at = len(batch)
+        batch.append(item(record, candidate, reference.output))
+        baseline_calls = noise or [reference]
+        batch.extend(item(record, call, reference.output) for call in baseline_calls)
+        baseline_at = range(candidate_at + 1, len(batch))
+        if with_expected and record.expected is not None:
+            batch.append(item(record, candidate, record.expected))
+            batch.append(item(record, reference, record.expected))
+            slots.append(_Slots(candidate_at, baseline_at, len(batch) - 2, len(batch) - 1))
+        else:
+            slots.append(_Slots(candidate_at, baseline_at))
+    return batch, slots
+
+
+def _set_scores(result: RecordResult, name: str, candidate: float | None, baseline: float | None) -> None:
+    result.scores[name] = candidate
+    result.baseline_scores[name] = baseline
+    result.deltas[name] = candidate - baseline if candidate is not None and baseline is not None else None
+
+
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _write_outputs(
-    result: ReplayResult,
-    *,
-    report: str | os.PathLike[str] | None,
-    json_path: str | os.PathLike[str] | None,
-    junit: str | os.PathLike[str] | None,
-    log_to_mlflow: bool,
-) -> None:
-    if log_to_mlflow:
+def _write_outputs(result: ReplayResult, settings: ReplaySettings) -> None:
+    if settings.log_to_mlflow:
         from ._mlflow import log_result
         from ._report import render_html
 
         result.mlflow_run_id = log_result(result, render_html(result))
-    if report is not None:
-        result.to_html(report)  # rendered after logging: it names the MLflow run
-    if json_path is not None:
-        result.to_json(json_path)
-    if junit is not None:
-        result.to_junit(junit)
+    if settings.report is not None:
+        result.to_html(settings.report)  # rendered after logging: it names the MLflow run
+    if settings.json_path is not None:
+        result.to_json(settings.json_path)
+    if settings.junit is not None:
+        result.to_junit(settings.junit)

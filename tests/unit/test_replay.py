@@ -366,3 +366,45 @@ def test_a_semantic_model_that_cannot_load_is_refused_before_any_call(echo: App,
         )  # fmt: skip
     assert "\n" not in str(caught.value)
     assert spans.finished() == []  # not one call of the target was made
+
+
+# ---------------------------------------------------------------------------------------------------- settings
+
+
+def test_settings_object_and_keywords_are_the_same_replay(echo: App, tmp_path: Path, promptops_replay: Any) -> None:
+    from promptops.replay import ReplaySettings
+
+    data = write_dataset(tmp_path / "tickets.jsonl", captured_rows(TEXTS[:4]))
+    by_keywords = replay.run(echo.target, candidate=echo.versions["bad"], dataset=data, log_to_mlflow=False, repeats=0)
+    settings = ReplaySettings(candidate=echo.versions["same"], dataset=data, log_to_mlflow=False)
+    # keywords apply on top of the settings: the candidate and the repeats are overridden here
+    by_settings = replay.run(echo.target, settings, candidate=echo.versions["bad"], repeats=0)
+    assert not by_settings.passed and by_settings.repeats == 0
+    assert {name: m.delta for name, m in by_settings.metrics.items() if name != "latency"} == {
+        name: m.delta for name, m in by_keywords.metrics.items() if name != "latency"
+    }
+    assert settings.candidate == echo.versions["same"]  # frozen: run() did not change the caller's object
+    # the pytest fixture takes the same object
+    assert promptops_replay(echo.target, settings).passed
+
+
+def test_unknown_option_or_missing_candidate_is_a_type_error_naming_it(echo: App) -> None:
+    with pytest.raises(TypeError, match="unknown replay option 'worker'.*workers"):
+        replay.run(echo.target, candidate=1, worker=4)
+    with pytest.raises(TypeError, match="needs a candidate"):
+        replay.run(echo.target, workers=4)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"repeats": -1}, "repeats must be 0 or more"),
+        ({"workers": 0}, "workers must be at least 1"),
+        ({"executor": "dask"}, "unknown executor 'dask'"),
+        ({"candidate": []}, "no candidate"),
+    ],
+)
+def test_settings_are_checked_before_the_target_is_loaded(options: dict[str, Any], message: str) -> None:
+    options = {"candidate": 2, **options}
+    with pytest.raises(ReplayError, match=message):
+        replay.run("no_such_module_is_imported:f", **options)

@@ -15,7 +15,8 @@ import pytest
 
 from promptops.replay._json import SCHEMA_VERSION, json_text, jsonable, result_to_json
 from promptops.replay._junit import result_to_junit
-from promptops.replay._report import _word_diff, render_html
+from promptops.replay._report import render_html
+from promptops.replay._report._diff import word_diff
 from promptops.replay._result import GateResult, MetricSummary, RecordResult, ReplayResult, VersionInfo
 
 XSS = "<script>alert(1)</script>"
@@ -432,7 +433,7 @@ def test_html_marks_errors_and_changed_outputs_for_the_filters(page: str) -> Non
     ],
 )
 def test_word_diff_of_repetitive_texts_keeps_both_texts(old: str, new: str) -> None:
-    left, right = _word_diff(old, new)
+    left, right = word_diff(old, new)
     assert html.unescape(re.sub(r"</?del>", "", left)) == old
     assert html.unescape(re.sub(r"</?ins>", "", right)) == new
     assert "<ins>" not in left and "<del>" not in right

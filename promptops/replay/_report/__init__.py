@@ -1,0 +1,16 @@
+"""The HTML report of a replay: one self-contained file that answers "is this candidate safe to promote?".
+
+Verdict first, then the run's facts, the per-metric statistics with score distributions, the prompt template
+diff, and every record with side-by-side output diffs, worst change first. The file loads nothing: CSS, the
+SVG plots and a few lines of JavaScript (filtering, expand/collapse) are inline, and a Content-Security-Policy
+forbids any network load, so it can be attached to a CI run or mailed as is. Everything that comes from the
+user (outputs, inputs, ids, gate texts, templates) goes through `html.escape`.
+
+Size stays bounded for thousands of records: every record is listed (collapsed), the `detail_limit` largest
+changes carry a word-level diff of up to `max_chars` characters per side, the others a short excerpt; the
+JSON document has everything.
+"""
+
+from ._page import DETAIL_LIMIT, MAX_CHARS, render_html
+
+__all__ = ["DETAIL_LIMIT", "MAX_CHARS", "render_html"]
