@@ -116,6 +116,21 @@ def _to_redact(value: object) -> tuple[Any, ...]:
     return tuple(rules)
 
 
+def _to_file_mode(value: object) -> int:
+    """An octal permission: `0o600`, `"600"` or `"0o600"` (environment and pyproject give text)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        mode = value
+    else:
+        text = _to_str(value).strip().lower().removeprefix("0o")
+        try:
+            mode = int(text, 8)
+        except ValueError:
+            raise ValueError(f"expected an octal permission such as 600 or 640, got {value!r}") from None
+    if not 0 <= mode <= 0o777 or not mode & 0o600 == 0o600:
+        raise ValueError(f"expected a permission between 600 and 777 that the owner can read and write, got {value!r}")
+    return mode
+
+
 def _to_rate(value: object) -> float:
     rate = _to_float(value)
     if rate > 1:
@@ -302,6 +317,15 @@ PARAMS: tuple[Param, ...] = (
         "Extra redaction rules on top of the defaults: regular expressions (matches are masked) and, from "
         "`configure()`, callables `(key, value) -> value`. In the environment: a JSON list of expressions.",
     ),
+    Param(
+        "file_mode",
+        0o600,
+        _to_file_mode,
+        "int",
+        "Permission of the files promptops creates: the capture database (and its `-wal`/`-shm`), the prompt "
+        "cache and dataset files. Octal; directories it creates get the matching search bits (600 gives 700). "
+        "The default keeps captured inputs and cached prompts to their owner; 640 or 644 shares them.",
+    ),
 )
 
 _PARAMS_BY_NAME = {param.name: param for param in PARAMS}
@@ -328,7 +352,18 @@ class Settings:
     app_version: str | None = None
     capture_queue_size: int = 50_000
     redact: tuple[Any, ...] = ()
+    file_mode: int = 0o600
     generation: int = 0  # bumped by every configure(); caches keyed on settings compare it
+
+    def __repr__(self) -> str:
+        # The URIs may carry a password or a token (issue 11): shown without them, like everywhere else.
+        from ._uri import redact_uri
+
+        shown = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        shown["tracking_uri"] = redact_uri(self.tracking_uri)
+        if self.capture is not None:
+            shown["capture"] = redact_uri(self.capture)
+        return f"Settings({', '.join(f'{name}={value!r}' for name, value in shown.items())})"
 
 
 def _absolute_sqlite(uri: str) -> str:
@@ -411,6 +446,7 @@ def _resolve(overrides: Mapping[str, Any], environ: Mapping[str, str], generatio
         app_version=values["app_version"],
         capture_queue_size=values["capture_queue_size"],
         redact=values["redact"],
+        file_mode=values["file_mode"],
         generation=generation,
     )
 
@@ -429,6 +465,15 @@ def get_settings() -> Settings:
         with _lock:
             settings = _settings or _install(_resolve(_overrides, os.environ, generation=0))
     return settings
+
+
+def peek_settings() -> Settings:
+    """The effective settings without installing them, for code below the public API (file creation).
+
+    Unlike `get_settings()`, a first read here does not freeze the environment for later callers.
+    """
+    settings = _settings
+    return settings if settings is not None else _resolve(dict(_overrides), os.environ, generation=0)
 
 
 def _install(settings: Settings) -> Settings:
@@ -462,6 +507,7 @@ def configure(
     app_version: str | None = None,
     capture_queue_size: int | None = None,
     redact: Sequence[str | re.Pattern[str] | Callable[[str, Any], Any]] | None = None,
+    file_mode: int | str | None = None,
 ) -> Settings:
     """Configure promptops for this process. Optional: every setting also reads env vars and pyproject.
 
@@ -487,6 +533,7 @@ def configure(
         app_version: Version string of the application, stored with captured records.
         capture_queue_size: Most captured calls waiting for the background writer before new ones are dropped.
         redact: Extra redaction rules: regular expressions, or callables `(key, value) -> value`.
+        file_mode: Permission of the files promptops creates (default `0o600`, owner only).
 
     Returns:
         The effective settings.
@@ -511,6 +558,7 @@ def configure(
         "app_version": app_version,
         "capture_queue_size": capture_queue_size,
         "redact": redact,
+        "file_mode": file_mode,
     }
     with _lock:
         merged = {**_overrides, **{key: value for key, value in given.items() if value is not None}}

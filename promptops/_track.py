@@ -24,6 +24,7 @@ from . import prompts as _prompts
 from ._config import Selector, Settings, get_settings, parse_selector
 from ._errors import PromptUnavailableError, log_internal_error
 from ._span import CallSpan, StreamSpan
+from ._uri import redact_uri
 from .capture import CallCapture
 from .prompts import NO_OVERRIDES, Prompt, Template, active_prompt, overrides, resolver, selector_for
 
@@ -119,7 +120,7 @@ class _Spec:
                 "(logged above); pass fallback= to @promptops.track to keep serving meanwhile",
                 name=self.name,
                 selector=str(selector),
-                uri=get_settings().tracking_uri,
+                uri=redact_uri(get_settings().tracking_uri),
             ) from None
 
     def given(self, wrapped: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Prompt | None:

@@ -18,12 +18,14 @@ import datetime
 import json
 import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 
 from .._errors import PromptopsError
+from .._files import create_private_file
 from ._record import CaptureRecord
 
 if TYPE_CHECKING:
@@ -263,7 +265,9 @@ class CaptureStore:
         if parsed.get_backend_name() == "sqlite":
             database = parsed.database
             if database and database != ":memory:" and not database.startswith("file:"):
-                os.makedirs(os.path.dirname(os.path.abspath(database)), exist_ok=True)
+                # Created here with the `file_mode` setting (0600), its directory 0700: SQLite gives the -wal
+                # and -shm files the database file's permission (issue 11).
+                create_private_file(Path(os.path.abspath(database)))
             options["connect_args"] = {"timeout": 30, "check_same_thread": False}
         elif parsed.get_backend_name() == "postgresql":
             options["pool_pre_ping"] = True

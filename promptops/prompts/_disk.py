@@ -1,6 +1,7 @@
 """The last-known-good disk cache: every prompt resolved from the registry, so a restart survives an outage.
 
-One JSON file per (registry, prompt, selector) under `<cache_dir>/prompts/<registry-hash>/`. Writes are atomic
+One JSON file per (registry, prompt, selector) under `<cache_dir>/prompts/<registry-hash>/`, created with the
+`file_mode` setting (default 0600, directories 0700) and holding the registry URI without credentials. Writes are atomic
 (a temporary file in the same directory, fsynced, then `os.replace`), so a reader never sees half a file. A
 corrupt or truncated file is ignored with a warning, never raised: the cache must not be the reason a call
 fails.
@@ -18,6 +19,8 @@ import time
 from pathlib import Path
 
 from .._config import Selector
+from .._files import file_mode, make_private_directories
+from .._uri import redact_uri
 from ._prompt import Prompt
 
 __all__ = ["DiskCache"]
@@ -39,8 +42,10 @@ class DiskCache:
     """Last-known-good prompt copies for one registry URI."""
 
     def __init__(self, cache_dir: Path, uri: str) -> None:
-        self.uri = uri
-        digest = hashlib.sha256(uri.encode()).hexdigest()[:12]
+        # Files hold, and the directory is named after, the URI without credentials (issue 11): a cache file
+        # must not hold the registry password, nor a short hash of it that a dictionary attack would undo.
+        self.uri = redact_uri(uri)
+        digest = hashlib.sha256(self.uri.encode()).hexdigest()[:12]
         self.root = cache_dir / "prompts" / digest
 
     def path(self, name: str, selector: Selector) -> Path:
@@ -73,14 +78,17 @@ class DiskCache:
     def save(self, prompt: Prompt, selector: Selector) -> None:
         """Atomically store `prompt` as the last-known-good copy for its name and `selector`."""
         path = self.path(prompt.name, selector)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        mode = file_mode()
+        make_private_directories(path.parent, mode)
         payload = json.dumps(
             {"format": _FORMAT, "uri": self.uri, "saved_at": time.time(), "prompt": prompt.to_dict()},
             ensure_ascii=False,
             indent=1,
         ).encode()
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)  # created 0600
         try:
+            if mode != 0o600:
+                os.fchmod(fd, mode)
             with os.fdopen(fd, "wb") as file:
                 file.write(payload)
                 file.flush()

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from .._config import Selector
+from .._uri import redact_uri as redact_uri  # moved there (issue 11); importers here keep working
 from ._prompt import Prompt
 
 if TYPE_CHECKING:
@@ -115,15 +116,6 @@ def prompt_from_version(found: Any, *, name: str, alias: str | None) -> Prompt:
         tags=dict(found.tags or {}),
         commit_message=found.commit_message or None,
     )
-
-
-def redact_uri(uri: str) -> str:
-    """The URI without a password, for messages and logs."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _is_not_found(error_code: object, message: object) -> bool:
