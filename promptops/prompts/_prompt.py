@@ -60,6 +60,8 @@ class Prompt:
         response_format: The response schema stored with the version, if any.
         tags: The version's user tags.
         commit_message: The version's commit message, if any.
+        rollout_id: The rollout this call took part in (`promptops rollout start`), if any.
+        rollout_arm: Its arm in that rollout, `"baseline"` or `"candidate"`.
     """
 
     name: str
@@ -71,6 +73,8 @@ class Prompt:
     response_format: Mapping[str, Any] | None = None
     tags: Mapping[str, str] = dataclasses.field(default_factory=dict[str, str])
     commit_message: str | None = None
+    rollout_id: str | None = None  # set only on the copies a rollout hands out (issue 14)
+    rollout_arm: str | None = None
 
     @property
     def variables(self) -> frozenset[str]:

@@ -190,5 +190,5 @@ def test_cli_page_matches_the_cli() -> None:
     mentioned = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*|-[a-zA-Z])\b", text))
     # MLflow's own environment variables and the like are not options; only flags are checked.
     assert mentioned - options - {"--help", "-h"} == set()
-    documented = set(re.findall(r"^### (\w+)$", text, flags=re.M))
+    documented = set(re.findall(r"^### ([\w-]+)$", text, flags=re.M))
     assert commands <= documented, f"commands without a section in docs/cli.md: {commands - documented}"
