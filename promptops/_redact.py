@@ -580,7 +580,7 @@ class Redactor:
         if first:
             # Neither the value nor the exception's message: either could hold the secret.
             logger.warning(
-                "promptops: redaction rule %s raised %s; the value was masked whole. Later failures of this "
+                "redaction rule %s raised %s; the value was masked whole. Later failures of this "
                 "rule are counted in promptops.stats() without logging.",
                 rule,
                 type(exc).__name__,

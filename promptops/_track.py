@@ -155,6 +155,33 @@ def _prepare(spec: _Spec, wrapped: Any, args: tuple[Any, ...], kwargs: dict[str,
     return prompt
 
 
+def _supplied(spec: _Spec, wrapped: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Prompt | None:
+    """The `Prompt` the caller passed, if any.
+
+    Such a call is a test's, not traffic: it is neither traced nor captured, since its prompt need not exist in
+    the registry and a record of it would pass for a production call of that version (issue 17).
+    """
+    if spec.inject and spec.caller_supplies(wrapped, args, kwargs):
+        return spec.given(wrapped, args, kwargs)
+    return None
+
+
+def _unobserved(prompt: Prompt, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    token = active_prompt.set(prompt)
+    try:
+        return func(*args, **kwargs)
+    finally:
+        active_prompt.reset(token)
+
+
+async def _aunobserved(prompt: Prompt, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    token = active_prompt.set(prompt)
+    try:
+        return await func(*args, **kwargs)
+    finally:
+        active_prompt.reset(token)
+
+
 def _sync_wrapper(spec: _Spec) -> Callable[..., Any]:
     # The hot path: one closure, the memory hit inlined (each Python call costs ~100 ns on small machines).
     inject = spec.inject and spec.positional_index is None
@@ -164,6 +191,8 @@ def _sync_wrapper(spec: _Spec) -> Callable[..., Any]:
         if inject and "prompt" not in kwargs:
             prompt = spec.lookup()
             kwargs["prompt"] = prompt
+        elif (given := _supplied(spec, wrapped, args, kwargs)) is not None:
+            return _unobserved(given, wrapped, args, kwargs)
         else:
             prompt = _prepare(spec, wrapped, args, kwargs)
         tracer = tracing.tracer()
@@ -331,7 +360,9 @@ def _plain_function_wrapper(spec: _Spec, func: Callable[..., Any]) -> Callable[.
             kwargs["prompt"] = prompt = prompt or spec.resolve(spec.selector())
         elif not spec.inject:  # reads it with current_prompt()
             prompt = prompt or spec.resolve(spec.selector())
-        else:  # the caller passed `prompt`, or it is positional
+        elif (given := _supplied(spec, func, args, kwargs)) is not None:
+            return _unobserved(given, func, args, kwargs)
+        else:  # `prompt` is positional and the caller did not pass it
             prompt = _prepare(spec, func, args, kwargs)
         tracer = get_tracer()
         if tracer is not None or (capture.enabled and (config.current is None or config.current.capture)):
@@ -357,6 +388,8 @@ def _plain_async_wrapper(spec: _Spec, func: Callable[..., Any]) -> Callable[...,
             kwargs["prompt"] = prompt = spec.memory_hit() or await _resolve_off_loop(spec, func, args, kwargs)
         elif not spec.inject:
             prompt = spec.memory_hit() or await _resolve_off_loop(spec, func, args, kwargs)
+        elif (given := _supplied(spec, func, args, kwargs)) is not None:
+            return await _aunobserved(given, func, args, kwargs)
         else:
             prompt = await _resolve_off_loop(spec, func, args, kwargs)
         tracer = tracing.tracer()
@@ -398,6 +431,8 @@ async def _resolve_off_loop(spec: _Spec, wrapped: Any, args: tuple[Any, ...], kw
 
 def _async_wrapper(spec: _Spec) -> Callable[..., Any]:
     async def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if (given := _supplied(spec, wrapped, args, kwargs)) is not None:
+            return await _aunobserved(given, wrapped, args, kwargs)
         prompt = await _resolve_off_loop(spec, wrapped, args, kwargs)
         tracer = tracing.tracer()
         if _observed(spec, tracer):
@@ -415,7 +450,12 @@ def _generator_wrapper(spec: _Spec) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         # Resolved at call time, so a `use_prompt` block around the call applies however late it is iterated.
         prompt = _prepare(spec, wrapped, args, kwargs)
-        stream = _stream(spec, tracing.tracer(), prompt, args, kwargs, bound=hasattr(wrapped, "__self__"))
+        observe = _supplied(spec, wrapped, args, kwargs) is None
+        stream = (
+            _stream(spec, tracing.tracer(), prompt, args, kwargs, bound=hasattr(wrapped, "__self__"))
+            if observe
+            else None
+        )
         token = active_prompt.set(prompt)
         context = stream.attach() if stream is not None else None
         try:
@@ -494,16 +534,14 @@ def _async_generator_wrapper(spec: _Spec) -> Callable[..., Any]:
         # The selector is taken now (a `use_prompt` block around the call applies); a cache miss is fetched
         # on first iteration, off the event loop.
         selector = spec.selector()
-        prompt: Prompt | None = None
-        if spec.inject and spec.caller_supplies(wrapped, args, kwargs):
-            prompt = spec.given(wrapped, args, kwargs)
+        prompt = given = _supplied(spec, wrapped, args, kwargs)
         if prompt is None:
             try:
                 prompt = resolver().cached(spec.name, selector)
             except Exception:
                 log_internal_error("prompt cache lookup")
         owner: list[weakref.ref[Any]] = []  # lets the stream's span be guarded by the iterator's lifetime
-        iterator = _aiterate(spec, selector, prompt, wrapped, args, kwargs, owner)
+        iterator = _aiterate(spec, selector, prompt, wrapped, args, kwargs, owner, observe=given is None)
         owner.append(weakref.ref(iterator))
         return iterator
 
@@ -518,6 +556,8 @@ async def _aiterate(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     owner: list[weakref.ref[Any]],
+    *,
+    observe: bool,
 ) -> AsyncGenerator[Any, Any]:
     # The span starts at the first iteration (the prompt may need fetching off the loop first) and ends exactly
     # once: exhaustion, exception, aclose() (from any task), or the event loop finalizing an abandoned stream.
@@ -525,7 +565,9 @@ async def _aiterate(
         prompt = await _to_thread(spec, selector)
     if spec.inject and not spec.caller_supplies(wrapped, args, kwargs):
         kwargs["prompt"] = prompt
-    stream = _stream(spec, tracing.tracer(), prompt, args, kwargs, bound=hasattr(wrapped, "__self__"))
+    stream = (
+        _stream(spec, tracing.tracer(), prompt, args, kwargs, bound=hasattr(wrapped, "__self__")) if observe else None
+    )
     iterator = owner[0]() if owner else None
     if stream is not None and iterator is not None:
         stream.guard(iterator)  # abandoned without an event loop to finalize it: still ends once

@@ -193,7 +193,7 @@ class Writer:
             try:
                 self._store.close()
             except Exception as exc:
-                logger.warning("promptops: closing the capture store failed: %s", _first_line(exc))
+                logger.warning("closing the capture store failed: %s", _first_line(exc))
             self._store = None
         return finished
 
@@ -288,7 +288,7 @@ class Writer:
                 counters.written += len(records)
             if self._failing:
                 self._failing = False
-                logger.info("promptops: the capture store %s is reachable again; writing resumed", self._display())
+                logger.info("the capture store %s is reachable again; writing resumed", self._display())
             return
 
     def _write_one_by_one(self, store: CaptureStore, records: list[CaptureRecord]) -> None:
@@ -339,7 +339,7 @@ class Writer:
             suffix = f" ({repeated} similar failures since the last warning)" if repeated > 0 else ""
             self._last_warning = now
             self._failures_since_warning = 0
-            logger.warning("promptops: %s%s", message, suffix)
+            logger.warning("%s%s", message, suffix)
 
 
 def _environmental(exc: BaseException) -> bool:

@@ -265,8 +265,10 @@ def export(
     store = _open_store(ctx, store_url)
     lines = _lines(filters.records(store, limit))
     if file == "-":
-        _write_lines(sys.stdout, lines)
+        written = _write_lines(sys.stdout, lines)
         sys.stdout.flush()
+        # The count goes to stderr, as for a file, so a pipe gets only the records (issue 17).
+        typer.echo(f"exported {written} captured call{'s' if written != 1 else ''} to stdout", err=True)
         return
     try:
         with atomic_path(Path(file)) as partial, partial.open("w", encoding="utf-8", newline="\n") as out:

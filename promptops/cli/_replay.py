@@ -79,7 +79,8 @@ def replay(
         typer.Option(
             "--gate",
             metavar="EXPR",
-            help="'metric.stat OP number' (stat: mean p50 p95 delta delta_ci_low delta_ci_high ratio p95_ratio rate) "
+            help="'metric.stat OP number' (stat: mean p50 p95 delta delta_ci_low delta_ci_high ratio p95_ratio rate "
+            "baseline n) "
             "or 'metric noninferior MARGIN' (repeatable). Default: every similarity scorer noninferior and no rise "
             "in errors.",
         ),

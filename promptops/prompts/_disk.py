@@ -61,7 +61,7 @@ class DiskCache:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            logger.warning("promptops: cannot read cached prompt %s (%s); ignoring it", path, exc)
+            logger.warning("cannot read cached prompt %s (%s); ignoring it", path, exc)
             return None
         try:
             data = json.loads(raw)
@@ -72,7 +72,7 @@ class DiskCache:
                 raise ValueError(f"holds prompt {prompt.name!r}")
             return prompt, float(data["saved_at"])
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            logger.warning("promptops: ignoring corrupt cached prompt %s (%s)", path, exc)
+            logger.warning("ignoring corrupt cached prompt %s (%s)", path, exc)
             return None
 
     def save(self, prompt: Prompt, selector: Selector) -> None:

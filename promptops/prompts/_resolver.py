@@ -174,7 +174,7 @@ class Resolver:
                 # Serve it from memory from now on; a call after the retry delay refreshes in the background.
                 self.entries[key] = Entry(prompt, time.monotonic() + self._retry_after, failing=True)
         logger.warning(
-            "promptops: registry at %s unreachable; using last-known-good copy of %r (%s, version %d) from disk",
+            "registry at %s unreachable; using last-known-good copy of %r (%s, version %d) from disk",
             redact_uri(self.uri),
             name,
             describe(selector),
@@ -235,13 +235,13 @@ class Resolver:
             self.entries[key] = Entry(replace(prompt, source="cache"), refresh_at)
             self._failures.pop(key, None)
         if previous is not None and previous.failing:
-            logger.warning("promptops: registry at %s reachable again; %r refreshed", redact_uri(self.uri), name)
+            logger.warning("registry at %s reachable again; %r refreshed", redact_uri(self.uri), name)
         if previous is not None and previous.served.version != prompt.version:
-            logger.info("promptops: %r %s now resolves to version %d", name, describe(selector), prompt.version)
+            logger.info("%r %s now resolves to version %d", name, describe(selector), prompt.version)
         try:
             self.disk.save(prompt, selector)
         except OSError as exc:
-            logger.warning("promptops: cannot write last-known-good copy of %r to %s: %s", name, self.disk.root, exc)
+            logger.warning("cannot write last-known-good copy of %r to %s: %s", name, self.disk.root, exc)
         except Exception:
             log_internal_error("disk cache save")
         self._finish(key, future, prompt)
@@ -268,7 +268,7 @@ class Resolver:
                 first = False
         if first:
             logger.warning(
-                "promptops: cannot refresh %r (%s) from %s: %s; serving the cached copy",
+                "cannot refresh %r (%s) from %s: %s; serving the cached copy",
                 key[0],
                 describe(key[1]),
                 redact_uri(self.uri),

@@ -131,7 +131,7 @@ class DiskCache:
         if not self._broken:
             self._broken = True
             logger.warning(
-                "promptops: the embedding cache %s is unusable (%s); semantic scores are computed without it",
+                "the embedding cache %s is unusable (%s); semantic scores are computed without it",
                 self.path,
                 exc,
             )

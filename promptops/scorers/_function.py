@@ -170,7 +170,7 @@ class FunctionScorer(Scorer):
                 return
             self._warned = True
         logger.warning(
-            "promptops: scorer %r %s; its value is None for such records: %s",
+            "scorer %r %s; its value is None for such records: %s",
             self.name,
             what,
             message or f"{type(exc).__name__}: {exc}",

@@ -112,10 +112,15 @@ class Rouge(SimilarityScorer):
         ]
 
 
+def _unit(bleu_score: float) -> float:
+    """A sacrebleu score (0..100) as 0..1, clamped: identical texts give 100.00000000000004 there (issue 17)."""
+    return min(max(bleu_score / 100, 0.0), 1.0)
+
+
 class Bleu(SimilarityScorer):
     """Sentence BLEU per record, corpus BLEU in the summary (sacrebleu, default settings), scaled to 0..1.
 
-    Per record: `sacrebleu.sentence_bleu(output, [reference]).score / 100` (13a tokenisation, exponential
+    Per record: `sacrebleu.sentence_bleu(output, [reference]).score / 100`, clamped to 0..1 (13a tokenisation, exponential
     smoothing, effective order). `corpus()`: `sacrebleu.corpus_bleu(outputs, [references]).score / 100` over
     the items with a reference (a call that raised contributes an empty output).
 
@@ -151,7 +156,7 @@ class Bleu(SimilarityScorer):
         metric = BLEU(force=False, smooth_method="exp", effective_order=True)
         stats = self._segment_stats(outputs, references) if outputs else []
         self._stats = dict(zip(zip(outputs, references), stats))
-        return [metric._aggregate_and_compute([stat]).score / 100 for stat in stats]  # pyright: ignore[reportPrivateUsage]
+        return [_unit(metric._aggregate_and_compute([stat]).score) for stat in stats]  # pyright: ignore[reportPrivateUsage]
 
     def corpus(self, items: Sequence[ScoreInput]) -> float | None:
         """Corpus BLEU over the items with a reference, divided by 100; `None` when there are none.
@@ -173,7 +178,7 @@ class Bleu(SimilarityScorer):
         if missing:
             known = {**known, **dict(zip(missing, self._segment_stats(*map(list, zip(*missing)))))}
         metric = BLEU()  # sacrebleu.corpus_bleu's defaults
-        return metric._aggregate_and_compute([known[pair] for pair in pairs]).score / 100  # pyright: ignore[reportPrivateUsage]
+        return _unit(metric._aggregate_and_compute([known[pair] for pair in pairs]).score)  # pyright: ignore[reportPrivateUsage]
 
 
 class ExactMatch(SimilarityScorer):

@@ -217,6 +217,7 @@ def test_export_filters_to_stdout(store: tuple[str, list[CaptureRecord]]) -> Non
     result = run("export", "-", "--prompt", "summarize", "--since", "3d", "--store", url)
     assert result.exit_code == 0, result.output
     assert [json.loads(line) for line in result.stdout.splitlines()] == [records[1].to_dict(), records[3].to_dict()]
+    assert result.stderr == "exported 2 captured calls to stdout\n"  # as docs/cli.md says; never into the pipe
     result = run("export", "-", "--limit", "1", "--store", url)
     assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == [records[4].id]
 

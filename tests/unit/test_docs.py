@@ -192,3 +192,24 @@ def test_cli_page_matches_the_cli() -> None:
     assert mentioned - options - {"--help", "-h"} == set()
     documented = set(re.findall(r"^### ([\w-]+)$", text, flags=re.M))
     assert commands <= documented, f"commands without a section in docs/cli.md: {commands - documented}"
+
+
+def test_replay_help_names_every_gate_statistic_and_the_default_scorers() -> None:
+    from typer.testing import CliRunner
+
+    from promptops.cli import app
+    from promptops.replay._gates import STATISTICS
+    from promptops.replay._run import DEFAULT_SCORERS
+
+    assert DEFAULT_SCORERS == ("rougeL", "bleu")  # what the help and the page below say
+
+    result = CliRunner().invoke(app, ["replay", "--help"], env={"COLUMNS": "400", "TERMINAL_WIDTH": "400"})
+    assert result.exit_code == 0, result.output
+    help_text = " ".join(result.output.split())
+    stats = re.search(r"\(stat: ([a-z0-9_ ]+)\)", help_text)
+    assert stats is not None, help_text
+    assert stats.group(1).split() == list(STATISTICS)
+    assert "Default: rougeL and bleu" in help_text
+    page = " ".join((ROOT / "docs" / "cli.md").read_text(encoding="utf-8").split())
+    assert all(f"`{stat}`" in page for stat in STATISTICS)
+    assert "the scorers are `rougeL` and `bleu`" in page

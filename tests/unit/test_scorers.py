@@ -101,15 +101,24 @@ def test_rouge_values_are_meaningful() -> None:
     assert rouge_l.score(items_for([("w x y z", "a b c d")]))[0].value == 0.0
 
 
+def unit(bleu_score: float) -> float:
+    """sacrebleu's score as promptops reports it: / 100, clamped to [0, 1] (its float sums can pass 100)."""
+    return min(max(bleu_score / 100, 0.0), 1.0)
+
+
 def test_bleu_equals_sacrebleu_sentence_and_corpus() -> None:
     bleu = get("bleu")
-    expected = [sacrebleu.sentence_bleu(output, [reference]).score / 100 for output, reference in PAIRS]
+    expected = [unit(sacrebleu.sentence_bleu(output, [reference]).score) for output, reference in PAIRS]
     assert [score.value for score in bleu.score(items_for(PAIRS))] == expected
     outputs = [output for output, _ in PAIRS]
     references = [reference for _, reference in PAIRS]
-    assert bleu.corpus(items_for(PAIRS)) == sacrebleu.corpus_bleu(outputs, [references]).score / 100
+    assert bleu.corpus(items_for(PAIRS)) == unit(sacrebleu.corpus_bleu(outputs, [references]).score)
     assert 0 < expected[0] < 1
-    assert bleu.score(items_for([("the same sentence here", "the same sentence here")]))[0].value == pytest.approx(1)
+    # Identical texts: sacrebleu says 100.00000000000004 for this one; scores run 0..1, so exactly 1.0 (issue 17).
+    same = "Mar 4: the parcel was lost again and nobody has answered my three emails"
+    assert sacrebleu.sentence_bleu(same, [same]).score > 100  # the case the clamp is for
+    assert bleu.score(items_for([(same, same)]))[0].value == 1.0
+    assert bleu.corpus(items_for([(same, same)])) == 1.0
 
 
 def test_bleu_corpus_counts_raised_calls_as_empty_and_skips_missing_references() -> None:
@@ -121,7 +130,7 @@ def test_bleu_corpus_counts_raised_calls_as_empty_and_skips_missing_references()
     expected = sacrebleu.corpus_bleu(
         ["the cat sat on the mat", ""], [["the cat sat on the mat", "a dog barked at the mailman"]]
     )
-    assert Bleu().corpus(items) == expected.score / 100
+    assert Bleu().corpus(items) == unit(expected.score)
     assert Bleu().corpus([ScoreInput({}, "x", None)]) is None
     assert Bleu().corpus([]) is None
 
@@ -136,7 +145,9 @@ def test_rouge_and_bleu_equal_the_libraries_on_any_text(output: str, reference: 
     for kind in ("rouge1", "rougeL"):
         library = rouge_scorer.RougeScorer([kind], use_stemmer=True).score(reference, output)[kind].fmeasure
         assert Rouge(kind).score(items)[0].value == library
-    assert Bleu().score(items)[0].value == sacrebleu.sentence_bleu(output, [reference]).score / 100
+    value = Bleu().score(items)[0].value
+    assert value == unit(sacrebleu.sentence_bleu(output, [reference]).score)
+    assert value is not None and 0.0 <= value <= 1.0
 
 
 # -- the rules every similarity scorer follows ----------------------------------------------------------------

@@ -169,7 +169,7 @@ def test_unusable_disk_cache_is_skipped_with_one_warning(
     expected = [cos_sim(reference_model, output, reference) for output, reference in PAIRS[:3]]
     assert values == pytest.approx(expected, abs=1e-5)
     assert [record.getMessage() for record in caplog.records] == [
-        f"promptops: the embedding cache {tmp_path / '.promptops' / 'embeddings.db'} is unusable "
+        f"the embedding cache {tmp_path / '.promptops' / 'embeddings.db'} is unusable "
         "(file is not a database); semantic scores are computed without it"
     ]
 

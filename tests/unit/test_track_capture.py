@@ -129,3 +129,49 @@ def test_capture_store_down_never_breaks_the_call(name: str, tmp_path: Any) -> N
 
     assert [f(str(i)) for i in range(100)] == [str(i) for i in range(100)]
     promptops.flush(timeout=2)
+
+
+async def test_a_prompt_passed_by_the_caller_is_not_traffic(name: str) -> None:
+    # A test that passes its own Prompt (docs/getting-started.md, "Testing") must not be captured or traced as a
+    # production call of a version that may not exist (issue 17). Every kind of function, keyword and positional.
+    fixed = Prompt(name=name, version=7, template="TL;DR: {{ text }}")
+
+    @promptops.track(prompt=name)
+    def plain(text: str, *, prompt: Prompt) -> str:
+        assert promptops.current_prompt() is prompt
+        return prompt.format(text=text)
+
+    @promptops.track(prompt=name)
+    def positional(text: str, prompt: Prompt) -> str:
+        return prompt.format(text=text)
+
+    class Service:
+        @promptops.track(prompt=name)
+        def method(self, text: str, *, prompt: Prompt) -> str:
+            return prompt.format(text=text)
+
+    @promptops.track(prompt=name)
+    async def coroutine(text: str, *, prompt: Prompt) -> str:
+        assert promptops.current_prompt() is prompt
+        return prompt.format(text=text)
+
+    @promptops.track(prompt=name)
+    def words(text: str, *, prompt: Prompt) -> Iterator[str]:
+        yield from prompt.format(text=text).split()
+
+    @promptops.track(prompt=name)
+    async def awords(text: str, *, prompt: Prompt) -> AsyncIterator[str]:
+        for word in prompt.format(text=text).split():
+            yield word
+
+    with capture_spans() as spans:
+        assert plain("a", prompt=fixed) == "TL;DR: a"
+        assert positional("a", fixed) == "TL;DR: a"
+        assert Service().method("a", prompt=fixed) == "TL;DR: a"
+        assert await coroutine("a", prompt=fixed) == "TL;DR: a"
+        assert list(words("a", prompt=fixed)) == ["TL;DR:", "a"]
+        assert [word async for word in awords("a", prompt=fixed)] == ["TL;DR:", "a"]
+        assert list(spans.finished()) == []
+        assert plain("b") == "Summarize: b"  # a call without one is still traced and captured
+        assert len(spans.finished()) == 1
+    assert [(record.inputs, record.prompt_version) for record in records()] == [({"text": "b"}, 1)]
