@@ -173,15 +173,15 @@ class RolloutCache:
             previous = self.entries.get(name)
             self.entries[name] = Entry(state, refresh_at, tags)
         if previous is not None and previous.failing:
-            logger.warning("promptops: rollout state of %r read again from %s", name, redact_uri(self.uri))
+            logger.warning("rollout state of %r read again from %s", name, redact_uri(self.uri))
         before = previous.state if previous is not None else None
         if before != state and state is not None and (previous is not None or state.running):
-            logger.info("promptops: rollout %s of %r is %s at share %g", state.id, name, state.status, state.share)
+            logger.info("rollout %s of %r is %s at share %g", state.id, name, state.status, state.share)
         if previous is None or previous.tags != tags:
             try:
                 self._save_disk(name, tags)
             except OSError as exc:
-                logger.warning("promptops: cannot write the rollout state of %r to %s: %s", name, self.root, exc)
+                logger.warning("cannot write the rollout state of %r to %s: %s", name, self.root, exc)
 
     def _note_failure(self, name: str, exc: BaseException) -> None:
         with self._lock:
@@ -193,7 +193,7 @@ class RolloutCache:
             entry.failing = True
         if first:
             logger.warning(
-                "promptops: cannot read the rollout state of %r from %s (%s); keeping the last state seen",
+                "cannot read the rollout state of %r from %s (%s); keeping the last state seen",
                 name,
                 redact_uri(self.uri),
                 exc,
@@ -219,7 +219,7 @@ class RolloutCache:
         except FileNotFoundError:
             return None, None
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            logger.warning("promptops: ignoring unreadable rollout state %s (%s)", path, exc)
+            logger.warning("ignoring unreadable rollout state %s (%s)", path, exc)
             return None, None
         return RolloutState.from_tags(name, tags), tags
 
