@@ -23,6 +23,7 @@ from .._errors import PromptopsError
 from .._mlflow_env import mlflow_environment
 from .._version import __version__
 from ..prompts._registry import redact_uri
+from ._text import visible
 
 __all__ = ["EXIT_USAGE", "CliError", "State", "app", "error_line", "is_expected", "main"]
 
@@ -74,7 +75,8 @@ def error_line(exc: BaseException) -> str:
 def report(exc: BaseException) -> None:
     """Print `error: ...` for an expected exception as a single line on stderr (red on a terminal)."""
     prefix = typer.style("error:", fg="red", bold=True)
-    typer.echo(f"{prefix} {error_line(exc)}", err=True)
+    # The message may quote input from outside (a file's line, a record id, a registry answer): no escapes.
+    typer.echo(f"{prefix} {visible(error_line(exc))}", err=True)
 
 
 class _Group(TyperGroup):

@@ -20,6 +20,7 @@ import typer
 from .._atomic import atomic_path
 from .._moments import parse_moment
 from ._app import CliError, State
+from ._text import json_text, visible
 
 if TYPE_CHECKING:
     from ..capture import CaptureRecord, CaptureStore
@@ -204,7 +205,8 @@ def list_captures(
             _preview(record.inputs),
             "" if record.error_type is not None and record.output is None else _preview(record.output),
         )
-        table.add_row(*(Text(cell) for cell in cells))  # Text: captured values are never read as markup
+        # Text: captured values are never read as markup; visible(): nor as terminal escape sequences
+        table.add_row(*(Text(visible(cell)) for cell in cells))
     console.print(table)
     total = filters.count(store)
     if total > len(records):
@@ -227,12 +229,12 @@ def show(
             f"no captured call with id {record_id!r} in {display_url(store.url)}; list ids with: "
             "promptops captures list"
         )
-    typer.echo(json.dumps(record.to_dict(), indent=2, ensure_ascii=False))
+    typer.echo(json_text(record.to_dict(), indent=2))
 
 
 def _lines(records: Iterable[CaptureRecord]) -> Iterator[str]:
     for record in records:
-        yield json.dumps(record.to_dict(), ensure_ascii=False) + "\n"
+        yield json_text(record.to_dict()) + "\n"
 
 
 def _write_lines(out: TextIO, lines: Iterable[str]) -> int:

@@ -25,6 +25,7 @@ from ._captures import (
     _open_store,  # pyright: ignore[reportPrivateUsage]
     parse_moment,
 )
+from ._text import json_text, visible
 
 if TYPE_CHECKING:
     from ..capture import CaptureStore
@@ -200,7 +201,7 @@ def list_datasets(ctx: typer.Context, store_url: StoreOption = None) -> None:
             info.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             info.fingerprint[:12],
         )
-        table.add_row(*(Text(cell) for cell in cells))
+        table.add_row(*(Text(visible(cell)) for cell in cells))
     console.print(table)
 
 
@@ -246,7 +247,7 @@ def show(
         ("fingerprint", dataset.fingerprint),
         ("filters", json.dumps(dataset.filters, ensure_ascii=False)),
     ):
-        header.add_row(Text(label), Text(value))
+        header.add_row(Text(label), Text(visible(value)))
     console.print(header)
     console.print()
     table = _table()
@@ -272,7 +273,8 @@ def show(
             _preview(record.output),
             _preview(record.expected),
         )
-        table.add_row(*(Text(cell) for cell in cells))  # Text: record values are never read as markup
+        # Text: record values are never read as markup; visible(): nor as terminal escape sequences
+        table.add_row(*(Text(visible(cell)) for cell in cells))
     console.print(table)
     if len(dataset.records) > len(shown):
         console.print(f"showing the first {len(shown)} of {len(dataset.records)} records (--limit)", markup=False)
@@ -327,7 +329,7 @@ def export(
     dataset = load(name.strip(), store=store)
     if file == "-":
         for record in dataset.records:
-            sys.stdout.write(json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n")
+            sys.stdout.write(json_text(record.to_dict(), separators=(",", ":")) + "\n")
         sys.stdout.flush()
         return
     write_file(dataset, file)

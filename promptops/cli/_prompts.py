@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, cast
@@ -16,8 +18,9 @@ import typer
 from .._config import Selector, parse_selector
 from .._errors import ConfigError
 from ..prompts import Prompt, parse_reference
-from ..prompts._registry import prompt_from_version
+from ..prompts._registry import RegistryError, prompt_from_version
 from ._app import CliError, State, is_mlflow_exception
+from ._text import json_text, visible
 
 __all__ = ["prompts_app"]
 
@@ -55,14 +58,48 @@ def _console() -> Any:
 
 
 class _Registry:
-    """The MLflow client for one command, translating MLflow's errors into one-line `CliError`s."""
+    """The MLflow client for one command, translating MLflow's errors into one-line `CliError`s.
+
+    Against a tracking server, every registry call ends within the command's timeout (`registry_timeout`, at
+    least 5 s) however slowly the server answers: MLflow's HTTP timeout applies to each socket read, so a server
+    dripping its answer would hold the command for minutes (issue 11). The call runs in a daemon thread, which is
+    left behind when the command reports the timeout and exits.
+    """
 
     def __init__(self, ctx: typer.Context, *, must_exist: bool) -> None:
         self.state = State.of(ctx)
         self.uri = self.state.tracking_uri
         if must_exist:
             self._check_local_store()
+        self._remote = self.uri.startswith(("http://", "https://"))
+        self.timeout = max(5, math.ceil(self.state.settings.registry_timeout))
         self._client: Any = self._call(lambda: self.state.client(ctx))
+
+    def _run(self, call: Callable[[], T]) -> T:
+        """`call()`, within the timeout against a tracking server (a local store answers or fails by itself)."""
+        if not self._remote:
+            return call()
+        outcome: list[Any] = []
+
+        def run() -> None:
+            try:
+                outcome.append((True, call()))
+            except BaseException as exc:  # handed to the command's thread, which raises it
+                outcome.append((False, exc))
+
+        worker = threading.Thread(target=run, name="promptops-cli-registry", daemon=True)
+        worker.start()
+        worker.join(self.timeout)
+        if not outcome:
+            raise CliError(
+                f"cannot reach the MLflow server at {self.state.display_uri} (no complete answer within "
+                f"{self.timeout} s); check that it is up and answering, or point --tracking-uri or "
+                "PROMPTOPS_TRACKING_URI at a running one"
+            )
+        succeeded, value = outcome[0]
+        if not succeeded:
+            raise value
+        return value
 
     def _check_local_store(self) -> None:
         # MLflow silently creates a missing sqlite database (and its folders): a mistyped URI would then list
@@ -126,7 +163,7 @@ class _Registry:
     def exists(self, name: str) -> bool:
         """Whether the registry has a prompt called `name`."""
         try:
-            return self._client.get_prompt(name) is not None
+            return self._run(lambda: self._client.get_prompt(name)) is not None
         except Exception as exc:
             if is_mlflow_exception(exc) and self._is_not_found(exc):
                 return False
@@ -146,7 +183,7 @@ class _Registry:
         token: str | None = None
         while True:
             try:
-                page: Any = self._client.search_prompt_versions(name, page_token=token)
+                page: Any = self._run(lambda: self._client.search_prompt_versions(name, page_token=token))
             except Exception as exc:
                 if is_mlflow_exception(exc) and self._is_not_found(exc):
                     return []
@@ -166,9 +203,11 @@ class _Registry:
         """
         try:
             store: Any = getattr(self._client, "_get_registry_client")().store
-            raw: Any = store.get_registered_model(name).aliases
+            raw: Any = self._run(lambda: store.get_registered_model(name).aliases)
             mapping = _mapping(raw)
             return {alias: int(cast(Any, version)) for alias, version in (mapping or {}).items()}
+        except CliError:
+            raise  # the server did not answer in time: asking again would only wait again
         except Exception:
             return None
 
@@ -177,9 +216,9 @@ class _Registry:
         kind, value = selector
         try:
             if kind == "alias":
-                found: Any = self._client.get_prompt_version_by_alias(name, str(value))
+                found: Any = self._run(lambda: self._client.get_prompt_version_by_alias(name, str(value)))
             else:
-                found = self._client.get_prompt_version(name, str(value))
+                found = self._run(lambda: self._client.get_prompt_version(name, str(value)))
         except Exception as exc:
             if not is_mlflow_exception(exc):
                 raise
@@ -188,7 +227,10 @@ class _Registry:
             found = None
         if found is None:
             raise self._missing(name, selector)
-        return prompt_from_version(found, name=name, alias=str(value) if kind == "alias" else None)
+        try:
+            return prompt_from_version(found, name=name, alias=str(value) if kind == "alias" else None)
+        except RegistryError as exc:
+            raise CliError(f"{exc} (tracking URI {self.state.display_uri}); register a fixed version") from None
 
     def _missing(self, name: str, selector: Selector) -> CliError:
         if not self.exists(name):
@@ -210,7 +252,9 @@ class _Registry:
         found: list[Any] = []
         token: str | None = None
         while True:
-            page: Any = self._call(lambda: self._client.search_prompts(filter_string=filter_string, page_token=token))
+            page: Any = self._call(
+                lambda: self._run(lambda: self._client.search_prompts(filter_string=filter_string, page_token=token))
+            )
             found.extend(page)
             token = getattr(page, "token", None)
             if not token:
@@ -237,7 +281,7 @@ class _Registry:
     def set_alias(self, name: str, alias: str, version: int) -> None:
         """Point `alias` of `name` at `version`."""
         try:
-            self._client.set_prompt_alias(name, alias, version)
+            self._run(lambda: self._client.set_prompt_alias(name, alias, version))
         except Exception as exc:
             if not is_mlflow_exception(exc):
                 raise
@@ -402,6 +446,7 @@ def list_prompts(
 ) -> None:
     """List the prompts in the registry with their latest version and aliases."""
     from rich.table import Table
+    from rich.text import Text
 
     registry = _Registry(ctx, must_exist=True)
     filter_string = None
@@ -421,12 +466,13 @@ def list_prompts(
         name = str(prompt.name)
         versions = registry.versions(name)
         aliases = registry.aliases(name)
-        table.add_row(
+        cells = (
             name,
             str(versions[-1]) if versions else "-",
             _aliases_text(aliases) if aliases is not None else "?",
             str(prompt.description or ""),
         )
+        table.add_row(*(Text(visible(cell)) for cell in cells))  # registry text: no markup, no escape sequences
     console.print(table)
 
 
@@ -473,7 +519,7 @@ def show(
         data["aliases"] = sorted(alias for alias, version in (aliases or {}).items() if version == prompt.version)
         data["all_aliases"] = aliases
         data["versions"] = versions
-        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        typer.echo(json_text(data, indent=2))
         return
     _print_prompt(prompt, aliases=aliases, versions=versions, note=note)
 
@@ -483,10 +529,10 @@ def _print_prompt(prompt: Prompt, *, aliases: Mapping[str, int] | None, versions
 
     console = _console()
     title = Text()
-    title.append(prompt.name, style="bold")
+    title.append(visible(prompt.name), style="bold")
     title.append(f"  version {prompt.version}", style="bold cyan")
     if prompt.alias:
-        title.append(f"  (@{prompt.alias})", style="green")
+        title.append(f"  (@{visible(prompt.alias)})", style="green")
     console.print(title)
     if note:
         console.print(Text(note, style="yellow"))
@@ -507,18 +553,18 @@ def _print_prompt(prompt: Prompt, *, aliases: Mapping[str, int] | None, versions
         rows.append(("tags", ", ".join(f"{key}={value}" for key, value in sorted(prompt.tags.items()))))
     width = max(len(key) for key, _ in rows)
     for key, value in rows:  # plain lines rather than a table: nothing is re-wrapped or padded when piped
-        console.print(Text.assemble((key.ljust(width), "dim"), "  ", value))
+        console.print(Text.assemble((key.ljust(width), "dim"), "  ", visible(value)))
     console.print()
     if isinstance(prompt.template, str):
         console.print(Text("template (text):", style="bold"))
-        console.print(Text(prompt.template))
+        console.print(Text(visible(prompt.template, keep_lines=True)))
         return
     console.print(Text(f"template (chat, {len(prompt.template)} messages):", style="bold"))
     for message in prompt.template:
-        console.print(Text(str(message.get("role", "?")), style="bold magenta"))
+        console.print(Text(visible(str(message.get("role", "?"))), style="bold magenta"))
         content = message.get("content")
         text = content if isinstance(content, str) else json.dumps(content)
-        console.print(Text("\n".join("  " + line for line in text.splitlines()) or "  "))
+        console.print(Text(visible("\n".join("  " + line for line in text.splitlines()), keep_lines=True) or "  "))
 
 
 @prompts_app.command("diff")
@@ -573,9 +619,9 @@ def diff(
                 style = "green"
             elif line.startswith("-"):
                 style = "red"
-            console.print(Text(line, style=style))
+            console.print(Text(visible(line), style=style))
     if not changed:
-        console.print(Text(f"no differences between {_label(left)} and {_label(right)}"))
+        console.print(Text(visible(f"no differences between {_label(left)} and {_label(right)}")))
 
 
 @prompts_app.command("register")

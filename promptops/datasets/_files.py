@@ -6,7 +6,8 @@ Parquet: text columns `id`, `inputs`, `output`, `expected`, `metadata`, each val
 value, `null` and nested ones included, survives the trip); only `inputs` is required.
 
 A malformed file is refused with its line (row) number and the reason, and nothing is returned: importing is all
-or nothing. `write_file` then `read_file` gives back equal records (and so the same fingerprint).
+or nothing. Values nested deeper than `MAX_DEPTH` are refused (issue 11: a hostile file nested 100,000 levels
+deep crashed the import with a RecursionError). `write_file` then `read_file` gives back equal records (and so the same fingerprint).
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from ..capture import canonical_json
 from ._errors import DatasetError, DatasetFormatError
 from ._model import Dataset, DatasetRecord, check_record
 
-__all__ = ["COLUMNS", "read_file", "write_file"]
+__all__ = ["COLUMNS", "MAX_DEPTH", "read_file", "write_file"]
 
 COLUMNS = ("id", "inputs", "output", "expected", "metadata")
+MAX_DEPTH = 100  # nesting levels of one record; far beyond any call's arguments, far below Python's recursion limit
 _FORMATS = {".jsonl": "jsonl", ".parquet": "parquet"}
 
 
@@ -35,7 +37,38 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (write null or a finite number)")
 
 
-_decode: Callable[[str], Any] = json.JSONDecoder(parse_constant=_no_constant).decode
+_decoder: Callable[[str], Any] = json.JSONDecoder(parse_constant=_no_constant).decode
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether `value` nests lists/objects more than `limit` levels deep (iterative: no recursion to exhaust)."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children: list[Any]
+        if isinstance(item, dict):
+            children = list(item.values())  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType]
+        elif isinstance(item, list):
+            children = item  # pyright: ignore[reportUnknownVariableType]
+        else:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _decode(text: str) -> Any:
+    """JSON text to a value; `ValueError` when it is not JSON or nests deeper than `MAX_DEPTH`."""
+    try:
+        value = _decoder(text)
+    except RecursionError:  # the C decoder gives up around Python's recursion limit
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep") from None
+    if _depth_over(value, MAX_DEPTH):
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+    return value
+
+
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 

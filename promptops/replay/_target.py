@@ -363,6 +363,13 @@ def load_target(spec: str) -> Target:
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise ReplayError(f"target {spec!r} is not module:function; write e.g. myapp.llm:summarize")
+    # A path such as ../../etc is not a module name: importlib would raise TypeError on it (issue 11).
+    for part, what in ((module_name, "module"), (attribute, "attribute")):
+        if not all(name.isidentifier() for name in part.split(".")):
+            raise ReplayError(
+                f"target {spec!r}: {part!r} is not a Python {what} name; write module:function with dotted names, "
+                "e.g. myapp.llm:summarize, and run from the directory that contains the package"
+            )
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
