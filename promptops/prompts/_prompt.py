@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from .._errors import PromptFormatError
 
-__all__ = ["Message", "Prompt", "Source", "Template"]
+__all__ = ["Message", "Prompt", "Source", "Template", "template_problem"]
 
 Source = Literal["registry", "cache", "disk", "fallback"]
 Message = dict[str, Any]  # {"role": "user", "content": "..."}, as MLflow stores chat prompts
@@ -18,6 +18,26 @@ Template = str | list[Message]
 
 # MLflow's variable syntax: {{ name }} (dots allowed, as in MLflow's PROMPT_TEMPLATE_VARIABLE_PATTERN).
 _VARIABLE = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*(?:\.[a-zA-Z_][a-zA-Z0-9_]*)*)\s*\}\}")
+
+
+def template_problem(template: object) -> str | None:
+    """Why `template` is not a usable template (a text, or a list of `{"role": str, "content": ...}` messages).
+
+    `None` when it is usable. A registry or a cache file can hold anything: a template that is neither would fail
+    inside the user's function at `format()` (issue 11), so where one comes from outside the code it is checked.
+    """
+    if isinstance(template, str):
+        return None
+    if not isinstance(template, list):
+        return f"the template is {type(template).__name__}, not text or a list of chat messages"
+    for index, message in enumerate(template):  # pyright: ignore[reportUnknownVariableType, reportUnknownArgumentType]
+        if not isinstance(message, dict):
+            return f"chat message {index} is {type(message).__name__}, not an object with role and content"  # pyright: ignore[reportUnknownArgumentType]
+        if not isinstance(message.get("role"), str):  # pyright: ignore[reportUnknownMemberType]
+            return f"chat message {index} has no role"
+        if "content" not in message:
+            return f"chat message {index} has no content"
+    return None
 
 
 def _texts(template: Template) -> list[str]:
@@ -109,7 +129,9 @@ class Prompt:
             The formatted text, or the list of chat messages with each message's content formatted.
 
         Raises:
-            PromptFormatError: some variables are missing; the message names them and the prompt.
+            PromptFormatError: some variables are missing (the message names them and the prompt), or a Jinja2
+                template failed, reached outside the sandbox, or went over its bounds in output size or time
+                (see the Resilience page).
         """
         missing = self.variables - variables.keys()
         if missing and not self.is_jinja:
@@ -131,22 +153,35 @@ class Prompt:
         ]
 
     def _format_jinja(self, variables: Mapping[str, Any]) -> Template:
-        from jinja2 import StrictUndefined
-        from jinja2.exceptions import UndefinedError
-        from jinja2.sandbox import SandboxedEnvironment
+        # Bounded in size and time and sandboxed: the template comes from the registry (issue 11).
+        from jinja2.exceptions import SecurityError, UndefinedError
 
-        env = SandboxedEnvironment(undefined=StrictUndefined)
+        from ._jinja import RenderLimitError, render
+
         try:
             if isinstance(self.template, str):
-                return env.from_string(self.template).render(**variables)
+                return render(self.template, variables)
             return [
-                {**message, "content": env.from_string(message["content"]).render(**variables)}
+                {**message, "content": render(message["content"], variables)}
                 if isinstance(message.get("content"), str)
                 else message
                 for message in self.template
             ]
         except UndefinedError as exc:
             raise PromptFormatError(f"prompt {self.name!r} version {self.version}: {exc.message}") from None
+        except RenderLimitError as exc:
+            raise PromptFormatError(
+                f"prompt {self.name!r} version {self.version}: the template was stopped: {exc.message}; fix the "
+                "template in the registry"
+            ) from None
+        except SecurityError as exc:
+            raise PromptFormatError(
+                f"prompt {self.name!r} version {self.version}: unsafe template refused by the sandbox: {exc.message}"
+            ) from None
+        except Exception as exc:  # a broken template (syntax, a type error in an expression): name the prompt
+            raise PromptFormatError(
+                f"prompt {self.name!r} version {self.version}: the Jinja2 template failed: {type(exc).__name__}: {exc}"
+            ) from None
 
     def to_single_brace_format(self) -> Template:
         """The template in LangChain's single-brace format: `{{ var }}` becomes `{var}`, literal braces are doubled."""
@@ -177,8 +212,9 @@ class Prompt:
     def from_dict(cls, data: Mapping[str, Any]) -> Prompt:
         """Rebuild a prompt from `to_dict()` output. Raises `ValueError` on anything malformed."""
         template = data["template"]
-        if not isinstance(template, (str, list)):
-            raise ValueError("template must be a string or a list of messages")
+        problem = template_problem(template)
+        if problem is not None:
+            raise ValueError(problem)
         version = data["version"]
         if not isinstance(version, int) or isinstance(version, bool):
             raise ValueError("version must be an integer")

@@ -52,6 +52,31 @@ def test_jinja_templates_render_in_a_sandbox() -> None:
         prompt.format()
 
 
+@pytest.mark.parametrize(
+    "escape",
+    [
+        "{% if 1 %}{{ ''.__class__.__mro__[1].__subclasses__() }}{% endif %}",  # every class of the interpreter
+        "{% if 1 %}{{ cycler.__init__.__globals__.os.getcwd() }}{% endif %}",  # a module's globals, then os
+        "{% if 1 %}{{ items.pop() }}{% endif %}",  # fine: a list method, not an escape (positive control)
+    ],
+)
+def test_the_jinja_sandbox_refuses_to_leave_the_template(escape: str) -> None:
+    # Issue 16: swapping SandboxedEnvironment for Environment kept this file green. Under a plain Environment the
+    # first two render the interpreter's classes and the working directory.
+    prompt = make(escape)
+    if "pop" in escape:
+        assert prompt.format(items=[1, 2]) == "2"
+        return
+    with pytest.raises(PromptFormatError, match="unsafe template refused by the sandbox"):
+        prompt.format(items=[])
+
+
+def test_a_broken_jinja_template_names_the_prompt() -> None:
+    for template in ("{% for x in %}{% endfor %}", "{% if x %}{{ 1 + 'a' }}{% endif %}"):
+        with pytest.raises(PromptFormatError, match="prompt 'summarize' version 3: the Jinja2 template failed"):
+            make(template).format(x=True)
+
+
 def test_single_brace_format_escapes_literal_braces() -> None:
     prompt = make('Return JSON like {"summary": "..."} for {{ text }}')
     converted = prompt.to_single_brace_format()
