@@ -4,7 +4,10 @@ Two backends, chosen by the tracking URI:
 
 * `http(s)://` tracking server: `RestRegistry` reads MLflow's REST API with httpx and promptops' own timeout,
   no retries. The MLflow client would wait up to 120 s per attempt with up to 7 retries, and importing it
-  costs about 1.5 s and a heap that slows every garbage collection of the application.
+  costs about 1.5 s and a heap that slows every garbage collection of the application. The timeout is a total
+  deadline for the request (connect, headers, body), and the response is capped at `MAX_RESPONSE_BYTES`:
+  httpx's own timeouts are per socket operation, so a server that drips a byte a second would otherwise hold
+  a fetch forever (issue 11).
 * anything else (`sqlite:///...`, `databricks`, ...): `MlflowRegistry` uses the MLflow client, imported on
   first use, in the resolver's background thread.
 
@@ -17,19 +20,29 @@ from __future__ import annotations
 import base64
 import json
 import os
+import ssl
 import threading
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from .._config import Selector
 from .._uri import redact_uri as redact_uri  # moved there (issue 11); importers here keep working
-from ._prompt import Prompt
+from ._prompt import Prompt, template_problem
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["MlflowRegistry", "Registry", "RegistryError", "RegistryNotFound", "RestRegistry", "make_registry"]
+__all__ = [
+    "MAX_RESPONSE_BYTES",
+    "MlflowRegistry",
+    "Registry",
+    "RegistryError",
+    "RegistryNotFound",
+    "RestRegistry",
+    "make_registry",
+]
 
 _IS_PROMPT = "mlflow.prompt.is_prompt"
 _TEXT = "mlflow.prompt.text"
@@ -37,6 +50,11 @@ _TYPE = "_mlflow_prompt_type"
 _RESPONSE_FORMAT = "_mlflow_prompt_response_format"
 _MODEL_CONFIG = "_mlflow_prompt_model_config"
 _RESERVED = {_IS_PROMPT, _TEXT, _TYPE, _RESPONSE_FORMAT, _MODEL_CONFIG}
+
+# MLflow caps a model version tag at 100,000 characters (MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH); a prompt version is
+# a few such tags. 4 MiB leaves room for JSON escaping and user tags, and stops a hostile or broken server from
+# filling the application's memory.
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 
 class RegistryError(Exception):
@@ -72,6 +90,47 @@ def describe(selector: Selector) -> str:
     return f"alias {value!r}" if kind == "alias" else f"version {value}"
 
 
+def _checked(
+    name: str,
+    version: object,
+    template: object,
+    *,
+    alias: str | None,
+    model_config: object,
+    response_format: object,
+    tags: Mapping[str, str],
+    commit_message: object,
+) -> Prompt:
+    """A registry `Prompt`, or `RegistryError` when the version is malformed.
+
+    A malformed version is then treated as unavailable: the last-known-good copy or `fallback=` is used rather
+    than failing in the user's function (issue 11).
+    """
+    problem = template_problem(template)
+    if problem is None:
+        for field, value in (("model config", model_config), ("response format", response_format)):
+            if value is not None and not isinstance(value, dict):
+                problem = f"the {field} is {type(value).__name__}, not an object"
+    try:
+        number = int(str(version))
+    except ValueError:
+        problem = problem or f"the version number is {str(version)[:40]!r}"
+        number = 0
+    if problem is not None:
+        raise RegistryError(f"{name!r} version {str(version)[:40]} is malformed: {problem}")
+    return Prompt(
+        name=name,
+        version=number,
+        template=template,  # pyright: ignore[reportArgumentType]
+        alias=alias,
+        source="registry",
+        model_config=model_config,  # pyright: ignore[reportArgumentType]
+        response_format=response_format,  # pyright: ignore[reportArgumentType]
+        tags=tags,
+        commit_message=str(commit_message) if commit_message else None,
+    )
+
+
 def prompt_from_tags(
     name: str,
     version: int | str,
@@ -80,7 +139,13 @@ def prompt_from_tags(
     alias: str | None,
     description: str | None = None,
 ) -> Prompt:
-    """Build a `Prompt` from a model version's tags, as MLflow stores prompt versions."""
+    """Build a `Prompt` from a model version's tags, as MLflow stores prompt versions.
+
+    Raises:
+        RegistryNotFound: the version is a registered model, not a prompt.
+        RegistryError: the version is malformed (a tag that is not JSON, a chat template that is not a list of
+            messages, ...).
+    """
     if tags.get(_IS_PROMPT) != "true" or _TEXT not in tags:
         raise RegistryNotFound(f"{name!r} version {version} is a registered model, not a prompt")
     text = tags[_TEXT]
@@ -88,34 +153,71 @@ def prompt_from_tags(
         template: Any = json.loads(text) if tags.get(_TYPE) == "chat" else text
         model_config = json.loads(tags[_MODEL_CONFIG]) if _MODEL_CONFIG in tags else None
         response_format = json.loads(tags[_RESPONSE_FORMAT]) if _RESPONSE_FORMAT in tags else None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise RegistryError(f"{name!r} version {version} has a malformed prompt tag: {exc}") from None
-    return Prompt(
-        name=name,
-        version=int(version),
-        template=template,
+    return _checked(
+        name,
+        version,
+        template,
         alias=alias,
-        source="registry",
         model_config=model_config,
         response_format=response_format,
         tags={key: value for key, value in tags.items() if key not in _RESERVED},
-        commit_message=description or None,
+        commit_message=description,
     )
 
 
 def prompt_from_version(found: Any, *, name: str, alias: str | None) -> Prompt:
-    """Our `Prompt` from an MLflow `PromptVersion` (what the MLflow client returns)."""
-    return Prompt(
-        name=name,
-        version=int(found.version),
-        template=found.template,
+    """Our `Prompt` from an MLflow `PromptVersion` (what the MLflow client returns).
+
+    Raises:
+        RegistryError: the version is malformed (see `prompt_from_tags`).
+    """
+    try:
+        template: Any = found.template
+        model_config: Any = found.model_config
+        response_format: Any = found.response_format
+    except Exception as exc:  # MLflow parses the tags when asked: a malformed one fails here
+        raise RegistryError(f"{name!r} version {found.version} is malformed: {type(exc).__name__}: {exc}") from None
+    return _checked(
+        name,
+        found.version,
+        template,
         alias=alias,
-        source="registry",
-        model_config=found.model_config,
-        response_format=found.response_format,
+        model_config=model_config,
+        response_format=response_format,
         tags=dict(found.tags or {}),
-        commit_message=found.commit_message or None,
+        commit_message=found.commit_message,
     )
+
+
+def _ssl_context() -> ssl.SSLContext | None:
+    """The TLS context MLflow's settings ask for; `None` for httpcore's default (verifying, certifi's CAs)."""
+    if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if cert := os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
+        if os.path.isdir(cert):
+            return ssl.create_default_context(capath=cert)
+        return ssl.create_default_context(cafile=cert)
+    return None
+
+
+def _read_capped(response: httpx.Response) -> bytes | None:
+    """The response body, or `None` as soon as it is known to exceed `MAX_RESPONSE_BYTES`."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _is_not_found(error_code: object, message: object) -> bool:
@@ -137,6 +239,8 @@ class RestRegistry:
     def __init__(self, uri: str, *, timeout: float) -> None:
         import httpx
 
+        from ._http import deadline, deadline_client
+
         parts = urlsplit(uri)
         headers = {"User-Agent": "promptops"}
         username, password = parts.username, parts.password
@@ -152,22 +256,19 @@ class RestRegistry:
             netloc += f":{parts.port}"
         self.uri = uri
         self._base = urlunsplit(parts._replace(netloc=netloc)).rstrip("/")
+        self._timeout = timeout
         secure = parts.scheme == "https"
-        # Building a verifying client loads the CA bundle (40-70 ms, benchmarks/run.py): only for https. A plain
-        # http client never follows a redirect, so it cannot be led to an unverified https host.
-        verify: bool | str = secure
-        if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
-            verify = False
-        elif secure and (cert := os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH")):
-            verify = cert
-        self._client: httpx.Client = httpx.Client(
+        # Building a verifying context loads the CA bundle (40-70 ms, benchmarks/run.py): only for https, when the
+        # first connection is made. A plain http client never follows a redirect, so it cannot be led to an
+        # unverified https host.
+        self._client: httpx.Client = deadline_client(
             headers=headers,
-            timeout=httpx.Timeout(timeout),
-            verify=verify,
+            timeout=timeout,
+            ssl_context=_ssl_context() if secure else None,
             follow_redirects=secure,
-            trust_env=False,  # a proxy from the environment must not reroute registry reads
         )
         self._httpx = httpx
+        self._deadline = deadline
 
     @property
     def ready(self) -> bool:
@@ -175,21 +276,35 @@ class RestRegistry:
         return True
 
     def fetch(self, name: str, selector: Selector) -> Prompt:
-        """Fetch one prompt version. See `Registry.fetch`."""
+        """Fetch one prompt version. See `Registry.fetch`.
+
+        The whole request (connect, headers, body) ends within the timeout, and a body over `MAX_RESPONSE_BYTES`
+        is refused: both raise `RegistryError`.
+        """
         kind, value = selector
         if kind == "alias":
             path, params = "/api/2.0/mlflow/registered-models/alias", {"name": name, "alias": str(value)}
         else:
             path, params = "/api/2.0/mlflow/model-versions/get", {"name": name, "version": str(value)}
+        started = time.monotonic()
         try:
-            response = self._client.get(self._base + path, params=params)
+            with (
+                self._deadline(self._timeout),
+                self._client.stream("GET", self._base + path, params=params) as response,
+            ):
+                content = _read_capped(response)
         except self._httpx.TimeoutException:
-            raise RegistryError("timed out") from None
+            raise RegistryError(f"no complete answer within {self._timeout:g}s") from None
         except self._httpx.HTTPError as exc:
             raise RegistryError(f"{type(exc).__name__}: {exc}") from None
+        if content is None:
+            raise RegistryError(
+                f"the response is larger than {MAX_RESPONSE_BYTES // (1024 * 1024)} MiB after "
+                f"{time.monotonic() - started:.1f}s; refused"
+            )
         try:
-            decoded: Any = response.json()
-        except ValueError:
+            decoded: Any = json.loads(content)
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes
             decoded = None
         body: dict[str, Any] = decoded if isinstance(decoded, dict) else {}  # pyright: ignore[reportUnknownVariableType]
         if response.status_code != 200 or not body:
@@ -199,14 +314,18 @@ class RestRegistry:
             if response.is_redirect:
                 location = response.headers.get("location", "?")
                 raise RegistryError(f"HTTP {response.status_code}: redirected to {location}; use that as tracking_uri")
-            detail = str(message or response.text[:200] or response.reason_phrase)
+            text = content[:200].decode("utf-8", "replace")
+            detail = str(message or text or response.reason_phrase)
             raise RegistryError(f"HTTP {response.status_code}: {detail}")
         found: Any = body.get("model_version")
         if not isinstance(found, dict):
             raise RegistryError("the response has no model_version")
         version: dict[str, Any] = found  # pyright: ignore[reportUnknownVariableType]
-        raw_tags: list[dict[str, Any]] = version.get("tags") or []
-        tags = {str(tag.get("key")): str(tag.get("value")) for tag in raw_tags}
+        raw_tags: Any = version.get("tags") or []
+        if not isinstance(raw_tags, list) or not all(isinstance(tag, dict) for tag in raw_tags):  # pyright: ignore[reportUnknownVariableType]
+            raise RegistryError("the response's tags are not a list of key/value objects")
+        pairs: list[dict[str, Any]] = raw_tags  # pyright: ignore[reportUnknownVariableType]
+        tags = {str(tag.get("key")): str(tag.get("value")) for tag in pairs}
         return prompt_from_tags(
             name,
             version.get("version", value),

@@ -6,7 +6,9 @@ alias move within the TTL; however many callers arrive, there is one refresh in 
 change and never expire.
 
 A miss waits for the registry at most `registry_timeout`; the fetch runs in a daemon thread so the wait is a
-hard bound whatever the network does. When the registry fails, the last-known-good disk copy, then the
+hard bound whatever the network does. A fetch still running past that budget is abandoned, never reused: the
+next call that wants the prompt starts a new one, and a late answer of the abandoned fetch is dropped if a newer
+one has been applied (issue 11: a server dripping its answer kept a refresh, and so a stale alias, forever). When the registry fails, the last-known-good disk copy, then the
 decorator's `fallback=` are used, and the failure is remembered so the next callers don't wait again: they
 get the same answer at once while a background refresh retries.
 
@@ -55,6 +57,15 @@ class _Failure:
     not_found: bool
 
 
+@dataclass(slots=True)
+class _Fetch:
+    """A fetch in flight: its outcome, its order among the key's fetches, and when it stops being worth waiting for."""
+
+    future: Future[Prompt]
+    generation: int
+    expires: float
+
+
 class Resolver:
     """Resolves prompts for one configuration (registry URI, TTL, budget, cache directory)."""
 
@@ -67,7 +78,9 @@ class Resolver:
         self._registry_lock = threading.Lock()
         self._lock = threading.Lock()
         self.entries: dict[Key, Entry] = {}  # read without the lock by @track's fast path; written under it
-        self._inflight: dict[Key, Future[Prompt]] = {}
+        self._inflight: dict[Key, _Fetch] = {}
+        self._generations = 0  # fetches started, in order; an outcome older than the key's applied one is dropped
+        self._applied: dict[Key, int] = {}
         self._failures: dict[Key, _Failure] = {}
         self._retry_after = min(_RETRY_AFTER, settings.cache_ttl)
         self.fetches = 0  # registry round trips started, for stats() and tests
@@ -115,11 +128,8 @@ class Resolver:
             self._start_fetch(key)
             return self._degrade(key, fallback, failure)
         future = self._start_fetch(key, force=True)
-        budget = self.settings.registry_timeout
-        if self._local and not (self._registry is not None and self._registry.ready):
-            budget += _FIRST_USE_ALLOWANCE  # importing MLflow for a local store is not a registry round trip
         try:
-            return future.result(timeout=budget)
+            return future.result(timeout=self._budget())
         except FutureTimeout:
             failure = self._note_failure(key, f"no answer within {self.settings.registry_timeout:g}s", not_found=False)
         except RegistryNotFound as exc:
@@ -184,14 +194,24 @@ class Resolver:
 
     # -- fetching ----------------------------------------------------------------------------------------
 
+    def _budget(self) -> float:
+        """How long a fetch may take: one registry round trip, plus importing MLflow once for a local store."""
+        budget = self.settings.registry_timeout
+        if self._local and not (self._registry is not None and self._registry.ready):
+            budget += _FIRST_USE_ALLOWANCE  # importing MLflow for a local store is not a registry round trip
+        return budget
+
     def _start_fetch(self, key: Key, *, force: bool = False) -> Future[Prompt]:
-        """Start a background fetch of `key` unless one is in flight (or, without `force`, it failed lately)."""
+        """Start a background fetch of `key` unless one is in flight (or, without `force`, it failed lately).
+
+        A fetch in flight past its budget is not joined: it is abandoned and a new one starts.
+        """
         with self._lock:
-            future = self._inflight.get(key)
-            if future is not None:
-                return future
-            entry = self.entries.get(key)
             now = time.monotonic()
+            running = self._inflight.get(key)
+            if running is not None and now < running.expires:
+                return running.future
+            entry = self.entries.get(key)
             if not force and entry is not None and now < entry.refresh_at:
                 return _done(entry.served)
             failure = self._failures.get(key)
@@ -200,9 +220,11 @@ class Resolver:
                 failed.set_exception(RegistryError(failure.reason))
                 return failed
             future = Future[Prompt]()
-            self._inflight[key] = future
+            self._generations += 1
+            fetch = _Fetch(future, self._generations, now + self._budget())
+            self._inflight[key] = fetch
             self.fetches += 1
-        thread = threading.Thread(target=self._fetch, args=(key, future), name="promptops-registry", daemon=True)
+        thread = threading.Thread(target=self._fetch, args=(key, fetch), name="promptops-registry", daemon=True)
         thread.start()
         return future
 
@@ -212,28 +234,36 @@ class Resolver:
                 self._registry = make_registry(self.uri, timeout=self.settings.registry_timeout)
             return self._registry
 
-    def _fetch(self, key: Key, future: Future[Prompt]) -> None:
+    def _fetch(self, key: Key, fetch: _Fetch) -> None:
         name, selector = key
         try:
             prompt = self._get_registry().fetch(name, selector)
         except RegistryError as exc:
-            self._note_failure(key, str(exc), not_found=isinstance(exc, RegistryNotFound))
-            self._finish(key, future, exc)
+            if self._current(key, fetch):
+                self._note_failure(key, str(exc), not_found=isinstance(exc, RegistryNotFound))
+            self._finish(key, fetch, exc)
             return
         except BaseException as exc:  # a bug of ours or of a backend: never let it escape the thread
             if not self._closed:  # after close(), a fetch in flight may fail on the closed client: expected
                 log_internal_error("registry fetch", exc)
             error = RegistryError(f"{type(exc).__name__}: {exc}")
-            self._note_failure(key, str(error), not_found=False)
-            self._finish(key, future, error)
+            if self._current(key, fetch):
+                self._note_failure(key, str(error), not_found=False)
+            self._finish(key, fetch, error)
             return
         refresh_at = float("inf")
         if selector[0] == "alias":
             refresh_at = time.monotonic() + self.settings.cache_ttl * _REFRESH_AHEAD
         with self._lock:
+            stale = self._applied.get(key, 0) > fetch.generation  # a newer fetch has answered: this one was abandoned
             previous = self.entries.get(key)
-            self.entries[key] = Entry(replace(prompt, source="cache"), refresh_at)
-            self._failures.pop(key, None)
+            if not stale:
+                self._applied[key] = fetch.generation
+                self.entries[key] = Entry(replace(prompt, source="cache"), refresh_at)
+                self._failures.pop(key, None)
+        if stale:
+            self._finish(key, fetch, prompt)
+            return
         if previous is not None and previous.failing:
             logger.warning("registry at %s reachable again; %r refreshed", redact_uri(self.uri), name)
         if previous is not None and previous.served.version != prompt.version:
@@ -244,15 +274,21 @@ class Resolver:
             logger.warning("cannot write last-known-good copy of %r to %s: %s", name, self.disk.root, exc)
         except Exception:
             log_internal_error("disk cache save")
-        self._finish(key, future, prompt)
+        self._finish(key, fetch, prompt)
 
-    def _finish(self, key: Key, future: Future[Prompt], outcome: Prompt | BaseException) -> None:
+    def _current(self, key: Key, fetch: _Fetch) -> bool:
+        """Whether no newer fetch of `key` has answered (a failure of an abandoned fetch is then still news)."""
         with self._lock:
-            self._inflight.pop(key, None)
+            return self._applied.get(key, 0) <= fetch.generation
+
+    def _finish(self, key: Key, fetch: _Fetch, outcome: Prompt | BaseException) -> None:
+        with self._lock:
+            if self._inflight.get(key) is fetch:
+                del self._inflight[key]
         if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
+            fetch.future.set_exception(outcome)
         else:
-            future.set_result(outcome)
+            fetch.future.set_result(outcome)
 
     def _note_failure(self, key: Key, reason: str, *, not_found: bool) -> _Failure:
         now = time.monotonic()
@@ -283,7 +319,7 @@ class Resolver:
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
-                pending = list(self._inflight.values())
+                pending = [fetch.future for fetch in self._inflight.values()]
             if not pending:
                 return True
             remaining = deadline - time.monotonic()

@@ -278,14 +278,8 @@ class CountingProxy:
         if self._closing:
             handler.close_connection = True
             return
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length) if length else None
-        headers = {key: value for key, value in handler.headers.items() if key.lower() not in ("host", "connection")}
-        upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=30)
         try:
-            upstream.request(handler.command, handler.path, body=body, headers=headers)
-            response = upstream.getresponse()
-            payload = response.read()
+            response, payload = self.ask_upstream(handler)
             handler.send_response(response.status, response.reason)
             for key, value in response.getheaders():
                 if key.lower() not in ("transfer-encoding", "connection", "content-length", "date", "server"):
@@ -295,6 +289,17 @@ class CountingProxy:
             handler.wfile.write(payload)
         except OSError:
             handler.close_connection = True  # upstream down or client gone: drop the connection
+
+    def ask_upstream(self, handler: BaseHTTPRequestHandler) -> tuple[http.client.HTTPResponse, bytes]:
+        """Send the handler's request to the server; its response and whole body."""
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else None
+        headers = {key: value for key, value in handler.headers.items() if key.lower() not in ("host", "connection")}
+        upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=30)
+        try:
+            upstream.request(handler.command, handler.path, body=body, headers=headers)
+            response = upstream.getresponse()
+            return response, response.read()
         finally:
             upstream.close()
 

@@ -243,7 +243,10 @@ def test_forked_child_does_not_wait_on_the_parents_fetches(local_registry: Regis
     current = prompts.resolver()
     # A fetch in flight in the parent at fork time (its thread does not exist in the child).
     stuck: Future[Prompt] = Future()
-    current._inflight[(prompt_name, ("alias", "production"))] = stuck  # pyright: ignore[reportPrivateUsage]
+    from promptops.prompts._resolver import _Fetch  # pyright: ignore[reportPrivateUsage]
+
+    key = (prompt_name, ("alias", "production"))
+    current._inflight[key] = _Fetch(stuck, 0, float("inf"))  # pyright: ignore[reportPrivateUsage]
     current._registry = current._get_registry()  # pyright: ignore[reportPrivateUsage] - no first-use allowance
     pid = os.fork()
     if pid == 0:  # child: must fetch for itself and get the real prompt, not degrade

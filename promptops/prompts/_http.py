@@ -1,0 +1,119 @@
+"""An httpx client whose requests end at a total deadline, however slowly the server answers.
+
+httpx's timeouts apply to each socket operation: a server that sends one byte of its headers or body every second
+keeps a request alive forever (issue 11 measured a refresh stuck for the whole run). Here every connect, read and
+write of a request made inside `deadline(seconds)` waits at most until that deadline, and fails with a timeout
+once it has passed. The deadline is per thread: each registry fetch runs in its own thread.
+
+Imported by `RestRegistry` only, so `import promptops` does not import httpx.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import threading
+import time
+from collections.abc import Generator, Iterable
+from typing import Any
+
+import httpcore
+import httpx
+
+__all__ = ["deadline", "deadline_client"]
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Generator[None]:
+    """Requests made by this thread inside the block end within `seconds` from now (raising a timeout)."""
+    _local.at = time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _local.at = None
+
+
+def _bounded(timeout: float | None, error: type[Exception]) -> float | None:
+    """`timeout` shortened to what is left before this thread's deadline; `error` once it has passed."""
+    at: float | None = getattr(_local, "at", None)
+    if at is None:
+        return timeout
+    remaining = at - time.monotonic()
+    if remaining <= 0:  # never 0 for the socket: that would make it non-blocking, not expired
+        raise error("the registry request's deadline has passed")
+    return remaining if timeout is None else min(timeout, remaining)
+
+
+class _Stream(httpcore.NetworkStream):
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return _Stream(self._stream.start_tls(ssl_context, server_hostname, bounded))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _Backend(httpcore.NetworkBackend):
+    def __init__(self) -> None:
+        self._backend = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return _Stream(self._backend.connect_tcp(host, port, bounded, local_address, socket_options))
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return _Stream(self._backend.connect_unix_socket(path, bounded, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+class _Transport(httpx.HTTPTransport):
+    """httpx's transport (its exception mapping included) over a connection pool with the deadline backend."""
+
+    def __init__(self, ssl_context: ssl.SSLContext | None) -> None:
+        super().__init__(verify=False, trust_env=False)  # builds a pool we replace: the cheap, unverified kind
+        # httpx has no parameter for the network backend; `_pool` is the attribute every httpx since 0.18 uses.
+        self._pool = httpcore.ConnectionPool(ssl_context=ssl_context, network_backend=_Backend())
+
+
+def deadline_client(
+    *, headers: dict[str, str], timeout: float, ssl_context: ssl.SSLContext | None, follow_redirects: bool
+) -> httpx.Client:
+    """An `httpx.Client` whose requests honour `deadline()`; no proxy from the environment, no retries.
+
+    `ssl_context` is used for https URLs only (`None`: httpcore's default, verifying, context).
+    """
+    return httpx.Client(
+        headers=headers,
+        timeout=httpx.Timeout(timeout),
+        transport=_Transport(ssl_context),
+        follow_redirects=follow_redirects,
+        trust_env=False,  # a proxy from the environment must not reroute registry reads
+    )

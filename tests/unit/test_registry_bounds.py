@@ -1,0 +1,221 @@
+"""A hostile or broken registry server cannot hold a fetch past its deadline nor fill memory (issue 11).
+
+The server here is a real HTTP server on 127.0.0.1 that misbehaves on purpose: it drips its answer a byte at a
+time (each read returns well within httpx's per-read timeout, so only a total deadline ends the request), or
+answers with far more bytes than any prompt version holds. Malformed answers and templates are refused as
+`RegistryError`, which the resolver treats as "registry unavailable" (disk copy, then `fallback=`).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from promptops import Prompt
+from promptops.prompts._registry import MAX_RESPONSE_BYTES, RegistryError, RestRegistry, prompt_from_tags
+
+TIMEOUT = 1.0
+# Generous for a loaded machine, far below what the hostile server would take (DRIP_SECONDS).
+LATE = TIMEOUT + 8.0
+DRIP_SECONDS = 60.0
+
+
+def version_body(template: Any = "Hello {{ name }}") -> bytes:
+    tags = [{"key": "mlflow.prompt.is_prompt", "value": "true"}, {"key": "mlflow.prompt.text", "value": template}]
+    return json.dumps({"model_version": {"name": "p", "version": "3", "tags": tags}}).encode()
+
+
+class HostileServer:
+    """Answers every request the way `mode` says: drip, drip-headers, huge, huge-chunked, or json:<body>."""
+
+    def __init__(self) -> None:
+        self.mode = "drip"
+        self._stop = threading.Event()
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.2)
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._threads: list[threading.Thread] = []
+        self._thread = threading.Thread(target=self._serve, name="hostile-registry", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            thread = threading.Thread(target=self._answer, args=(connection,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _answer(self, connection: socket.socket) -> None:
+        mode = self.mode
+        try:
+            with connection:
+                connection.recv(65536)  # the request (small, one read)
+                body = version_body()
+                head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                if mode == "drip":  # headers at once, then the body a byte at a time
+                    connection.sendall(head.encode())
+                    self._drip(connection, body)
+                elif mode == "drip-headers":  # not even the status line at once
+                    self._drip(connection, head.encode() + body)
+                elif mode == "huge":
+                    size = MAX_RESPONSE_BYTES * 4
+                    connection.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n".encode())
+                    self._send_zeros(connection, size)
+                elif mode == "huge-chunked":  # no length announced: only counting stops it
+                    connection.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                    chunk = b"1" * 65536
+                    for _ in range(MAX_RESPONSE_BYTES * 4 // len(chunk)):
+                        if self._stop.is_set():
+                            return
+                        connection.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    connection.sendall(b"0\r\n\r\n")
+                elif mode.startswith("json:"):
+                    payload = mode.removeprefix("json:").encode()
+                    connection.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {len(payload)}\r\n\r\n".encode() + payload)
+        except OSError:
+            pass  # the client gave up: what we want
+
+    def _drip(self, connection: socket.socket, data: bytes) -> None:
+        interval = DRIP_SECONDS / len(data)
+        for index in range(len(data)):
+            if self._stop.wait(interval):
+                return
+            connection.sendall(data[index : index + 1])
+
+    def _send_zeros(self, connection: socket.socket, size: int) -> None:
+        chunk = b"0" * 65536
+        sent = 0
+        while sent < size and not self._stop.is_set():
+            connection.sendall(chunk)
+            sent += len(chunk)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._sock.close()
+        self._thread.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileServer]:
+    server = HostileServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def timed_fetch(registry: RestRegistry) -> tuple[BaseException | Prompt, float]:
+    started = time.monotonic()
+    try:
+        outcome: BaseException | Prompt = registry.fetch("p", ("alias", "production"))
+    except RegistryError as exc:
+        outcome = exc
+    return outcome, time.monotonic() - started
+
+
+@pytest.mark.parametrize("mode", ["drip", "drip-headers"])
+def test_a_dripping_answer_ends_at_the_deadline(hostile: HostileServer, mode: str) -> None:
+    hostile.mode = mode
+    registry = RestRegistry(hostile.url, timeout=TIMEOUT)
+    try:
+        outcome, elapsed = timed_fetch(registry)
+    finally:
+        registry.close()
+    assert isinstance(outcome, RegistryError), outcome
+    assert f"no complete answer within {TIMEOUT:g}s" in str(outcome)
+    assert TIMEOUT * 0.9 <= elapsed < LATE, elapsed
+
+
+@pytest.mark.parametrize("mode", ["huge", "huge-chunked"])
+def test_an_oversized_answer_is_refused(hostile: HostileServer, mode: str) -> None:
+    hostile.mode = mode
+    registry = RestRegistry(hostile.url, timeout=30)  # the size limit, not the clock, must be what stops it
+    try:
+        outcome, elapsed = timed_fetch(registry)
+    finally:
+        registry.close()
+    assert isinstance(outcome, RegistryError), outcome
+    assert "larger than 4 MiB" in str(outcome)
+    assert elapsed < 30
+
+
+def test_the_deadline_leaves_a_good_answer_alone(hostile: HostileServer) -> None:
+    hostile.mode = "json:" + version_body().decode()
+    registry = RestRegistry(hostile.url, timeout=TIMEOUT)
+    try:
+        for _ in range(3):  # a reused connection starts a new deadline each time
+            outcome, _ = timed_fetch(registry)
+            assert isinstance(outcome, Prompt) and outcome.template == "Hello {{ name }}", outcome
+    finally:
+        registry.close()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"model_version": {"version": "3", "tags": "not a list"}}',
+        '{"model_version": {"version": "3", "tags": [1, 2]}}',
+        '{"model_version": "nope"}',
+        "[1, 2, 3]",
+        '{"model_version": {"version": "3", "tags": ' + "[" * 100_000 + "]" * 100_000 + "}}",
+    ],
+)
+def test_a_malformed_answer_is_a_registry_error(hostile: HostileServer, body: str) -> None:
+    hostile.mode = "json:" + body
+    registry = RestRegistry(hostile.url, timeout=5)
+    try:
+        outcome, _ = timed_fetch(registry)
+    finally:
+        registry.close()
+    assert isinstance(outcome, RegistryError), outcome
+
+
+CHAT = {"mlflow.prompt.is_prompt": "true", "_mlflow_prompt_type": "chat"}
+
+
+@pytest.mark.parametrize(
+    ("tags", "problem"),
+    [
+        ({**CHAT, "mlflow.prompt.text": '{"role": "user", "content": "x"}'}, "dict, not text or a list"),
+        ({**CHAT, "mlflow.prompt.text": '["just text", 3]'}, "chat message 0 is str"),
+        ({**CHAT, "mlflow.prompt.text": '[{"content": "x"}]'}, "chat message 0 has no role"),
+        ({**CHAT, "mlflow.prompt.text": '[{"role": "user"}]'}, "chat message 0 has no content"),
+        ({**CHAT, "mlflow.prompt.text": "42"}, "int, not text"),
+        ({**CHAT, "mlflow.prompt.text": "[" * 100_000}, "malformed prompt tag"),
+        (
+            {"mlflow.prompt.is_prompt": "true", "mlflow.prompt.text": "hi", "_mlflow_prompt_model_config": "[1]"},
+            "model config is list",
+        ),
+    ],
+)
+def test_a_malformed_version_is_a_registry_error(tags: dict[str, str], problem: str) -> None:
+    with pytest.raises(RegistryError, match="malformed") as info:
+        prompt_from_tags("p", "3", tags, alias="production")
+    assert problem in str(info.value)
+
+
+def test_a_malformed_version_number_is_a_registry_error() -> None:
+    with pytest.raises(RegistryError, match="version number"):
+        prompt_from_tags("p", "three", {"mlflow.prompt.is_prompt": "true", "mlflow.prompt.text": "x"}, alias=None)
+
+
+def test_a_malformed_cached_copy_is_refused() -> None:
+    good = Prompt(name="p", version=1, template=[{"role": "user", "content": "{{ q }}"}]).to_dict()
+    assert Prompt.from_dict(good).template == good["template"]
+    for template in ([1, 2], [{"content": "x"}], {"role": "user"}):
+        with pytest.raises(ValueError):
+            Prompt.from_dict({**good, "template": template})
