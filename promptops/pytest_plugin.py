@@ -32,7 +32,7 @@ def promptops_spans() -> Iterator[SpanCapture]:
 def promptops_replay() -> Callable[..., ReplayResult]:
     """Run `promptops.replay.run(target, **options)` and fail the test unless every gate passed.
 
-    ```python test="skip"
+    ```{.python test="skip"}
     def test_summarize_v5_is_safe(promptops_replay):
         promptops_replay("myapp.llm:summarize", candidate=5, dataset="summarize-nov",
                          gates=["rougeL noninferior 0.03", "latency.p95_ratio <= 1.3"])

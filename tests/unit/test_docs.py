@@ -1,6 +1,8 @@
 """Every Python code block in the docs, the README and promptops' docstrings is checked; examples/ run.
 
-* Every block is compiled (syntax check), including blocks marked ```` ```python test="skip" ````.
+* Every block is compiled (syntax check), including blocks marked ```` ```{.python test="skip"} ````. The braces
+  matter: pymdownx.superfences does not take ```` ```python test="skip" ```` for a fence, and the page would show
+  raw Markdown from there on (`test_docs_site.py` checks the built site).
 * The blocks of each markdown page run in order, in one namespace (like a reader going down the page), in a
   fresh working directory, so with no configuration both MLflow and promptops use `./mlflow.db` there.
   A block whose info string has `test="skip"` is only compiled: use it for snippets that need something a
