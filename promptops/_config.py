@@ -375,6 +375,23 @@ def _absolute_sqlite(uri: str) -> str:
     return uri
 
 
+def _anchor_paths(values: dict[str, Any], names: set[str], base: Path) -> None:
+    """Make relative paths from `[tool.promptops]` relative to pyproject.toml's directory, not the working one.
+
+    A project's settings then mean the same files from any subdirectory (issue 17: `cache_dir = ".promptops"`
+    read from `src/` put a second cache there). Only values read from pyproject: environment variables and
+    `configure()` arguments are relative to the working directory, like every other path a process is given.
+    """
+    prefix = "sqlite:///"
+    for name in names & {"tracking_uri", "capture"}:
+        uri = values[name]
+        if isinstance(uri, str) and uri.startswith(prefix) and not uri[len(prefix) :].startswith(("/", ":memory:")):
+            if len(uri) > len(prefix):
+                values[name] = prefix + str(base / uri[len(prefix) :])
+    if "cache_dir" in names and not Path(values["cache_dir"]).is_absolute():
+        values["cache_dir"] = str(base / values["cache_dir"])
+
+
 def _find_pyproject(start: Path) -> Path | None:
     for folder in (start, *start.parents):
         candidate = folder / "pyproject.toml"
@@ -410,6 +427,7 @@ def _resolve(overrides: Mapping[str, Any], environ: Mapping[str, str], generatio
     if unknown:
         raise ConfigError(f"unknown key(s) in [tool.promptops] of {pyproject_path}: {', '.join(sorted(unknown))}")
     values: dict[str, Any] = {}
+    from_pyproject: set[str] = set()
     for param in PARAMS:
         origin: str
         if param.name in overrides:
@@ -420,6 +438,7 @@ def _resolve(overrides: Mapping[str, Any], environ: Mapping[str, str], generatio
             raw, origin = environ[fallback], fallback
         elif param.name in pyproject:
             raw, origin = pyproject[param.name], f"[tool.promptops] {param.name} in {pyproject_path}"
+            from_pyproject.add(param.name)
         else:
             values[param.name] = param.default
             continue
@@ -429,6 +448,8 @@ def _resolve(overrides: Mapping[str, Any], environ: Mapping[str, str], generatio
             raise
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"invalid value for {param.name} from {origin}: {exc}") from None
+    if pyproject_path is not None:
+        _anchor_paths(values, from_pyproject, pyproject_path.parent)
     return Settings(
         tracking_uri=_absolute_sqlite(values["tracking_uri"] or DEFAULT_TRACKING_URI),
         default_alias=values["default_alias"],

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import ssl
 import threading
@@ -55,6 +56,21 @@ _RESERVED = {_IS_PROMPT, _TEXT, _TYPE, _RESPONSE_FORMAT, _MODEL_CONFIG}
 # a few such tags. 4 MiB leaves room for JSON escaping and user tags, and stops a hostile or broken server from
 # filling the application's memory.
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+
+logger = logging.getLogger("promptops")
+EMPTY_STORE_HINT = (
+    "run from the directory that holds your mlflow.db, or set MLFLOW_TRACKING_URI (or tracking_uri in "
+    "[tool.promptops]) to the store that has your prompts"
+)
+
+
+def _missing_sqlite_file(uri: str) -> str | None:
+    """The file of a `sqlite:///` URI when it does not exist yet (opening it makes MLflow create it empty)."""
+    prefix = "sqlite:///"
+    path = uri[len(prefix) :].split("?", 1)[0] if uri.startswith(prefix) else ""
+    if not path or path.startswith(":memory:") or os.path.exists(path):
+        return None
+    return path
 
 
 class RegistryError(Exception):
@@ -347,6 +363,7 @@ class MlflowRegistry:
         self._timeout = timeout
         self._lock = threading.Lock()
         self._client: Any = None
+        self._created_empty: str | None = None  # the sqlite file MLflow created on first use, if it did
 
     @property
     def ready(self) -> bool:
@@ -356,6 +373,14 @@ class MlflowRegistry:
     def _get_client(self) -> Any:
         with self._lock:
             if self._client is None:
+                # Issue 17: run from a subdirectory, the default `sqlite:///mlflow.db` is a new, empty store there.
+                self._created_empty = _missing_sqlite_file(self.uri)
+                if self._created_empty is not None:
+                    logger.warning(
+                        "no MLflow store at %s: MLflow creates it empty, so it has no prompts; %s",
+                        self._created_empty,
+                        EMPTY_STORE_HINT,
+                    )
                 from mlflow import MlflowClient
 
                 self._client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
@@ -372,11 +397,16 @@ class MlflowRegistry:
                 found = client.get_prompt_version(name, str(value))
         except Exception as exc:
             if _is_not_found(getattr(exc, "error_code", None), getattr(exc, "message", exc)):
-                raise RegistryNotFound(getattr(exc, "message", str(exc))) from None
+                raise RegistryNotFound(self._not_found(getattr(exc, "message", str(exc)))) from None
             raise RegistryError(f"{type(exc).__name__}: {exc}") from None
         if found is None:
-            raise RegistryNotFound(f"no prompt {name!r} with {describe(selector)}")
+            raise RegistryNotFound(self._not_found(f"no prompt {name!r} with {describe(selector)}"))
         return prompt_from_version(found, name=name, alias=str(value) if kind == "alias" else None)
+
+    def _not_found(self, message: str) -> str:
+        if self._created_empty is None:
+            return message
+        return f"{message} (the store {self._created_empty} did not exist and was created empty: {EMPTY_STORE_HINT})"
 
     def close(self) -> None:
         """Nothing to release: the MLflow client keeps no connection of its own here."""

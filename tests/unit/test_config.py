@@ -90,6 +90,39 @@ def test_bad_values_name_the_setting_and_source(
         promptops.get_settings()
 
 
+def test_relative_paths_in_pyproject_are_relative_to_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 17: from a subdirectory, `cache_dir = ".promptops"` meant a second cache under the subdirectory.
+    root = tmp_path.resolve()
+    (root / "pyproject.toml").write_text(
+        '[tool.promptops]\ncache_dir = ".cache/promptops"\ntracking_uri = "sqlite:///registry/mlflow.db"\n'
+        'capture = "sqlite:///data/captures.db"\n'
+    )
+    child = root / "src" / "app"
+    child.mkdir(parents=True)
+    for where in (root, child):
+        monkeypatch.chdir(where)
+        _config.reset()
+        settings = promptops.get_settings()
+        assert settings.cache_dir == root / ".cache" / "promptops"
+        assert settings.tracking_uri == f"sqlite:///{root}/registry/mlflow.db"
+        assert settings.capture == f"sqlite:///{root}/data/captures.db"
+    # Absolute paths and other URIs are kept; the environment and configure() stay relative to the working
+    # directory, like any path a process is given.
+    (root / "pyproject.toml").write_text(
+        '[tool.promptops]\ncache_dir = "/var/cache/app"\ntracking_uri = "http://127.0.0.1:5999"\n'
+        'capture = "postgresql+psycopg://u@127.0.0.1/db"\n'
+    )
+    _config.reset()
+    settings = promptops.get_settings()
+    assert (settings.cache_dir, settings.tracking_uri) == (Path("/var/cache/app"), "http://127.0.0.1:5999")
+    assert settings.capture == "postgresql+psycopg://u@127.0.0.1/db"
+    monkeypatch.setenv("PROMPTOPS_CACHE_DIR", "here")
+    assert promptops.configure(capture="sqlite:///c.db").capture == f"sqlite:///{child}/c.db"
+    assert promptops.get_settings().cache_dir == child / "here"
+
+
 def test_unknown_pyproject_key_is_rejected(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.promptops]\ncache_tll = 5\n")
     _config.reset()

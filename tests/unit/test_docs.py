@@ -215,3 +215,33 @@ def test_replay_help_names_every_gate_statistic_and_the_default_scorers() -> Non
     page = " ".join((ROOT / "docs" / "cli.md").read_text(encoding="utf-8").split())
     assert all(f"`{stat}`" in page for stat in STATISTICS)
     assert "the scorers are `rougeL` and `bleu`" in page
+
+
+def _hooks() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "docs" / "hooks.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_configuration_page_has_the_current_settings_table() -> None:
+    """The Markdown file keeps a generated copy of the settings table for GitHub readers (issue 17)."""
+    from promptops._config import PARAMS
+
+    hooks = _hooks()
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert text.count(hooks.MARKER) == 1 and text.count(hooks.END_MARKER) == 1
+    assert text == hooks.with_settings_table(text, github=True), (
+        "the settings table in docs/configuration.md is out of date: run `.venv/bin/python docs/hooks.py`"
+    )
+    table = text.split(hooks.MARKER)[1].split(hooks.END_MARKER)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == [param.name for param in PARAMS]
+    # GitHub splits cells on every unescaped pipe; each row must have exactly the table's five columns.
+    assert all(len(re.split(r"(?<!\\)\|", row)) == 7 for row in rows)
+    # The site's copy is made at build time from PARAMS, without GitHub's escapes (Python-Markdown shows them).
+    site = hooks.on_page_markdown(text)
+    assert "`str | None`" in site and "\\|" not in site.split(hooks.MARKER)[1].split(hooks.END_MARKER)[0]

@@ -259,3 +259,32 @@ def test_forked_child_does_not_wait_on_the_parents_fetches(local_registry: Regis
     _, status = os.waitpid(pid, 0)
     stuck.set_result(Prompt(name=prompt_name, version=1, template="one"))
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_store_created_empty_says_so(
+    registry: Registry, prompt_name: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 17: from a subdirectory the default sqlite:///mlflow.db is a new file there, which MLflow creates
+    # empty; the call then fails with PromptNotFoundError, and it must say why.
+    registry.register(prompt_name, "T {{x}}", alias="production")  # in the session's store, not here
+    sub = tmp_path / "src"
+    sub.mkdir()
+    os.chdir(sub)  # the autouse fixture's monkeypatch.chdir restores the working directory
+    with caplog.at_level(logging.WARNING, logger="promptops"):
+        with pytest.raises(promptops.PromptNotFoundError) as info:
+            tracked(prompt_name)()
+    store = sub / "mlflow.db"
+    assert store.exists()  # MLflow did create it
+    assert f"the store {store} did not exist and was created empty" in str(info.value)
+    assert "MLFLOW_TRACKING_URI" in str(info.value)
+    assert [record.getMessage() for record in caplog.records if "no MLflow store at" in record.getMessage()] == [
+        f"no MLflow store at {store}: MLflow creates it empty, so it has no prompts; run from the directory that "
+        "holds your mlflow.db, or set MLFLOW_TRACKING_URI (or tracking_uri in [tool.promptops]) to the store that "
+        "has your prompts"
+    ]
+    # A store that existed: a plain not-found, no note about an empty store.
+    prompts._install(None)  # pyright: ignore[reportPrivateUsage]
+    promptops.configure(tracking_uri=registry.uri)
+    with pytest.raises(promptops.PromptNotFoundError) as info:
+        tracked(prompt_name + "-missing")()
+    assert "created empty" not in str(info.value)
