@@ -30,9 +30,10 @@ os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["DO_NOT_TRACK"] = "1"
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from promptops._binding import ArgumentBinder
 from promptops._config import Settings
 from promptops._redact import redactor_for
-from promptops._serialize import ArgumentBinder, dumps_for_span
+from promptops._serialize import dumps_for_span
 
 PROSE = (
     "The committee reviewed the proposal in detail and agreed that the new schedule gives every team enough "

@@ -38,7 +38,6 @@ import base64
 import dataclasses
 import datetime
 import enum
-import inspect
 import json
 import math
 import re
@@ -56,11 +55,10 @@ __all__ = [
     "MAX_DEPTH",
     "MIN_MAX_CHARS",
     "TRUNCATION_MARGIN",
-    "ArgumentBinder",
     "Encoded",
     "Jsonable",
-    "bind_arguments",
     "bounded_text",
+    "dumps_encoded",
     "dumps_for_span",
     "encode",
     "to_jsonable",
@@ -616,6 +614,29 @@ def dumps_for_span(value: Any, *, max_chars: int, redactor: Redactor | None) -> 
         return _encode_str(f"<unrepresentable {kind.__name__}>")
 
 
+def dumps_encoded(encoded: Encoded, *, max_chars: int) -> str:
+    """The span text of a value `encode()`d already (converted, redacted): one conversion for span and capture.
+
+    The data is only serialised; when its JSON is longer than `max_chars` it is cut like `dumps_for_span` cuts,
+    without redacting again (cutting redacted text reveals nothing). Never raises.
+
+    Args:
+        encoded: What `encode(value, redactor=...)` returned (with any string limit of at least `max_chars`).
+        max_chars: Longest text returned (at least `MIN_MAX_CHARS`).
+
+    Returns:
+        JSON text, the same as `dumps_for_span(value, ...)` when the value fits.
+    """
+    data = encoded.data
+    try:
+        text = _to_json(data)
+        limit = _limit(max_chars)
+        return text if len(text) <= limit else dumps_for_span(data, max_chars=limit, redactor=None)
+    except Exception:
+        log_internal_error("value serialisation")
+        return _encode_str(f"<unrepresentable {type(data).__name__}>")
+
+
 def _flat_scalar(item: Any, limit: int) -> str | None:
     """JSON for a plain scalar the fast path may encode as is; `None` for anything needing the general walk."""
     kind: type[Any] = type(item)  # pyright: ignore[reportUnknownVariableType]
@@ -722,116 +743,3 @@ def _json_string_cut(text: str, limit: int) -> str:
             return encoded
         keep -= len(encoded) - limit
     return _encode_str(_marker(len(text)))
-
-
-class ArgumentBinder:
-    """Maps a call's positional and keyword arguments to the function's parameter names, quickly.
-
-    Build one per function at decoration time; calling it costs a `zip`, not an `inspect.Signature.bind`.
-
-    Args:
-        signature: The function's signature, including `self`/`cls` for methods called through the class
-            function (the bound instance is then dropped from the result).
-        exclude: Parameter names left out (the injected `prompt`).
-    """
-
-    __slots__ = ("_exclude", "_first", "_keywords", "_positional", "_signature", "_simple")
-
-    def __init__(self, signature: inspect.Signature, *, exclude: Iterable[str] = ("prompt",)) -> None:
-        kinds = inspect.Parameter
-        parameters = list(signature.parameters.values())
-        self._signature = signature
-        self._exclude = tuple(exclude)
-        self._simple = all(p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY) for p in parameters)
-        self._positional = tuple(p.name for p in parameters if p.kind is kinds.POSITIONAL_OR_KEYWORD)
-        self._keywords = frozenset(p.name for p in parameters if p.kind is not kinds.POSITIONAL_ONLY)
-        first = parameters[0] if parameters else None
-        self._first = (
-            first.name
-            if first is not None
-            and first.name in ("self", "cls")
-            and first.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
-            else None
-        )
-
-    def __call__(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        """Bind one call's arguments. Never raises.
-
-        Args:
-            args: The positional arguments.
-            kwargs: The keyword arguments.
-
-        Returns:
-            Parameter name to value, in the order given; `*args` as a tuple and `**kwargs` as a dict under their
-            own names. Arguments that do not fit the signature: `{"args": [...], "kwargs": {...}}`.
-        """
-        try:
-            bound: dict[str, Any] | None = None
-            if self._simple and len(args) <= len(self._positional):
-                bound = dict(zip(self._positional, args))
-                for name, value in kwargs.items():
-                    if name in bound or name not in self._keywords:
-                        bound = None
-                        break
-                    bound[name] = value
-            if bound is None:
-                bound = dict(self._signature.bind(*args, **kwargs).arguments)
-            if self._first is not None:
-                bound.pop(self._first, None)
-            for name in self._exclude:
-                bound.pop(name, None)
-            return bound
-        except Exception:  # the call does not fit the signature; it will raise TypeError itself
-            return {
-                "args": list(args),
-                "kwargs": {name: value for name, value in kwargs.items() if name not in self._exclude},
-            }
-
-
-class CallArguments:
-    """Binds the calls of one function, whether `args` include the receiver (`self`/`cls`) or not.
-
-    Spans and capture records both record a call's inputs with it, so the two always agree.
-
-    Args:
-        func: The decorated function (the plain function for methods).
-    """
-
-    __slots__ = ("_bound", "_unbound", "drop_first")
-
-    def __init__(self, func: Callable[..., Any]) -> None:
-        try:
-            signature = inspect.signature(func)
-        except (TypeError, ValueError):
-            signature = inspect.Signature()
-        parameters = list(signature.parameters.values())
-        kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        self.drop_first = bool(parameters) and parameters[0].name in ("self", "cls") and parameters[0].kind in kinds
-        self._unbound = ArgumentBinder(signature)
-        # Bound calls come without the receiver: bind them against the rest of the signature.
-        self._bound = ArgumentBinder(signature.replace(parameters=parameters[1:])) if self.drop_first else self._unbound
-
-    def __call__(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], *, bound: bool) -> dict[str, Any]:
-        """The call's arguments by parameter name, without `self`/`cls` and the injected `prompt`. Never raises."""
-        return (self._bound if bound else self._unbound)(args, kwargs)
-
-
-def bind_arguments(
-    signature: inspect.Signature,
-    args: tuple[Any, ...],
-    kwargs: Mapping[str, Any],
-    *,
-    exclude: Iterable[str] = ("prompt",),
-) -> dict[str, Any]:
-    """Map a call's arguments to parameter names; see `ArgumentBinder` (build one of those on hot paths).
-
-    Args:
-        signature: The function's signature.
-        args: The positional arguments.
-        kwargs: The keyword arguments.
-        exclude: Parameter names left out.
-
-    Returns:
-        Parameter name to value; `{"args": [...], "kwargs": {...}}` when the arguments do not fit. Never raises.
-    """
-    return ArgumentBinder(signature, exclude=exclude)(args, kwargs)

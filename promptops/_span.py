@@ -65,19 +65,29 @@ def _api() -> Any:
 
 
 _values_cache: tuple[Settings | None, Callable[..., str] | None, Any] = (None, None, None)
+_dumps_encoded: Callable[..., str] | None = None  # `_serialize.dumps_encoded`, imported with the serializer
 
 
 def _values(settings: Settings) -> tuple[Callable[..., str], Any]:
     """The serializer and this settings' redactor (imported on first use, cached per settings object)."""
-    global _values_cache
+    global _values_cache, _dumps_encoded
     cached_settings, dumps, redactor = _values_cache
     if cached_settings is settings and dumps is not None:
         return dumps, redactor
     from ._redact import redactor_for
-    from ._serialize import dumps_for_span
+    from ._serialize import dumps_encoded, dumps_for_span
 
+    _dumps_encoded = dumps_encoded
     _values_cache = (settings, dumps_for_span, redactor_for(settings))
     return dumps_for_span, _values_cache[2]
+
+
+def _value_text(settings: Settings, value: Any, encoded: Any) -> str:
+    """A value's span text: from its capture conversion when the call has one (`encoded`), else converted here."""
+    dumps, redactor = _values(settings)
+    if encoded is not None and _dumps_encoded is not None:
+        return _dumps_encoded(encoded, max_chars=settings.max_value_chars)
+    return dumps(value, max_chars=settings.max_value_chars, redactor=redactor)
 
 
 _attributes_cache: dict[int, tuple[Prompt, dict[str, Any]]] = {}
@@ -131,7 +141,7 @@ class CallSpan:
     __slots__ = ("arguments", "function", "name")
 
     def __init__(self, func: Callable[..., Any], name: str | None) -> None:
-        from ._serialize import CallArguments  # at decoration time, not at `import promptops`
+        from ._binding import CallArguments  # at decoration time, not at `import promptops`
 
         self.name = name or getattr(func, "__name__", "call")
         self.function = f"{getattr(func, '__module__', '?')}:{getattr(func, '__qualname__', self.name)}"
@@ -158,17 +168,20 @@ class CallSpan:
         kwargs: dict[str, Any],
         *,
         bound: bool = False,
+        inputs: Any = None,
     ) -> Span | None:
-        """Start the call's span (child of the current one); `None` (the call goes on untraced) if that fails."""
+        """Start the call's span (child of the current one); `None` (the call goes on untraced) if that fails.
+
+        `inputs`: the arguments as the capture `encode()`d them, when it did (one conversion for both).
+        """
         try:
             attributes = _prompt_attributes(prompt)
             attributes[FUNCTION] = self.function
             if replay_active.get():  # present only under replay: one attribute less on every production span
                 attributes[REPLAY] = True
             if settings.record_values:
-                dumps, redactor = _values(settings)
-                attributes[INPUTS] = dumps(
-                    self.inputs(args, kwargs, bound=bound), max_chars=settings.max_value_chars, redactor=redactor
+                attributes[INPUTS] = _value_text(
+                    settings, None if inputs is not None else self.inputs(args, kwargs, bound=bound), inputs
                 )
             return tracer.start_span(self.name, attributes=attributes)
         except Exception:
@@ -184,9 +197,10 @@ class CallSpan:
         kwargs: dict[str, Any],
         *,
         bound: bool = False,
+        inputs: Any = None,
     ) -> tuple[Span, object] | None:
         """`open` the span and make it current; `None` if that fails."""
-        span = self.open(tracer, prompt, settings, args, kwargs, bound=bound)
+        span = self.open(tracer, prompt, settings, args, kwargs, bound=bound, inputs=inputs)
         if span is None:
             return None
         try:
@@ -198,13 +212,14 @@ class CallSpan:
             return None
 
     @staticmethod
-    def finish(started: tuple[Span, object], settings: Settings, output: Any, *, has_output: bool = True) -> None:
-        """Record the output, restore the context and end the span."""
+    def finish(
+        started: tuple[Span, object], settings: Settings, output: Any, *, has_output: bool = True, encoded: Any = None
+    ) -> None:
+        """Record the output (from its capture conversion `encoded`, if any), restore the context, end the span."""
         span, token = started
         try:
             if has_output and settings.record_values:
-                dumps, redactor = _values(settings)
-                span.set_attribute(OUTPUT, dumps(output, max_chars=settings.max_value_chars, redactor=redactor))
+                span.set_attribute(OUTPUT, _value_text(settings, output, encoded))
         except Exception:
             log_internal_error("span output")
         _end(span, token)

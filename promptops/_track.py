@@ -26,6 +26,7 @@ from ._errors import PromptUnavailableError, log_internal_error
 from ._span import CallSpan, StreamSpan
 from ._uri import redact_uri
 from .capture import CallCapture
+from .capture._capture import DEFERRED
 from .prompts import NO_OVERRIDES, Prompt, Template, active_prompt, overrides, resolver, selector_for
 
 __all__ = ["track"]
@@ -218,9 +219,13 @@ def _observed(spec: _Spec, tracer: Any) -> bool:
 
 
 class _Observation:
-    """One call's span and capture bookkeeping, shared by the sync and async paths."""
+    """One call's span and capture bookkeeping, shared by the sync and async paths.
 
-    __slots__ = ("args", "began", "bound", "kwargs", "prompt", "settings", "spec", "started")
+    Capture is decided at the start (`admit`), and arguments the record must convert now are converted once, for
+    the span and the record alike (issue 11: they were converted twice); so is a mutable return value.
+    """
+
+    __slots__ = ("args", "began", "bound", "inputs", "kwargs", "prompt", "settings", "spec", "started", "writer")
 
     def __init__(
         self,
@@ -233,7 +238,20 @@ class _Observation:
     ) -> None:
         self.spec, self.prompt, self.args, self.kwargs, self.bound = spec, prompt, args, kwargs, bound
         self.settings = settings = get_settings()
-        self.started = spec.call.start(tracer, prompt, settings, args, kwargs, bound=bound) if tracer else None
+        capture = spec.capture
+        self.writer = writer = capture.admit(settings) if capture.enabled else None
+        self.inputs: Any = DEFERRED
+        if writer is not None and not capture.deferrable(args, kwargs, bound):
+            named = capture.bind(args, kwargs, bound)
+            self.inputs = (named, capture.encode(settings, named))
+        self.started = (
+            spec.call.start(
+                tracer, prompt, settings, args, kwargs, bound=bound,
+                inputs=self.inputs[1] if self.inputs is not DEFERRED else None,
+            )
+            if tracer
+            else None
+        )  # fmt: skip
         self.began = perf_counter_ns()
 
     def failed(self, exc: BaseException) -> None:
@@ -241,19 +259,28 @@ class _Observation:
         if self.started is not None:
             masked = self.spec.call.masked(self.settings, self.args, self.kwargs, bound=self.bound)
             self.spec.call.fail(self.started, self.settings, exc, masked)
-        self._submit(ended, error=exc)
+        self._hand_over(ended, None, False, exc)
 
     def succeeded(self, result: Any) -> None:
         ended = perf_counter_ns()
+        encoded = None
+        if self.writer is not None and not self.spec.capture.immutable(result):
+            encoded = self.spec.capture.encode(self.settings, result)  # one conversion for span and record
         if self.started is not None:
-            self.spec.call.finish(self.started, self.settings, result)
-        self._submit(ended, output=result)
+            self.spec.call.finish(self.started, self.settings, result, encoded=encoded)
+        if encoded is not None:
+            self._hand_over(ended, encoded, True, None)
+        else:
+            self._hand_over(ended, result, False, None)
 
-    def _submit(self, ended: int, *, output: Any = None, error: BaseException | None = None) -> None:
+    def _hand_over(self, ended: int, output: Any, encoded: bool, error: BaseException | None) -> None:
+        writer = self.writer
+        if writer is None:
+            return
         span = self.started[0] if self.started is not None else None
-        self.spec.capture.submit(
-            self.prompt, self.args, self.kwargs, bound=self.bound, output=output, error=error,
-            started_ns=self.began, ended_ns=ended, span_context=span,
+        self.spec.capture.hand_over(
+            writer, self.settings, self.prompt, self.args, self.kwargs, self.bound, self.inputs, output, encoded,
+            error, self.began, ended, None, span,
         )  # fmt: skip
 
 

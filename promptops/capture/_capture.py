@@ -1,15 +1,18 @@
-"""`CallCapture`: what `@promptops.track` calls after each call to have it captured. The hot path.
+"""`CallCapture`: what `@promptops.track` calls for each call to have it captured. The hot path.
 
 Built once per decorated function (its `module:qualname`, how its arguments bind, its tags, its own
-`capture=`/`sample_rate=`). `submit()` decides, before touching any value, whether the call is captured at
-all (capture configured, enabled for the function, sampled in, not a replay) and then only queues it.
+`capture=`/`sample_rate=`). `admit()` decides, before touching any value, whether the call is captured at
+all (capture configured, enabled for the function, sampled in, not a replay); `hand_over()` then only queues
+it. `submit()` (a finished call's arguments) and `submit_inputs()` (inputs already by name) are the two
+together; `@track` calls them separately, admitting at the start of the call.
 
 Deferred versus immediate conversion: when every argument and the output are immutable scalars (`str`,
 `int`, `float`, `bool`, `None`, `bytes`, or tuples of these), the values are queued as they are and the
 writer thread serialises and redacts them later: they cannot change meanwhile, and the caller saves the
 conversion. Any other value (a list, a dict, a model, a dataclass) could be mutated by the application after
-the call returns, so it is converted and redacted right away, in the caller's thread, and the record keeps
-the value as it was at the end of the call.
+the call, so it is converted and redacted right away, in the caller's thread. A tracked call converts such
+inputs once, at its start, for its span and its record alike (issue 11: they were converted twice), so the
+record holds the inputs the function was called with; its output is converted when it returns.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import _config  # pyright: ignore[reportPrivateUsage]
 from .._config import get_settings
@@ -25,14 +28,13 @@ from .._errors import log_internal_error
 from ..prompts import Prompt, replay_active
 from . import _writer  # pyright: ignore[reportPrivateUsage]
 
-if TYPE_CHECKING:
-    pass
-
-__all__ = ["CallCapture"]
+__all__ = ["DEFERRED", "CallCapture"]
 
 _IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes})
 _random = random.random
 _time_ns = time.time_ns
+DEFERRED: Any = ({}, None)
+"""`hand_over(inputs=DEFERRED)`: the caller checked that the arguments are immutable (`deferrable()`)."""
 _encode_tools: Any = None  # (redactor_for, encode), imported on the first value converted on the hot path
 
 
@@ -80,7 +82,7 @@ class CallCapture:
         sample_rate: float | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> None:
-        from .._serialize import CallArguments
+        from .._binding import CallArguments
 
         name = getattr(func, "__name__", "call")
         self.function = f"{getattr(func, '__module__', '?')}:{getattr(func, '__qualname__', name)}"
@@ -124,6 +126,49 @@ class CallCapture:
         """The call's arguments by parameter name, without `self`/`cls` and the injected `prompt`. Never raises."""
         return self._arguments(args, kwargs, bound=bound)
 
+    def admit(self, settings: _config.Settings) -> _writer.Writer | None:
+        """The writer to hand a call to if the call is captured, else `None`. Never raises.
+
+        Captured: enabled for this function, capture configured, sampled in (the sample is drawn here, once per
+        call) and not a replay. Decided before any value is touched.
+        """
+        try:
+            if not self.enabled or settings.capture is None:
+                return None
+            rate = self.sample_rate if self.sample_rate is not None else settings.sample_rate
+            if (rate < 1.0 and not _random() < rate) or replay_active.get():
+                return None
+            cached_settings, writer = self._cached
+            if cached_settings is not settings or not writer.alive:
+                writer = _writer.writer_for(settings)
+                self._cached = (settings, writer)
+            return writer
+        except Exception:
+            log_internal_error("capture")
+            return None
+
+    def deferrable(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], bound: bool) -> bool:
+        """Whether every argument is immutable, so the writer thread can convert them later (see the module doc)."""
+        immutable = _IMMUTABLE
+        for value in args:
+            if type(value) not in immutable and not _immutable(value):
+                # The receiver of a method called through its class is not recorded: it does not count.
+                if not (self._drop_first and not bound and value is args[0]):
+                    return False
+        for value in kwargs.values():
+            if type(value) not in immutable and not _immutable(value):
+                return False
+        return True
+
+    @staticmethod
+    def immutable(value: Any) -> bool:
+        """Whether the writer thread may convert `value` later (an immutable scalar, or a tuple of them)."""
+        return type(value) in _IMMUTABLE or _immutable(value)
+
+    def encode(self, settings: _config.Settings, value: Any) -> Any:
+        """`value` converted and redacted now, with the capture limits (an `Encoded`). Never raises."""
+        return self._encode(settings, value)
+
     def submit(
         self,
         prompt: Prompt,
@@ -153,61 +198,13 @@ class CallCapture:
             first_item_ns: When a stream yielded its first item, same clock.
             span_context: The call's OpenTelemetry span or `SpanContext`, if one was recording.
         """
-        try:
-            if not self.enabled:
-                return
-            settings = _config.current or get_settings()
-            if settings.capture is None:
-                return
-            rate = self.sample_rate if self.sample_rate is not None else settings.sample_rate
-            if rate < 1.0 and not _random() < rate:
-                return
-            if replay_active.get():
-                return
-            cached_settings, writer = self._cached
-            if cached_settings is not settings or not writer.alive:
-                writer = _writer.writer_for(settings)
-                self._cached = (settings, writer)
-            # Immutable values are converted later, by the writer; anything else now (see the module doc).
-            immutable = _IMMUTABLE
-            deferred = True
-            for value in args:
-                if type(value) not in immutable and not _immutable(value):
-                    deferred = self._drop_first and not bound and value is args[0]
-                    if not deferred:
-                        break
-            if deferred and kwargs:
-                for value in kwargs.values():
-                    if type(value) not in immutable and not _immutable(value):
-                        deferred = False
-                        break
-            error_info: tuple[str, str] | None = None
-            if error is not None:
-                error_info = self._error_info(settings, error, self.bind(args, kwargs, bound))
-                output = None
-            elif type(output) not in immutable and not _immutable(output):
-                output = self._encode(settings, output)
-            if not deferred:
-                args, kwargs = self._encode(settings, self.bind(args, kwargs, bound)), {}
-            writer.put(
-                (
-                    self,
-                    settings,
-                    prompt,
-                    args,
-                    kwargs,
-                    bound,
-                    output,
-                    error_info,
-                    started_ns,
-                    ended_ns,
-                    first_item_ns,
-                    span_context,
-                    _time_ns(),
-                )
-            )
-        except Exception:
-            log_internal_error("capture")
+        settings = _config.current or get_settings()
+        writer = self.admit(settings)
+        if writer is not None:
+            self.hand_over(
+                writer, settings, prompt, args, kwargs, bound, None, output, False, error,
+                started_ns, ended_ns, first_item_ns, span_context,
+            )  # fmt: skip
 
     def submit_inputs(
         self,
@@ -227,9 +224,6 @@ class CallCapture:
         configured, enabled, sampled in, not a replay), redaction and size limits apply. The inputs are
         converted at once: they could be mutated after the call.
 
-        The checks and the hand-over are a copy of `submit()`'s: keep the two in step. `submit()` is on every
-        tracked call and keeps them inline; moving them into shared methods measured about +0.5 µs per call.
-
         Args:
             prompt: The prompt the call used, if any.
             inputs: The call's inputs by name (stored as the record's `inputs`; replay passes them back).
@@ -240,45 +234,77 @@ class CallCapture:
             first_item_ns: When a stream produced its first item, same clock.
             span_context: The call's OpenTelemetry span or `SpanContext`, if one was recording.
         """
+        settings = _config.current or get_settings()
+        writer = self.admit(settings)
+        if writer is not None:
+            named = dict(inputs)
+            self.hand_over(
+                writer, settings, prompt, (), {}, False, (named, self._encode(settings, named)), output, False,
+                error, started_ns, ended_ns, first_item_ns, span_context,
+            )  # fmt: skip
+
+    def hand_over(
+        self,
+        writer: _writer.Writer,
+        settings: _config.Settings,
+        prompt: Prompt | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        bound: bool,
+        inputs: tuple[Mapping[str, Any], Any] | None,
+        output: Any,
+        output_encoded: bool,
+        error: BaseException | None,
+        started_ns: int,
+        ended_ns: int,
+        first_item_ns: int | None,
+        span_context: Any,
+    ) -> None:
+        """Queue a call `admit()` accepted: the one hand-over to the writer. Never raises, never blocks.
+
+        Args:
+            writer: What `admit()` returned.
+            settings: The settings `admit()` was given.
+            prompt: The prompt the call used, if any.
+            args: The positional arguments (ignored when `inputs` is given).
+            kwargs: The keyword arguments (ignored when `inputs` is given).
+            bound: `True` when `args` exclude the receiver of a method.
+            inputs: The inputs by name and their `encode()`d form, when the caller converted them already (a
+                traced call shares the conversion with its span); `DEFERRED` when the caller found them all
+                immutable (`deferrable()`); `None`: decided here.
+            output: The return value.
+            output_encoded: `output` is already an `encode()`d value.
+            error: The exception the call raised, if it did (then `output` is ignored).
+            started_ns: When the call started (`time.perf_counter_ns()`).
+            ended_ns: When it ended, same clock.
+            first_item_ns: When a stream produced its first item, same clock.
+            span_context: The call's OpenTelemetry span or `SpanContext`, if one was recording.
+        """
         try:
-            if not self.enabled:
-                return
-            settings = _config.current or get_settings()
-            if settings.capture is None:
-                return
-            rate = self.sample_rate if self.sample_rate is not None else settings.sample_rate
-            if rate < 1.0 and not _random() < rate:
-                return
-            if replay_active.get():
-                return
-            cached_settings, writer = self._cached
-            if cached_settings is not settings or not writer.alive:
-                writer = _writer.writer_for(settings)
-                self._cached = (settings, writer)
+            if inputs is DEFERRED:
+                named = None
+            elif inputs is not None:
+                named, encoded = inputs
+                args, kwargs, bound = encoded, {}, False
+            elif not self.deferrable(args, kwargs, bound):
+                named = self.bind(args, kwargs, bound)
+                args, kwargs = self._encode(settings, named), {}
+            else:
+                named = None
             error_info: tuple[str, str] | None = None
             if error is not None:
-                error_info = self._error_info(settings, error, inputs)
+                error_info = self._error_info(
+                    settings, error, named if named is not None else self.bind(args, kwargs, bound)
+                )
                 output = None
-            elif type(output) not in _IMMUTABLE and not _immutable(output):
+            elif not output_encoded and type(output) not in _IMMUTABLE and not _immutable(output):
                 output = self._encode(settings, output)
-            encoded = self._encode(settings, dict(inputs))
             writer.put(
                 (
-                    self,
-                    settings,
-                    prompt,
-                    encoded,
-                    {},
-                    False,
-                    output,
-                    error_info,
-                    started_ns,
-                    ended_ns,
-                    first_item_ns,
-                    span_context,
-                    _time_ns(),
+                    self, settings, prompt, args, kwargs, bound, output, error_info, started_ns, ended_ns,
+                    first_item_ns, span_context, _time_ns(),
                 )
-            )
+            )  # fmt: skip
         except Exception:
             log_internal_error("capture")
 

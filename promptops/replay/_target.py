@@ -1,6 +1,6 @@
 """What replay calls: a `module:function` decorated with `@promptops.track`, or a LangChain Runnable.
 
-Stored inputs are JSON data keyed by parameter name (see `promptops._serialize.ArgumentBinder`). Calling the
+Stored inputs are JSON data keyed by parameter name (see `promptops._binding.ArgumentBinder`). Calling the
 target again rebuilds them: positional-only parameters go by position, `*args` and `**kwargs` are spread, and a
 parameter annotated with a dataclass or pydantic model (also inside `list[...]`, `X | None`, ...) gets that type
 back, validated by pydantic.

@@ -191,3 +191,40 @@ def test_a_huge_argument_is_cut_before_it_is_redacted(monkeypatch: pytest.Monkey
         encoded = encode(value, max_chars=8192, redactor=Redactor())
         assert max(scanned) <= 8192 + TRUNCATION_MARGIN
         assert not encoded.replayable
+
+
+def test_a_traced_and_captured_call_converts_its_values_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 11: span and record each converted (bound, walked, redacted) the same inputs and output.
+    import json
+
+    from promptops import _serialize
+
+    walks: list[object] = []
+    original = _serialize._Walk.__init__  # pyright: ignore[reportPrivateUsage]
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> None:
+        walks.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(_serialize._Walk, "__init__", counting)  # pyright: ignore[reportPrivateUsage]
+
+    @promptops.track(prompt="p")
+    def ask(query: str, options: dict[str, Any], *, prompt: Prompt) -> dict[str, Any]:
+        options["mutated_after_start"] = True  # the record keeps the inputs the call was made with
+        return {"answer": "yes", "api_key": "sk-CANARYshared0123456789abcdef"}
+
+    db = tmp_path / "captures.db"
+    promptops.configure(capture=f"sqlite:///{db}", trace_exporter="none")
+    with capture_spans() as spans:
+        ask("q", {"top_k": 3, "password": "pw-canary"}, prompt=PROMPT)
+        assert promptops.flush(timeout=30)
+    assert len(walks) == 2  # the inputs once, the output once
+    (span,) = spans.finished()
+    attributes = dict(span.attributes or {})
+    with sqlite3.connect(db) as connection:
+        inputs, output = connection.execute("SELECT inputs, output FROM promptops_captures").fetchone()
+    assert json.loads(attributes["promptops.inputs"]) == json.loads(inputs)
+    assert json.loads(inputs) == {"query": "q", "options": {"top_k": 3, "password": "[REDACTED]"}}
+    assert (
+        json.loads(attributes["promptops.output"]) == json.loads(output) == {"answer": "yes", "api_key": "[REDACTED]"}
+    )

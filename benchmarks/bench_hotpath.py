@@ -1,0 +1,161 @@
+"""The warm call of the real `@promptops.track`, by what it does, next to a raw OpenTelemetry span (issues 11, 16).
+
+Run with `.venv/bin/python benchmarks/bench_hotpath.py` (`--repeats`, `--calls`). To compare two versions of
+the code, run it once per checkout with `PYTHONPATH=<checkout>` (it imports `promptops` from there) and
+compare the rows; `--json FILE` writes the figures.
+
+Everything is real: an MLflow sqlite registry in a temporary directory (the prompt is resolved from it once,
+then served from memory: the warm path), the OpenTelemetry SDK's `TracerProvider` with a
+`BatchSpanProcessor` (its exporter drops the batches, so the export thread costs almost nothing), and a
+SQLite capture store written by the background writer.
+
+The tracked function takes a query string and a small dict of options, and returns a string: a dict argument
+is what the capture must convert in the caller's thread (it could be mutated after the call). Rows:
+
+- `bare`: the function called directly;
+- `resolution only`: `@track` with tracing and capture off;
+- `tracing only`: `@track` with tracing on, capture off;
+- `tracing + capture`: both on (the defaults, with the in-process exporter above);
+- `raw OTel span`: the function inside `tracer.start_as_current_span`, inputs and output recorded as JSON
+  attributes with `json.dumps` (what a hand-written instrumentation records, with no redaction).
+
+Each figure is the median over repeats of a batch's time per call: the calling thread's CPU time
+(`time.thread_time_ns()`, so the background threads' work and other processes on a loaded machine are left
+out; `--wall` for wall time) around a plain `for` loop; contenders run interleaved, the order rotating each
+repeat. `added` is the figure minus `bare`;
+the last line is the ratio issue 11 sets a target for: tracing + capture at most 1.5x the raw span.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ["DO_NOT_TRACK"] = "1"
+
+QUERY = "What did the committee decide about the new schedule for the shared documents?"
+OPTIONS = {"temperature": 0.2, "top_k": 5, "tags": ["news", "eu"]}
+ANSWER = "The committee accepted the new schedule, provided the documents are updated by Friday."
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--calls", type=int, default=2_000)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--wall", action="store_true", help="wall time instead of the calling thread's CPU time")
+    args = parser.parse_args()
+
+    from mlflow import MlflowClient
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    import promptops
+    from promptops import tracing
+
+    class Discard(SpanExporter):
+        def export(self, spans: Sequence[Any]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    workdir = Path(tempfile.mkdtemp(prefix="promptops-hotpath-"))
+    os.chdir(workdir)
+    registry = f"sqlite:///{workdir / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=registry, registry_uri=registry)
+    version = client.register_prompt(name="answer", template="Answer: {{query}}")
+    client.set_prompt_alias("answer", "production", version.version)
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Discard(), max_queue_size=100_000))
+    raw_tracer = provider.get_tracer("raw")
+
+    def answer(query: str, options: dict[str, Any], *, prompt: promptops.Prompt) -> str:
+        return ANSWER
+
+    uncaptured = promptops.track(prompt="answer", capture=False)(answer)
+    captured = promptops.track(prompt="answer")(answer)
+    raw_prompt = promptops.Prompt(name="answer", version=1, template="Answer: {{query}}", source="registry")
+
+    # One configuration for the whole run (each configure() empties the memory cache): capture is on, and
+    # the `capture=False` decorator stands for "capture off".
+    promptops.configure(
+        tracking_uri=registry,
+        cache_dir=str(workdir / "cache"),
+        trace_exporter="none",
+        capture=f"sqlite:///{workdir / 'captures.db'}",
+    )
+
+    def bare() -> None:
+        answer(QUERY, OPTIONS, prompt=raw_prompt)
+
+    def without_capture() -> None:
+        uncaptured(QUERY, OPTIONS)
+
+    def with_capture() -> None:
+        captured(QUERY, OPTIONS)
+
+    def raw_span() -> None:
+        with raw_tracer.start_as_current_span(
+            "answer", attributes={"inputs": json.dumps({"query": QUERY, "options": OPTIONS})}
+        ) as span:
+            result = answer(QUERY, OPTIONS, prompt=raw_prompt)
+            span.set_attribute("output", json.dumps(result))
+
+    contenders: dict[str, Callable[[], None]] = {
+        "bare": bare,
+        "resolution only": without_capture,
+        "tracing only": without_capture,
+        "tracing + capture": with_capture,
+        "raw OTel span": raw_span,
+    }
+    traced = {"tracing only", "tracing + capture"}
+    # CPU time of this thread: what the call costs its caller. The span export and capture writer threads run
+    # meanwhile (as in production) but are not counted; on a loaded machine wall time mostly measures others.
+    clock = time.perf_counter_ns if args.wall else time.thread_time_ns
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    names = list(contenders)
+    for name in names:  # warm-up: the prompt is fetched once, every path runs once
+        with tracing.use_provider(provider if name in traced else None):
+            contenders[name]()
+    for repeat in range(args.repeats + 1):
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
+            run = contenders[name]
+            with tracing.use_provider(provider if name in traced or name == "raw OTel span" else None):
+                start = clock()
+                for _ in range(args.calls):
+                    run()
+                elapsed = (clock() - start) / args.calls
+            if repeat:  # the first round warms every contender up
+                samples[name].append(elapsed)
+            promptops.flush(60)
+    provider.shutdown()
+    promptops.shutdown(10)
+
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    base = medians["bare"]
+    what = "wall time" if args.wall else "calling thread's CPU time"
+    print(f"warm call of @promptops.track, {what}, {args.calls:,} calls x {args.repeats} repeats, interleaved")
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; python {sys.version.split()[0]}")
+    print(f"{'contender':22s} {'median/call':>12s} {'added':>10s}")
+    for name, value in medians.items():
+        print(f"{name:22s} {value / 1000:10.2f} µs {(value - base) / 1000:8.2f} µs")
+    raw = medians["raw OTel span"] - base
+    both = medians["tracing + capture"] - base
+    alone = medians["tracing only"] - base
+    print(
+        f"tracing + capture adds {both / raw:.2f}x what the raw span adds (target <= 1.5x); tracing alone {alone / raw:.2f}x"
+    )
+    if args.json:
+        args.json.write_text(json.dumps({"medians_ns": medians, "ratio": both / raw, "tracing_ratio": alone / raw}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
