@@ -16,8 +16,14 @@ from promptops import Prompt
 from promptops._redact import Redactor
 from promptops._serialize import TRUNCATION_MARGIN, dumps_for_span, encode
 from promptops.testing import capture_spans
+from tests.conftest import Registry
 
-PROMPT = Prompt(name="p", version=1, template="Answer: {{question}}", source="registry")
+
+@pytest.fixture
+def name(local_registry: Registry, prompt_name: str) -> str:
+    """A prompt in the session's real MLflow registry: a caller-given prompt is neither traced nor captured."""
+    local_registry.register(prompt_name, "Answer: {{question}}", alias="production")
+    return prompt_name
 
 
 def recorded(tmp_path: Path, func: Any, *args: Any, **kwargs: Any) -> str:
@@ -26,7 +32,7 @@ def recorded(tmp_path: Path, func: Any, *args: Any, **kwargs: Any) -> str:
     promptops.configure(capture=f"sqlite:///{db}", trace_exporter="none")
     with capture_spans() as spans:
         try:
-            func(*args, prompt=PROMPT, **kwargs)  # passed explicitly: no registry needed
+            func(*args, **kwargs)
         except Exception:
             pass
         assert promptops.flush(timeout=30)
@@ -47,8 +53,8 @@ class Login(NamedTuple):
     password: str
 
 
-def test_a_named_tuple_field_named_password_is_masked(tmp_path: Path) -> None:
-    @promptops.track(prompt="p")
+def test_a_named_tuple_field_named_password_is_masked(tmp_path: Path, name: str) -> None:
+    @promptops.track(prompt=name)
     def ask(login: Login, *, prompt: Prompt) -> str:
         return "ok"
 
@@ -57,11 +63,11 @@ def test_a_named_tuple_field_named_password_is_masked(tmp_path: Path) -> None:
     assert "ann" in text  # the other field is kept
 
 
-def test_non_utf8_bytes_holding_a_key_are_not_stored_as_decodable_base64(tmp_path: Path) -> None:
+def test_non_utf8_bytes_holding_a_key_are_not_stored_as_decodable_base64(tmp_path: Path, name: str) -> None:
     key = "sk-CANARYbytes0123456789abcdefgh"
     payload = b"\xff\xfe header " + key.encode() + b" trailer \x80"
 
-    @promptops.track(prompt="p")
+    @promptops.track(prompt=name)
     def upload(blob: bytes, *, prompt: Prompt) -> bytes:
         return payload
 
@@ -71,8 +77,8 @@ def test_non_utf8_bytes_holding_a_key_are_not_stored_as_decodable_base64(tmp_pat
     assert "[REDACTED:api_key]" in text
 
 
-def test_a_value_under_a_sensitive_key_is_masked_where_the_exception_repeats_it(tmp_path: Path) -> None:
-    @promptops.track(prompt="p")
+def test_a_value_under_a_sensitive_key_is_masked_where_the_exception_repeats_it(tmp_path: Path, name: str) -> None:
+    @promptops.track(prompt=name)
     def connect(host: str, password: str, *, prompt: Prompt) -> str:
         raise PermissionError(f"login to {host} refused for password {password!r}")
 
@@ -193,7 +199,9 @@ def test_a_huge_argument_is_cut_before_it_is_redacted(monkeypatch: pytest.Monkey
         assert not encoded.replayable
 
 
-def test_a_traced_and_captured_call_converts_its_values_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_traced_and_captured_call_converts_its_values_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
     # Issue 11: span and record each converted (bound, walked, redacted) the same inputs and output.
     import json
 
@@ -208,7 +216,7 @@ def test_a_traced_and_captured_call_converts_its_values_once(tmp_path: Path, mon
 
     monkeypatch.setattr(_serialize._Walk, "__init__", counting)  # pyright: ignore[reportPrivateUsage]
 
-    @promptops.track(prompt="p")
+    @promptops.track(prompt=name)
     def ask(query: str, options: dict[str, Any], *, prompt: Prompt) -> dict[str, Any]:
         options["mutated_after_start"] = True  # the record keeps the inputs the call was made with
         return {"answer": "yes", "api_key": "sk-CANARYshared0123456789abcdef"}
@@ -216,7 +224,7 @@ def test_a_traced_and_captured_call_converts_its_values_once(tmp_path: Path, mon
     db = tmp_path / "captures.db"
     promptops.configure(capture=f"sqlite:///{db}", trace_exporter="none")
     with capture_spans() as spans:
-        ask("q", {"top_k": 3, "password": "pw-canary"}, prompt=PROMPT)
+        ask("q", {"top_k": 3, "password": "pw-canary"})
         assert promptops.flush(timeout=30)
     assert len(walks) == 2  # the inputs once, the output once
     (span,) = spans.finished()
