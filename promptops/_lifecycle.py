@@ -7,6 +7,7 @@ from typing import Any
 
 from . import capture, prompts, tracing
 from ._errors import internal_error_count
+from ._redact import redaction_failures
 
 __all__ = ["flush", "shutdown", "stats"]
 
@@ -48,7 +49,7 @@ def shutdown(timeout: float = 5.0) -> bool:
 
 
 def stats() -> dict[str, Any]:
-    """Counters for monitoring and tests: registry fetches, internal errors, span export, capture.
+    """Counters for monitoring and tests: registry fetches, internal errors, redaction failures, span export, capture.
 
     See `tracing.stats` and `capture.stats` for what each counter means.
     """
@@ -56,6 +57,7 @@ def stats() -> dict[str, Any]:
     return {
         "registry_fetches": current.fetches if current is not None else 0,
         "internal_errors": internal_error_count(),
+        "redaction_failures": redaction_failures(),  # values masked because a rule raised (fail closed)
         **tracing.stats(),
         **capture.stats(),
     }

@@ -257,9 +257,13 @@ def test_invalid_rules_are_rejected() -> None:
         Redactor(["("])
 
 
-def test_stats_report_redaction_failures_when_wired() -> None:
-    # promptops.stats() is assembled by the lifecycle module; the counter is what it reads.
-    assert isinstance(_redact.redaction_failures(), int)
+def test_stats_report_redaction_failures() -> None:
+    def broken(key: str, value: Any) -> Any:
+        raise ValueError("rule bug")
+
+    before = promptops.stats()["redaction_failures"]
+    assert Redactor([broken]).redact({"a": "raw", "b": "raw"}) == {"a": MASK_ERROR, "b": MASK_ERROR}
+    assert promptops.stats()["redaction_failures"] == before + 2
 
 
 # -- settings -------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 import textwrap
 import uuid
 import xml.etree.ElementTree as ET
@@ -167,6 +168,14 @@ def test_replay_calls_are_traced_as_replay_and_never_captured(echo: App, tmp_pat
     trace_ids = {format(span.context.trace_id, "032x") for span in tracked if span.context is not None}
     assert {record.trace_id for record in result.records} <= trace_ids
 
+    # Positive control: the same function called outside a replay is captured and not marked as a replay.
+    with capture_spans() as spans:
+        sys.modules[echo.module].summarize(TEXTS[0])
+    assert promptops.flush(timeout=10)
+    assert [record.inputs for record in CaptureStore.open("sqlite:///captures.db").query()] == [{"text": TEXTS[0]}]
+    (span,) = [span for span in spans.finished() if span.name == "summarize"]
+    assert span.attributes is not None and span.attributes.get("promptops.replay", False) is False
+
 
 ASYNC_APP = """
 import asyncio
@@ -249,9 +258,10 @@ def test_bad_input_is_one_clear_error_before_any_call(
     options: dict[str, Any] = {"candidate": echo.versions["same"], "dataset": data, "log_to_mlflow": False}
     options.update(kwargs)
     target = str(options.pop("target", echo.target)).replace("{module}", echo.module)
-    with pytest.raises(promptops.PromptopsError, match=message.replace("(", r"\(")) as caught:
+    with capture_spans() as spans, pytest.raises(promptops.PromptopsError, match=message.replace("(", r"\(")) as caught:
         replay.run(target, **options)
     assert "\n" not in str(caught.value)
+    assert [span.name for span in spans.finished() if span.name == "summarize"] == []  # refused before any call
     assert isinstance(caught.value, (ReplayError, promptops.PromptopsError))
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from promptops import PromptopsError
 from promptops.replay._gates import (
     DEFAULT_MARGINS,
+    OPERATORS,
     STATISTICS,
     Gate,
     GateError,
@@ -170,6 +171,32 @@ def test_any_text_parses_or_raises_gate_error(text: str) -> None:
         assert "\n" not in str(exc)
     else:
         assert gate.expr == " ".join(text.split())
+
+
+# Random text almost never parses (issue 16: the branch above was never exercised), so valid gates are built
+# from their parts, with any whitespace between them, and every part must come back.
+_METRICS = st.from_regex(r"[A-Za-z][A-Za-z0-9_@:/-]{0,12}", fullmatch=True).filter(
+    lambda name: "noninferior" not in name.lower() and "non-inferior" not in name.lower()
+)
+_SPACE = st.text(alphabet=" \t\n", max_size=3)
+_NUMBERS = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False).map(lambda x: round(x, 4))
+
+
+@given(_METRICS, st.sampled_from(sorted(STATISTICS)), st.sampled_from(sorted(OPERATORS)), _NUMBERS, _SPACE, _SPACE)
+def test_generated_threshold_gates_parse_to_their_parts(
+    metric: str, stat: str, op: str, value: float, before: str, between: str
+) -> None:
+    text = f"{before}{metric}.{stat}{between}{op}{between} {value!r}{before}"
+    gate = parse_gate(text)
+    assert (gate.metric, gate.stat, gate.op, gate.value) == (metric, stat, op, value)
+    assert gate.expr == " ".join(text.split()) and not gate.noninferior
+
+
+@given(_METRICS, st.floats(min_value=0, max_value=1e3, allow_nan=False).map(lambda x: round(x, 4)), _SPACE)
+def test_generated_noninferiority_gates_parse_to_their_parts(metric: str, margin: float, space: str) -> None:
+    gate = parse_gate(f"{space}{metric} {space}noninferior {margin!r}{space}")
+    assert (gate.metric, gate.stat, gate.op, gate.value) == (metric, None, "noninferior", margin)
+    assert gate.noninferior
 
 
 # -- metric checks ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -74,22 +75,37 @@ def test_100_threads_on_an_expired_entry_cause_one_refresh(local_registry: Regis
     call()
     promptops.flush()
     assert promptops.stats()["registry_fetches"] == 1
-    time.sleep(0.25)
+    local_registry.set_alias(prompt_name, "production", local_registry.register(prompt_name, "two"))
+    time.sleep(0.25)  # past the TTL: the entry is due for a refresh (not a timing assertion)
+
+    # Hold the refresh inside the registry's store until every caller has returned, as the integration twin
+    # holds it at a proxy: an exclusive lock on the sqlite file makes MLflow's read wait (its busy timeout is
+    # 20 s). Without the hold, a refresh that finished early would let a caller slower than the TTL start a
+    # second one on a loaded machine (issue 16).
+    lock = sqlite3.connect(local_registry.uri.removeprefix("sqlite:///"), isolation_level=None, timeout=30)
+    lock.execute("BEGIN EXCLUSIVE")
     barrier = threading.Barrier(100)
-    results: list[int] = []
+    results: list[tuple[int, str]] = []
+    try:
 
-    def worker() -> None:
-        barrier.wait()
-        results.append(call().version)
+        def worker() -> None:
+            barrier.wait(timeout=30)
+            prompt = call()
+            results.append((prompt.version, prompt.source))
 
-    threads = [threading.Thread(target=worker) for _ in range(100)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    promptops.flush()
-    assert results == [1] * 100
+        threads = [threading.Thread(target=worker) for _ in range(100)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert results == [(1, "cache")] * 100  # the stale copy at once, not waiting for the held refresh
+        assert promptops.stats()["registry_fetches"] == 2  # the first resolution and one refresh, in flight
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert promptops.flush(timeout=20)
     assert promptops.stats()["registry_fetches"] == 2
+    assert call().version == 2  # the one refresh brought the moved alias
 
 
 def test_100_threads_on_a_cold_entry_share_one_fetch(local_registry: Registry, prompt_name: str) -> None:

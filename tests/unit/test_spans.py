@@ -7,6 +7,7 @@ import contextvars
 import gc
 import json
 import logging
+import re
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -107,8 +108,22 @@ def test_span_name_override_and_usage(name: str, spans: SpanCapture) -> None:
     }
 
 
-def test_record_usage_outside_a_call_does_nothing() -> None:
-    promptops.record_usage(input_tokens=1)
+def test_record_usage_outside_a_call_does_nothing(name: str, spans: SpanCapture) -> None:
+    @promptops.track(prompt=name)
+    def echo(text: str) -> str:
+        return text
+
+    echo("first")  # something has been traced in this process, so record_usage does look for a span
+    spans.clear()
+    before = promptops.stats()["internal_errors"]
+    promptops.record_usage(input_tokens=1, output_tokens=2, model="m")
+    assert spans.finished() == []
+    echo("after")  # nothing recorded outside a call leaks into the next call's span
+    (span,) = spans.finished()
+    attributes = dict(span.attributes or {})
+    assert not [key for key in attributes if key.startswith("gen_ai.usage")]
+    assert attributes.get("gen_ai.request.model") != "m"
+    assert promptops.stats()["internal_errors"] == before
 
 
 def test_nesting_and_application_spans(name: str, spans: SpanCapture) -> None:
@@ -188,8 +203,11 @@ def test_values_can_be_left_out_or_truncated(name: str, spans: SpanCapture, loca
     echo("x" * 10_000)
     (span,) = spans.finished()
     assert span.attributes is not None
-    output = str(span.attributes["promptops.output"])
-    assert len(output) <= 100 + 40 and "truncated" in output
+    output = json.loads(str(span.attributes["promptops.output"]))
+    kept, cut = re.fullmatch(r"(x+)…\[truncated (\d+) chars\]", output).groups()  # type: ignore[union-attr]
+    assert len(output) <= 100  # the marker counts within the cap
+    assert len(kept) + int(cut) == 10_000  # the marker says exactly how much was cut
+    assert len(kept) >= 50  # and the start of the value is kept
 
 
 def test_generator_span_ends_after_the_stream(name: str, spans: SpanCapture) -> None:
