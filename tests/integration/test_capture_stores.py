@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 import promptops
 from promptops.capture import CallCapture, CaptureStore
+from promptops.capture._store import SCHEMA_VERSION, schema_table
 from promptops.prompts import Prompt
 
 from .capture_support import pg_url, postgres_database, psql
@@ -159,33 +161,51 @@ def test_a_forked_child_captures_its_own_calls(store_url: str) -> None:
     assert count(store_url, function=parent.function) == 500  # the child wrote none of the parent's queue
 
 
-def test_two_processes_opening_a_new_store_at_once_migrate_it_once(store_url: str, tmp_path: Path) -> None:
+def test_four_processes_opening_a_new_store_at_once_migrate_it_once(store_url: str, tmp_path: Path) -> None:
+    # A real barrier (issue 16: a start time 3 s ahead did not make them race on a slow machine): each child
+    # imports everything, says it is ready, and opens the store only when the parent releases all of them.
     code = textwrap.dedent(f"""
-        import sys, time
+        import sys
         from promptops.capture import CaptureStore
-        while time.time() < float(sys.argv[1]):
-            pass
+        print("ready", flush=True)
+        sys.stdin.readline()
         store = CaptureStore.open({store_url!r})
-        print(store.schema_version())
+        print(store.schema_version(), flush=True)
     """)
-    start_at = str(time.time() + 3)
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", code, start_at],
+            [sys.executable, "-c", code],
             cwd=tmp_path,
             env=child_env(PYTHONPATH=str(ROOT)),
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for _ in range(4)
     ]
-    outputs = [child.communicate(timeout=120) for child in children]
+    try:
+        for child in children:
+            assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        for child in children:  # go: all four at once
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        outputs = [child.communicate(timeout=120) for child in children]
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
     assert [child.returncode for child in children] == [0] * 4, [err for _, err in outputs]
-    assert [out.strip() for out, _ in outputs] == ["2"] * 4
+    assert [out.strip() for out, _ in outputs] == [str(SCHEMA_VERSION)] * 4
     store = CaptureStore.open(store_url)
-    assert store.schema_version() == 2 and store.migrate() == 0
-    store.close()
+    try:
+        with store.engine.connect() as connection:
+            rows = connection.execute(sa.select(schema_table.c.version)).all()
+        assert [tuple(row) for row in rows] == [(SCHEMA_VERSION,)]  # one schema row: migrated once, recorded once
+        assert store.migrate() == 0
+    finally:
+        store.close()
 
 
 def test_a_future_schema_version_is_refused_clearly_by_postgresql() -> None:

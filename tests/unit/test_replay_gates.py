@@ -182,7 +182,14 @@ _SPACE = st.text(alphabet=" \t\n", max_size=3)
 _NUMBERS = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False).map(lambda x: round(x, 4))
 
 
-@given(_METRICS, st.sampled_from(sorted(STATISTICS)), st.sampled_from(sorted(OPERATORS)), _NUMBERS, _SPACE, _SPACE)
+@given(
+    st.one_of(_METRICS, st.from_regex(r"semantic:[a-z0-9_/.-]{1,12}[a-z0-9]", fullmatch=True)),  # dots in a path
+    st.sampled_from(sorted(STATISTICS)),
+    st.sampled_from(sorted(OPERATORS)),
+    _NUMBERS,
+    _SPACE,
+    _SPACE,
+)
 def test_generated_threshold_gates_parse_to_their_parts(
     metric: str, stat: str, op: str, value: float, before: str, between: str
 ) -> None:

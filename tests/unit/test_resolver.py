@@ -100,6 +100,7 @@ def test_100_threads_on_an_expired_entry_cause_one_refresh(local_registry: Regis
             thread.join(timeout=60)
         assert results == [(1, "cache")] * 100  # the stale copy at once, not waiting for the held refresh
         assert promptops.stats()["registry_fetches"] == 2  # the first resolution and one refresh, in flight
+        assert not promptops.flush(timeout=0.5)  # the refresh really is held
     finally:
         lock.execute("ROLLBACK")
         lock.close()

@@ -204,13 +204,32 @@ def test_memory_cache_keeps_within_its_budget() -> None:
     assert sorted(cache.get_many("m", [bytes([n]) for n in range(5)])) == [bytes([2]), bytes([3]), bytes([4])]
 
 
-def test_concurrent_scoring_loads_the_model_once(reference_model: SentenceTransformer) -> None:
+class CountingSentenceTransformer(SentenceTransformer):
+    """The real class, counting how many times a model is constructed (loaded from disk)."""
+
+    constructed = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        type(self).constructed += 1
+        super().__init__(*args, **kwargs)
+
+
+def test_concurrent_scoring_loads_the_model_once(
+    reference_model: SentenceTransformer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing loaded yet (the module's fixture loaded the model into the registry of loaded models; start without
+    # it) and every construction counted: "once" is then a count, not a dict's size (issue 16).
+    monkeypatch.setattr(_semantic, "_models", {})
+    monkeypatch.setattr(CountingSentenceTransformer, "constructed", 0)
+    monkeypatch.setattr(sys.modules["sentence_transformers"], "SentenceTransformer", CountingSentenceTransformer)
     pairs = [(f"thread text number {n}", f"another sentence {n % 3}") for n in range(12)]
     results: list[list[Score]] = []
     errors: list[BaseException] = []
+    start = threading.Barrier(4)
 
     def work() -> None:
         try:
+            start.wait(timeout=30)
             results.append(Semantic(disk_cache=False).score(items_for(pairs)))
         except BaseException as exc:  # surfaced below
             errors.append(exc)
@@ -224,6 +243,7 @@ def test_concurrent_scoring_loads_the_model_once(reference_model: SentenceTransf
     assert all(result == results[0] for result in results)
     expected = [cos_sim(reference_model, output, reference) for output, reference in pairs]
     assert [score.value for score in results[0]] == pytest.approx(expected, abs=1e-5)
+    assert CountingSentenceTransformer.constructed == 1
     assert len(_semantic._models) == 1  # pyright: ignore[reportPrivateUsage]
 
 
