@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 # mkdocs-material 9.8 prints an end-of-life banner on every build otherwise.
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: install demo test lint typecheck docs unit integration bench clean
+.PHONY: install demo test lint typecheck docs unit integration bench mutation clean
 
 $(BIN)/.installed: pyproject.toml integrations/langchain/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,5 +56,15 @@ bench: install
 	$(BIN)/python benchmarks/bench_verdict.py
 	$(BIN)/python benchmarks/bench_langchain.py
 
+# Mutation testing (issue 16) of the statistics and redaction modules against the tests that exercise them
+# ([tool.mutmut] in pyproject.toml). Slow: not part of `make test`. MUTATION_TIMEOUT bounds the run (seconds);
+# mutmut keeps its results in mutants/, so a second run resumes where the first stopped.
+MUTATION_TIMEOUT ?= 3600
+mutation: install
+	$(BIN)/pip install --quiet -e ".[dev,semantic,mutation]"
+	timeout $(MUTATION_TIMEOUT) $(BIN)/mutmut run --max-children 2 || test $$? -eq 124
+	$(BIN)/mutmut results --all true > mutants/results.txt || true
+	$(BIN)/python -c "import collections, re; c = collections.Counter(re.findall(r': (\w+)$$', open('mutants/results.txt').read(), re.M)); k = c['killed'] + c['timeout']; n = sum(c.values()); print(dict(c)); print(f'mutation score: {k}/{n} = {k / max(n, 1):.0%} killed')"
+
 clean:
-	rm -rf $(VENV) site .pytest_cache .ruff_cache .promptops
+	rm -rf $(VENV) site .pytest_cache .ruff_cache .promptops mutants
