@@ -89,7 +89,30 @@ def replay(
         int,
         typer.Option("--repeats", metavar="K", min=0, help="Baseline re-runs per record, for the noise floor."),
     ] = 1,
-    workers: Annotated[int, typer.Option("--workers", metavar="N", min=1, help="Calls in flight at once.")] = 8,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            metavar="N",
+            min=1,
+            help="Most calls in flight at once; fewer while the provider answers with rate limits.",
+        ),
+    ] = 8,
+    rps: Annotated[
+        float | None,
+        typer.Option("--rps", metavar="R", min=0.001, help="At most R calls started per second.", show_default=False),
+    ] = None,
+    max_infra_errors: Annotated[
+        float,
+        typer.Option(
+            "--max-infra-errors",
+            metavar="FRACTION",
+            min=0.0,
+            max=1.0,
+            help="'Could not measure' (exit 1) when more calls than this still fail on the provider's side after "
+            "retries.",
+        ),
+    ] = 0.02,
     report: Annotated[str | None, typer.Option("--report", metavar="FILE.html", help="Write the HTML report.")] = None,
     json_path: Annotated[str | None, typer.Option("--json", metavar="FILE", help="Write the JSON result.")] = None,
     junit: Annotated[str | None, typer.Option("--junit", metavar="FILE", help="Write JUnit XML.")] = None,
@@ -124,6 +147,8 @@ def replay(
             gates=gate or None,
             repeats=repeats,
             workers=workers,
+            rps=rps,
+            max_infra_errors=max_infra_errors,
             store=store,
             report=report,
             json_path=json_path,
@@ -148,6 +173,7 @@ class _Progress:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("calls"),
+            TextColumn("{task.fields[flow]}"),
             TimeRemainingColumn(),
             console=console,
             transient=True,
@@ -163,13 +189,25 @@ class _Progress:
         self._progress.__exit__(None, None, None)
 
     def start(self, calls: int, records: int) -> Callable[[int], None]:
-        self._task = self._progress.add_task("replay", total=calls)
-        progress, task = self._progress, self._task
+        self._task = self._progress.add_task("replay", total=calls, flow="")
+        return _Advance(self._progress, self._task)
 
-        def advance(count: int) -> None:
-            progress.advance(task, count)
 
-        return advance
+class _Advance:
+    """Advances the bar; `status()` shows the retries and the current concurrency beside it (issue 13)."""
+
+    def __init__(self, progress: Any, task: Any) -> None:
+        self._progress = progress
+        self._task = task
+
+    def __call__(self, count: int) -> None:
+        self._progress.advance(self._task, count)
+
+    def status(self, *, retries: int, concurrency: int, rate_limited: int) -> None:
+        text = f"· {concurrency} in flight · {retries} retries" + (
+            f" ({rate_limited} rate limited)" if rate_limited else ""
+        )
+        self._progress.update(self._task, flow=text)
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -210,7 +248,11 @@ def _print_summary(result: ReplayResult, *, report: str | None) -> None:
     errors = sum(record.error is not None for record in result.records)
     facts = f"{len(result.records)} records from {result.dataset}" + (f"; skipped {skipped}" if skipped else "")
     facts += f"; {errors} candidate errors" if errors else ""
+    if result.retries or result.infrastructure_errors:
+        facts += f"; {result.retries} retries, {result.infrastructure_errors} infrastructure errors"
     console.print(facts, highlight=False)
+    if result.could_not_measure is not None:
+        console.print(f"[bold yellow]could not measure[/]: {result.could_not_measure}", highlight=False)
     if report is not None:
         console.print(f"report: {report}", highlight=False)
     if result.mlflow_run_id is not None:

@@ -116,7 +116,8 @@ def result_to_json(result: ReplayResult) -> dict[str, Any]:
     Returns:
         `{"schema_version", "passed", "target", "prompt_name", "candidate", "baseline", "dataset", "dataset_fingerprint", "scorers",
         "gates", "metrics", "records", "skipped", "repeats", "workers", "interrupted", "started_at",
-        "duration_s", "mlflow_run_id"}`; `json.dumps(..., allow_nan=False)` accepts it.
+        "duration_s", "mlflow_run_id", "calls", "infrastructure_errors", "retries", "rate_limited",
+        "lowest_concurrency", "could_not_measure"}`; `json.dumps(..., allow_nan=False)` accepts it.
     """
     started_at = result.started_at
     if started_at.tzinfo is None:  # the model promises UTC; say so explicitly in the text
@@ -141,6 +142,13 @@ def result_to_json(result: ReplayResult) -> dict[str, Any]:
         "started_at": started_at.isoformat(),
         "duration_s": jsonable(result.duration_s),
         "mlflow_run_id": result.mlflow_run_id,
+        # issue 13: what the provider did to the run, and whether it could be measured at all
+        "calls": result.calls,
+        "infrastructure_errors": result.infrastructure_errors,
+        "retries": result.retries,
+        "rate_limited": result.rate_limited,
+        "lowest_concurrency": result.lowest_concurrency,
+        "could_not_measure": result.could_not_measure,
     }
 
 

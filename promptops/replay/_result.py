@@ -173,6 +173,16 @@ class ReplayResult:
         mlflow_run_id: The MLflow run the result was logged to, if any.
         dataset_fingerprint: The dataset's content hash (`Dataset.fingerprint`): the same figure means the same
             records, so two results can be compared.
+        calls: Calls made (each counted once, however many times it was retried).
+        infrastructure_errors: Calls that still failed on the provider's side after their retries (rate limits,
+            overloads, 5xx, timeouts, refused connections or credentials); their records are left out of the
+            metrics (`skipped["infrastructure_error"]`).
+        retries: Attempts retried after a transient failure.
+        rate_limited: Attempts the provider answered with a rate limit.
+        lowest_concurrency: The fewest calls the adaptive concurrency allowed in flight (`workers` when no rate
+            limit was met).
+        could_not_measure: Why the run measured nothing reliable (too many infrastructure errors, or the circuit
+            breaker opened); `None` otherwise. A run that could not measure has not passed.
     """
 
     target: str
@@ -195,6 +205,12 @@ class ReplayResult:
     duration_s: float = 0.0
     mlflow_run_id: str | None = None
     dataset_fingerprint: str | None = None
+    calls: int = 0
+    infrastructure_errors: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    lowest_concurrency: int | None = None
+    could_not_measure: str | None = None
 
     # -- outputs -------------------------------------------------------------------------------------------------
 
@@ -233,6 +249,8 @@ class ReplayResult:
             + (f", skipped {self.skipped}" if self.skipped else "")
             + (" (interrupted)" if self.interrupted else "")
         ]
+        if self.could_not_measure is not None:
+            lines.append(f"  could not measure: {self.could_not_measure}")
         lines += [f"  {'pass' if gate.passed else 'FAIL'}  {gate.expr}: {gate.detail}" for gate in self.gates]
         for name, metric in self.metrics.items():
             lines.append(

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from .._config import Selector, get_settings, parse_selector
 from .._errors import ConfigError, PromptopsError
 from ..prompts import Prompt, resolver, selector_for
-from ._result import MetricSummary, RecordResult, ReplayResult, VersionInfo
+from ._flow import Flow
+from ._result import GateResult, MetricSummary, RecordResult, ReplayResult, VersionInfo
+from ._retry import RetryPolicy
 from ._runner import Call, Job, RunOutcome, execute
 from ._settings import ReplaySettings
 from ._target import ReplayError, Target, load_target
@@ -222,17 +224,17 @@ def run(
     started_at = datetime.datetime.now(datetime.timezone.utc)
     clock = time.perf_counter()
     prepared = _prepare(target, settings)
+    flow = Flow(settings.workers, rps=settings.rps)
     tick = progress(len(prepared.plan.jobs), len(prepared.records)) if progress is not None else None
     outcome = execute(
         prepared.target,
         [record.inputs for record in prepared.records],
         prepared.plan.jobs,
-        workers=settings.workers,
-        progress=tick,
+        flow=flow,
+        policy=RetryPolicy(settings.retry_on),
+        progress=_with_status(tick, flow),
     )
     by_index, complete = _finished(prepared, outcome)
-    if outcome.interrupted:
-        prepared.skipped["interrupted"] = len(prepared.records) - len(complete)
     results, summaries, samples = _score(
         prepared.records,
         complete,
@@ -242,7 +244,7 @@ def run(
         prepared.has_expected,
         settings.seed,
     )
-    result = _judge(target, settings, prepared, results, summaries, samples, interrupted=outcome.interrupted)
+    result = _judge(target, settings, prepared, results, summaries, samples, outcome)
     result.started_at, result.duration_s = started_at, time.perf_counter() - clock
     _write_outputs(result, settings)
     return result
@@ -326,20 +328,67 @@ def _load_models(scorer_list: Sequence[Scorer]) -> None:
 
 
 def _finished(prepared: _Prepared, outcome: RunOutcome) -> tuple[dict[int, dict[str, list[Call]]], list[int]]:
-    """The finished calls by record and role, and the records whose calls all finished (all, unless interrupted)."""
+    """The finished calls by record and role, and the records to score.
+
+    A record is scored when every call of it finished and none on an infrastructure error (those say nothing
+    about the prompt: they are counted, not scored).
+    """
     by_index: dict[int, dict[str, list[Call]]] = {}
     expected_calls: dict[int, int] = {}
+    infra: set[int] = set()
     for job in prepared.plan.jobs:
         expected_calls[job.index] = expected_calls.get(job.index, 0) + 1
         call = outcome.calls.get(job)
         if call is not None:
             by_index.setdefault(job.index, {}).setdefault(job.role, []).append(call)
-    complete = [
+            if call.infra:
+                infra.add(job.index)
+    finished = [
         index
         for index in range(len(prepared.records))
         if sum(map(len, by_index.get(index, {}).values())) == expected_calls[index]
     ]
+    complete = [index for index in finished if index not in infra]
+    if infra:
+        prepared.skipped["infrastructure_error"] = len(infra)
+    unfinished = len(prepared.records) - len(finished) - len(infra - set(finished))
+    if outcome.interrupted or outcome.flow.open:
+        prepared.skipped["interrupted" if outcome.interrupted else "not_run"] = unfinished
     return by_index, complete
+
+
+def _with_status(tick: Callable[[int], None] | None, flow: Flow) -> Callable[[int], None] | None:
+    """The progress callback; one that has a `status(retries=, concurrency=, rate_limited=)` hears those too."""
+    status = getattr(tick, "status", None)
+    if tick is None or not callable(status):
+        return tick
+
+    def advance(count: int) -> None:
+        status(retries=flow.retries, concurrency=max(1, int(flow.limit)), rate_limited=flow.rate_limited)
+        tick(count)
+
+    return advance
+
+
+def _could_not_measure(settings: ReplaySettings, outcome: RunOutcome) -> tuple[str | None, GateResult | None]:
+    """Whether too much failed on the provider's side for the comparison to mean anything (issue 13)."""
+    calls = len(outcome.calls)
+    infra = sum(call.infra for call in outcome.calls.values())
+    if not infra and not outcome.flow.open:
+        return None, None
+    rate = infra / calls if calls else 1.0
+    expr = f"infrastructure_errors.rate <= {settings.max_infra_errors:g}"
+    if outcome.flow.open:
+        reason = f"the circuit breaker stopped the run: {outcome.flow.reason}"
+    elif rate > settings.max_infra_errors:
+        reason = (
+            f"{infra:,} of {calls:,} calls ({rate:.1%}) still failed on the provider's side after their retries, "
+            f"above the {settings.max_infra_errors:.0%} allowed (max_infra_errors): this is not a regression verdict"
+        )
+    else:
+        detail = f"{infra:,} of {calls:,} calls ({rate:.1%}) were infrastructure errors, left out of the metrics"
+        return None, GateResult(expr, True, rate, detail)
+    return reason, GateResult(expr, False, rate, f"could not measure: {reason}")
 
 
 def _judge(
@@ -349,13 +398,16 @@ def _judge(
     results: list[RecordResult],
     summaries: dict[str, MetricSummary],
     samples: dict[str, Any],
-    *,
-    interrupted: bool,
+    outcome: RunOutcome,
 ) -> ReplayResult:
-    """Evaluate the gates and assemble the result."""
+    """Evaluate the gates (and whether the provider let the run measure anything) and assemble the result."""
     from ._gates import evaluate
 
     gate_results = evaluate(prepared.gates, summaries, samples) if results else []
+    could_not_measure, infra_gate = _could_not_measure(settings, outcome)
+    if infra_gate is not None:
+        gate_results.insert(0, infra_gate)
+    interrupted = outcome.interrupted
     candidate = prepared.candidate
     return ReplayResult(
         target=target,
@@ -374,6 +426,12 @@ def _judge(
         metrics=summaries,
         records=results,
         passed=bool(results) and not interrupted and all(gate.passed for gate in gate_results),
+        calls=len(outcome.calls),
+        infrastructure_errors=sum(call.infra for call in outcome.calls.values()),
+        retries=outcome.flow.retries,
+        rate_limited=outcome.flow.rate_limited,
+        lowest_concurrency=outcome.flow.lowest_limit,
+        could_not_measure=could_not_measure,
         skipped=prepared.skipped,
         repeats=settings.repeats,
         workers=settings.workers,

@@ -2,9 +2,11 @@
 
 Every call runs under `use_prompt(name, version=...)` with `replay_active` set, so its span says
 `promptops.replay=true` and capture skips it. Sync targets run in a thread pool, async ones under an asyncio
-semaphore; `workers` bounds both. A call that raises is an error result for its record, not a failure of the
-run. Ctrl-C stops submitting work: the records whose calls all finished are kept and the run is marked
-interrupted.
+semaphore; `workers` bounds both, and `Flow` adapts the calls in flight below it when the provider limits the
+rate (issue 13). A provider's transient failure is retried (`RetryPolicy`); one that still fails is an
+*infrastructure error* (`Call.infra`), kept apart from the model's errors. A call that raises anything else is an
+error result for its record, not a failure of the run. Ctrl-C stops submitting work: the records whose calls all
+finished are kept and the run is marked interrupted.
 
 Per record there is one candidate call and, for the baseline, a *reference* output (the captured output, or a
 first run of the baseline version) plus `repeats` re-runs of the baseline: how far the baseline drifts from its
@@ -24,6 +26,8 @@ from typing import Any
 
 from .. import tracing
 from ..prompts import replay_active, use_prompt
+from ._flow import Flow
+from ._retry import RetryPolicy, error_text, is_infrastructure, is_rate_limit
 from ._target import Target
 
 __all__ = ["Call", "Job", "RunOutcome", "execute"]
@@ -38,12 +42,14 @@ class Call:
         error: `Type: message` when it raised.
         latency_ms: Wall time.
         trace_id: The trace the call's spans belong to, when tracing is on.
+        infra: The error is the provider's (still failing after retries, or refused credentials), not the model's.
     """
 
     output: Any
     error: str | None
     latency_ms: float
     trace_id: str | None = None
+    infra: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,25 +63,22 @@ class Job:
 
 @dataclasses.dataclass(slots=True)
 class RunOutcome:
-    """The calls that finished, by job, and whether the run was interrupted."""
+    """The calls that finished, by job; whether the run was interrupted; the flow control's counters."""
 
     calls: dict[Job, Call]
     interrupted: bool
-
-
-def _error_text(exc: BaseException) -> str:
-    message = str(exc).strip().splitlines()
-    kind = type(exc)
-    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
-    return f"{name}: {message[0]}" if message else name
+    flow: Flow
 
 
 class _Caller:
-    """Runs one job: the override, the replay flag, a `promptops.replay` span around the call, the timing."""
+    """Runs one job: the override, the replay flag, a `promptops.replay` span, the retries, the timing."""
 
-    def __init__(self, target: Target, inputs: Sequence[dict[str, Any]]) -> None:
+    def __init__(self, target: Target, inputs: Sequence[dict[str, Any]], flow: Flow, policy: RetryPolicy) -> None:
         self.target = target
         self.inputs = inputs
+        self.flow = flow
+        self.policy = policy
+        self.retrying = self._retrying()  # built once: an error here is ours, never a call's
 
     @contextlib.contextmanager
     def _context(self, job: Job) -> Generator[str | None]:
@@ -102,23 +105,61 @@ class _Caller:
         finally:
             replay_active.reset(token)
 
-    def call(self, job: Job) -> Call:
-        with self._context(job) as trace_id:
-            started = time.perf_counter()
-            try:
-                output = self.target.call(self.inputs[job.index])
-            except Exception as exc:
-                return Call(None, _error_text(exc), (time.perf_counter() - started) * 1000, trace_id)
-            return Call(output, None, (time.perf_counter() - started) * 1000, trace_id)
+    def _retrying(self) -> dict[str, Any]:
+        def on_retry(exc: BaseException) -> None:
+            self.flow.failed(exc, rate_limit=is_rate_limit(exc), retried=True)
 
-    async def acall(self, job: Job) -> Call:
-        with self._context(job) as trace_id:
-            started = time.perf_counter()
-            try:
-                output = await self.target.acall(self.inputs[job.index])
-            except Exception as exc:
-                return Call(None, _error_text(exc), (time.perf_counter() - started) * 1000, trace_id)
-            return Call(output, None, (time.perf_counter() - started) * 1000, trace_id)
+        return self.policy.retrying(self.flow.opened, on_retry)
+
+    def _failed(self, exc: Exception, latency_ms: float, trace_id: str | None) -> Call:
+        infra = self.policy.retryable(exc) or is_infrastructure(exc)
+        if infra:
+            self.flow.failed(exc, rate_limit=is_rate_limit(exc), retried=False)
+        return Call(None, error_text(exc), latency_ms, trace_id, infra=infra)
+
+    def call(self, job: Job) -> Call | None:
+        """The call's outcome; `None` when the circuit breaker opened before it could start."""
+        import tenacity
+
+        if not self.flow.acquire():
+            return None
+        try:
+            with self._context(job) as trace_id:
+                started = time.perf_counter()
+                output: Any = None
+                try:
+                    for attempt in tenacity.Retrying(sleep=self.flow.sleep, **self.retrying):
+                        with attempt:
+                            started = time.perf_counter()  # latency is the answered attempt's, not the backoff
+                            output = self.target.call(self.inputs[job.index])
+                except Exception as exc:
+                    return self._failed(exc, (time.perf_counter() - started) * 1000, trace_id)
+                self.flow.succeeded()
+                return Call(output, None, (time.perf_counter() - started) * 1000, trace_id)
+        finally:
+            self.flow.release()
+
+    async def acall(self, job: Job) -> Call | None:
+        """`call()` for an async target."""
+        import tenacity
+
+        if not await self.flow.aacquire():
+            return None
+        try:
+            with self._context(job) as trace_id:
+                started = time.perf_counter()
+                output: Any = None
+                try:
+                    async for attempt in tenacity.AsyncRetrying(sleep=self.flow.asleep, **self.retrying):
+                        with attempt:
+                            started = time.perf_counter()
+                            output = await self.target.acall(self.inputs[job.index])
+                except Exception as exc:
+                    return self._failed(exc, (time.perf_counter() - started) * 1000, trace_id)
+                self.flow.succeeded()
+                return Call(output, None, (time.perf_counter() - started) * 1000, trace_id)
+        finally:
+            self.flow.release()
 
 
 def execute(
@@ -126,44 +167,48 @@ def execute(
     inputs: Sequence[dict[str, Any]],
     jobs: Sequence[Job],
     *,
-    workers: int,
+    flow: Flow,
+    policy: RetryPolicy,
     progress: Callable[[int], None] | None = None,
 ) -> RunOutcome:
-    """Run every job, `workers` at a time; Ctrl-C keeps what finished.
+    """Run every job, at most `flow.ceiling` at a time; Ctrl-C (or the circuit breaker) keeps what finished.
 
     Args:
         target: What to call.
         inputs: Stored inputs, by record index.
         jobs: The calls to make (a record's jobs should be adjacent, so an interrupted run leaves whole records).
-        workers: At most this many calls at once.
+        flow: Concurrency, rate cap and circuit breaker of the run.
+        policy: Which failures are retried, and how.
         progress: Called with 1 after each finished call (from the calling thread).
 
     Returns:
         The finished calls.
     """
-    caller = _Caller(target, inputs)
+    caller = _Caller(target, inputs, flow, policy)
     calls: dict[Job, Call] = {}
     if target.is_async:
-        interrupted = _execute_async(caller, jobs, workers, calls, progress)
+        interrupted = _execute_async(caller, jobs, calls, progress)
     else:
-        interrupted = _execute_threads(caller, jobs, workers, calls, progress)
-    return RunOutcome(calls, interrupted)
+        interrupted = _execute_threads(caller, jobs, calls, progress)
+    return RunOutcome(calls, interrupted, flow)
 
 
 def _execute_threads(
     caller: _Caller,
     jobs: Sequence[Job],
-    workers: int,
     calls: dict[Job, Call],
     progress: Callable[[int], None] | None,
 ) -> bool:
+    workers = caller.flow.ceiling
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="promptops-replay")
-    pending: set[concurrent.futures.Future[Call]] = set()
-    job_of: dict[concurrent.futures.Future[Call], Job] = {}
+    pending: set[concurrent.futures.Future[Call | None]] = set()
+    job_of: dict[concurrent.futures.Future[Call | None], Job] = {}
     queue = iter(jobs)
     try:
         # Keep a bounded window in flight: Ctrl-C then leaves little queued work, and memory stays flat.
         for job in queue:
+            if caller.flow.open:
+                break
             future = executor.submit(caller.call, job)
             job_of[future] = job
             pending.add(future)
@@ -184,13 +229,17 @@ def _execute_threads(
 
 
 def _collect(
-    done: set[concurrent.futures.Future[Call]],
-    job_of: dict[concurrent.futures.Future[Call], Job],
+    done: set[concurrent.futures.Future[Call | None]],
+    job_of: dict[concurrent.futures.Future[Call | None], Job],
     calls: dict[Job, Call],
     progress: Callable[[int], None] | None,
 ) -> None:
     for future in done:
-        calls[job_of.pop(future)] = future.result()  # _Caller never raises an Exception
+        job = job_of.pop(future)
+        call = future.result()  # _Caller never raises an Exception
+        if call is None:  # not started: the circuit breaker opened
+            continue
+        calls[job] = call
         if progress is not None:
             progress(1)
 
@@ -198,16 +247,15 @@ def _collect(
 def _execute_async(
     caller: _Caller,
     jobs: Sequence[Job],
-    workers: int,
     calls: dict[Job, Call],
     progress: Callable[[int], None] | None,
 ) -> bool:
     async def main() -> None:
-        semaphore = asyncio.Semaphore(workers)
-
         async def one(job: Job) -> None:
-            async with semaphore:
-                calls[job] = await caller.acall(job)
+            call = await caller.acall(job)  # the flow's slots bound the calls in flight
+            if call is None:
+                return
+            calls[job] = call
             if progress is not None:
                 progress(1)
 

@@ -55,6 +55,8 @@ class ReplaySettings:
         rps: At most this many calls started per second (`None`: no cap).
         retry_on: Also retry a call whose exception this predicate accepts, on top of the providers' transient
             errors promptops recognises (rate limits, timeouts, 5xx, connection errors).
+        max_infra_errors: The run "could not measure" (fails, exit 1) when more than this fraction of calls are
+            infrastructure errors: still failing on the provider's side after their retries.
         max_cost: Stop before the estimated cost of the run (in USD) would exceed this.
         fresh: Make every call again, ignoring call outputs stored by an earlier run of the same replay.
         executor: Where calls run: `"local"` (threads, or asyncio for async targets).
@@ -80,6 +82,7 @@ class ReplaySettings:
     workers: int = 8
     rps: float | None = None
     retry_on: Callable[[BaseException], bool] | None = None
+    max_infra_errors: float = 0.02
     max_cost: float | None = None
     fresh: bool = False
     executor: str = "local"
@@ -135,9 +138,9 @@ class ReplaySettings:
             raise ReplayError(f"workers must be at least 1, got {self.workers}")
         if self.executor not in _EXECUTORS:
             raise ReplayError(f"unknown executor {self.executor!r}; use one of: {', '.join(_EXECUTORS)}")
-        if self.rps is not None:
-            raise ReplayError("--rps is not available yet; lower --workers to slow the replay down")
+        if self.rps is not None and not self.rps > 0:
+            raise ReplayError(f"rps must be above 0, got {self.rps}")
+        if not 0.0 <= self.max_infra_errors <= 1.0:
+            raise ReplayError(f"max_infra_errors is a fraction between 0 and 1, got {self.max_infra_errors}")
         if self.max_cost is not None:
             raise ReplayError("--max-cost is not available yet: no cost is measured")
-        if self.retry_on is not None:
-            raise ReplayError("retry_on is not available yet")

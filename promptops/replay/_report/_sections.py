@@ -52,8 +52,10 @@ def verdict_section(result: ReplayResult, candidate: str, baseline: str) -> str:
     if items:
         items = f'<ul class="gates">{items}</ul>'
     notice = ""
+    if result.could_not_measure is not None:
+        notice += f'<p class="alert">Could not measure: {escape(result.could_not_measure)}</p>'
     if result.interrupted:
-        notice = (
+        notice += (
             '<p class="alert">The run was interrupted before every record finished: '
             f"the results cover the {len(result.records):,} records that did.</p>"
         )
@@ -90,6 +92,16 @@ def facts_section(result: ReplayResult) -> str:
         ("Errors", f"candidate {errors:,}{rate} · baseline {baseline_errors:,}"),
         ("Baseline repeats", f"{result.repeats} per record"),
         ("Workers", str(result.workers)),
+        (
+            "Provider",
+            f"{result.calls:,} calls · {result.infrastructure_errors:,} infrastructure errors · "
+            f"{result.retries:,} retries ({result.rate_limited:,} rate limited)"
+            + (
+                f" · concurrency down to {result.lowest_concurrency}"
+                if result.lowest_concurrency is not None and result.lowest_concurrency < result.workers
+                else ""
+            ),
+        ),
         ("Started", escape(started.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"))),
         ("Duration", duration(result.duration_s)),
         ("MLflow run", f"<code>{escape(result.mlflow_run_id)}</code>" if result.mlflow_run_id else "not logged"),
