@@ -42,7 +42,7 @@ def log_result(result: ReplayResult, html: str | None) -> str | None:
     timeout = max(5, math.ceil(get_settings().registry_timeout))
     try:
         with mlflow_environment(timeout):
-            return _log(result, html)
+            return _log(result.redacted(), html)  # the tables show what the reports show (issue 11)
     except Exception as exc:  # the replay's verdict stands without the run
         logger.warning("promptops replay: could not log the run to MLflow (%s: %s)", type(exc).__name__, exc)
         return None

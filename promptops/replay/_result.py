@@ -214,28 +214,65 @@ class ReplayResult:
 
     # -- outputs -------------------------------------------------------------------------------------------------
 
+    def redacted(self) -> ReplayResult:
+        """A copy whose records went through the redaction spans and captures get: what every report shows.
+
+        Inputs, outputs and expected outputs, error messages and scorers' reasons (issue 11: a candidate's fresh
+        output, or a dataset imported from a file, was never redacted). Scores and metrics are unchanged: they
+        were computed on the real values.
+        """
+        import sys
+
+        from .._config import get_settings
+        from .._redact import redactor_for
+        from .._serialize import to_jsonable
+
+        redactor = redactor_for(get_settings())
+
+        def value(data: Any) -> Any:
+            return to_jsonable(data, max_chars=sys.maxsize, redactor=redactor)  # never truncated: a full record
+
+        def text(message: str | None) -> str | None:
+            return None if message is None else redactor.redact_text(message)
+
+        records = [
+            dataclasses.replace(
+                record,
+                inputs=value(record.inputs),
+                baseline_output=value(record.baseline_output),
+                candidate_output=value(record.candidate_output),
+                expected=value(record.expected),
+                reasons={name: redactor.redact_text(reason) for name, reason in record.reasons.items()},
+                error=text(record.error),
+                baseline_error=text(record.baseline_error),
+            )
+            for record in self.records
+        ]
+        return dataclasses.replace(self, records=records)
+
     def to_json(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-        """The result as the stable JSON document (`schema_version` 1); also written to `path` if given."""
+        """The result as the stable JSON document (`schema_version` 1), redacted; also written to `path` if given."""
         from ._json import json_text, result_to_json
 
+        shown = self.redacted()
         if path is not None:
-            _write(path, json_text(self))
-        return result_to_json(self)
+            _write(path, json_text(shown))
+        return result_to_json(shown)
 
     def to_html(self, path: str | os.PathLike[str] | None = None) -> str:
-        """The self-contained HTML report; also written to `path` if given."""
+        """The self-contained HTML report, redacted; also written to `path` if given."""
         from ._report import render_html
 
-        html = render_html(self)
+        html = render_html(self.redacted())
         if path is not None:
             _write(path, html)
         return html
 
     def to_junit(self, path: str | os.PathLike[str] | None = None) -> str:
-        """JUnit XML, one test case per gate; also written to `path` if given."""
+        """JUnit XML, one test case per gate, redacted; also written to `path` if given."""
         from ._junit import result_to_junit
 
-        xml = result_to_junit(self)
+        xml = result_to_junit(self.redacted())
         if path is not None:
             _write(path, xml)
         return xml

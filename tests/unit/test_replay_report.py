@@ -9,6 +9,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -536,3 +537,34 @@ def test_html_handles_an_empty_run() -> None:
     check_markup(page)
     interrupted = render_html(sample_result(interrupted=True, duration_s=float("nan")))
     assert "The run was interrupted before every record finished" in interrupted
+
+
+# ------------------------------------------------------------------------------------------------- redaction
+
+
+def test_every_report_goes_through_the_same_redaction_as_spans_and_captures(tmp_path: Path) -> None:
+    # Issue 11: a candidate's fresh output, an error and a dataset imported from a file were shown raw.
+    key = "sk-CANARYreport0123456789abcdef"
+    secret_record = record(
+        "secret",
+        f"mail jane.canary@example.com {key}",
+        {"answer": "ok", "api_key": "plain-canary-value"},
+        -0.1,
+        inputs={"password": "pw-canary-input", "text": f"password=inline-canary and {key}"},
+        error=f"RuntimeError: upstream refused {key}",
+        baseline_error="ValueError: Authorization: Bearer CANARYbearer0123",
+        expected=f"expected {key}",
+    )
+    secret_record.reasons["rougeL"] = f"differs at {key}"
+    result = sample_result([secret_record])
+    documents = {
+        "json": json.dumps(result.to_json(tmp_path / "r.json")) + (tmp_path / "r.json").read_text(),
+        "html": result.to_html(tmp_path / "r.html"),
+        "junit": result.to_junit(tmp_path / "r.xml"),
+    }
+    for kind, text in documents.items():
+        for canary in ("CANARYreport", "jane.canary", "plain-canary-value", "pw-canary-input", "inline-canary",
+                       "CANARYbearer"):  # fmt: skip
+            assert canary not in text, (kind, canary)
+    assert result.records[0].candidate_output["api_key"] == "plain-canary-value"  # the result itself is untouched
+    assert result.redacted().records[0].scores == result.records[0].scores
