@@ -7,14 +7,16 @@ made from. They are immutable: `create`, `import` and `pull` refuse a name that 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._app import CliError, State
+from ._app import CliError, State, is_mlflow_exception
 from ._captures import (
     FunctionOption,
     PromptOption,
@@ -25,6 +27,7 @@ from ._captures import (
     _open_store,  # pyright: ignore[reportPrivateUsage]
     parse_moment,
 )
+from ._prompts import translate_mlflow_error
 from ._text import json_text, visible
 
 if TYPE_CHECKING:
@@ -336,6 +339,17 @@ def export(
     typer.echo(f"exported {_plural(len(dataset.records), 'record')} of dataset {dataset.name} to {file}", err=True)
 
 
+@contextlib.contextmanager
+def _mlflow_errors(state: State) -> Generator[None]:
+    """MLflow's errors as one line: an unreachable server says so and what to do, as `prompts` does (issue 17)."""
+    try:
+        yield
+    except Exception as exc:
+        if is_mlflow_exception(exc):
+            raise translate_mlflow_error(exc, state.display_uri) from None
+        raise
+
+
 @datasets_app.command("push")
 def push(
     ctx: typer.Context,
@@ -358,7 +372,8 @@ def push(
     store = _open_store(ctx, store_url)
     dataset = load(name.strip(), store=store)
     state.client(ctx)  # bounds MLflow's HTTP retries and timeout for this command, and quiets its logging
-    result = send(dataset, tracking_uri=state.tracking_uri, experiment=experiment, mlflow_name=mlflow_name)
+    with _mlflow_errors(state):
+        result = send(dataset, tracking_uri=state.tracking_uri, experiment=experiment, mlflow_name=mlflow_name)
     typer.echo(
         f"pushed {_plural(result.pushed, 'record')} of dataset {dataset.name} to MLflow dataset "
         f"{result.mlflow_name} ({result.dataset_id}) at {result.tracking_uri}"
@@ -389,7 +404,8 @@ def pull(
         dataset_name = _name(mlflow_name, hint=f"; pass --name NAME ({_NAME_RULE})")
     state = State.of(ctx)
     state.client(ctx)
-    dataset = fetch(mlflow_name, tracking_uri=state.tracking_uri, name=dataset_name)
+    with _mlflow_errors(state):
+        dataset = fetch(mlflow_name, tracking_uri=state.tracking_uri, name=dataset_name)
     if not dataset.records:
         raise CliError(f"the MLflow dataset {mlflow_name!r} has no records; nothing to save")
     store = _writable_store(ctx, store_url)

@@ -57,6 +57,40 @@ def _console() -> Any:
 # --------------------------------------------------------------------------------------------------- registry
 
 
+def translate_mlflow_error(exc: BaseException, uri: str) -> CliError:
+    """One line for an MLflow error: an unreachable server, an unusable tracking URI, else MLflow's first line.
+
+    Args:
+        exc: An `MlflowException`.
+        uri: The tracking URI, as it may be shown (password redacted).
+    """
+    message = str(getattr(exc, "message", None) or exc)
+    if any(marker in message for marker in _CONNECTION_MARKERS):
+        if "refused" in message:
+            reason, fix = "connection refused", "start it"
+        elif "resolve" in message or "Name or service" in message or "name resolution" in message:
+            reason, fix = "unknown host name", "check the host name"
+        else:
+            timeout = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")
+            reason, fix = f"no answer within {timeout} s", "check that it is up and answering"
+        return CliError(
+            f"cannot reach the MLflow server at {uri} ({reason}); {fix}, or point --tracking-uri or "
+            f"PROMPTOPS_TRACKING_URI at a running one"
+        )
+    if "unsupported URI" in message or type(exc).__name__.startswith("Unsupported"):
+        return CliError(
+            f"unsupported tracking URI {uri!r}: use sqlite:///path.db, postgresql://, mysql://, "
+            f"http(s)://host:port or databricks; pass --tracking-uri or set PROMPTOPS_TRACKING_URI"
+        )
+    if "filesystem tracking backend" in message:
+        return CliError(
+            f"tracking URI {uri!r} is a file store, which has no prompt registry; use a database such as "
+            f"sqlite:///mlflow.db (migrate with `mlflow migrate-filestore`)"
+        )
+    first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
+    return CliError(f"{first} (tracking URI {uri})")
+
+
 class _Registry:
     """The MLflow client for one command, translating MLflow's errors into one-line `CliError`s.
 
@@ -128,30 +162,7 @@ class _Registry:
             raise
 
     def _translate(self, exc: BaseException) -> CliError:
-        message = str(getattr(exc, "message", None) or exc)
-        uri = self.state.display_uri
-        if any(marker in message for marker in _CONNECTION_MARKERS):
-            if "refused" in message:
-                reason, fix = "connection refused", "start it"
-            else:
-                timeout = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")
-                reason, fix = f"no answer within {timeout} s", "check that it is up and answering"
-            return CliError(
-                f"cannot reach the MLflow server at {uri} ({reason}); {fix}, or point --tracking-uri or "
-                f"PROMPTOPS_TRACKING_URI at a running one"
-            )
-        if "unsupported URI" in message or type(exc).__name__.startswith("Unsupported"):
-            return CliError(
-                f"unsupported tracking URI {uri!r}: use sqlite:///path.db, postgresql://, mysql://, "
-                f"http(s)://host:port or databricks; pass --tracking-uri or set PROMPTOPS_TRACKING_URI"
-            )
-        if "filesystem tracking backend" in message:
-            return CliError(
-                f"tracking URI {uri!r} is a file store, which has no prompt registry; use a database such as "
-                f"sqlite:///mlflow.db (migrate with `mlflow migrate-filestore`)"
-            )
-        first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
-        return CliError(f"{first} (tracking URI {uri})")
+        return translate_mlflow_error(exc, self.state.display_uri)
 
     @staticmethod
     def _is_not_found(exc: BaseException) -> bool:

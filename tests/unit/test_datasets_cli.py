@@ -325,3 +325,19 @@ def test_console_script(store: tuple[str, list[CaptureRecord]], tmp_path: Path) 
     assert done.stderr.splitlines() == [
         f"error: dataset 'nightly' already exists in {url}; datasets are immutable: choose another NAME, e.g. nightly-2"
     ]
+
+
+def test_push_and_pull_to_an_unreachable_server_say_what_to_do(store: tuple[str, list[CaptureRecord]]) -> None:
+    # Issue 17: MLflow's raw "HTTPConnectionPool ... Max retries exceeded" used to be the whole message.
+    import socket
+
+    url, _ = store
+    ok(run("create", "sum", "--from-captures", "--function", "app.llm:summarize", "--store", url))
+    with socket.socket() as probe:  # a port nothing listens on: connections are refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = f"http://127.0.0.1:{port}"
+    for args in (("push", "sum", "--store", url), ("pull", "sum-eval", "--name", "other", "--store", url)):
+        result = runner.invoke(app, ["--tracking-uri", server, "datasets", *args])
+        line = assert_usage_error(result, f"cannot reach the MLflow server at {server} (connection refused)")
+        assert "HTTPConnectionPool" not in line and "--tracking-uri" in line
