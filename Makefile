@@ -64,7 +64,7 @@ mutation: install
 	$(BIN)/pip install --quiet -e ".[dev,semantic,mutation]"
 	timeout $(MUTATION_TIMEOUT) $(BIN)/mutmut run --max-children 2 || test $$? -eq 124
 	$(BIN)/mutmut results --all true > mutants/results.txt || true
-	$(BIN)/python -c "import collections, re; c = collections.Counter(re.findall(r': (\w+)$$', open('mutants/results.txt').read(), re.M)); k = c['killed'] + c['timeout']; n = sum(c.values()); print(dict(c)); print(f'mutation score: {k}/{n} = {k / max(n, 1):.0%} killed')"
+	$(BIN)/python -c "import collections; c = collections.Counter(line.rpartition(': ')[2].strip() for line in open('mutants/results.txt') if ': ' in line); ran = c['killed'] + c['timeout'] + c['survived'] + c['suspicious']; print(dict(c)); print('mutation score: %d of %d mutants run were killed (%.0f%%)' % (c['killed'] + c['timeout'], ran, 100 * (c['killed'] + c['timeout']) / max(ran, 1)))"
 
 clean:
 	rm -rf $(VENV) site .pytest_cache .ruff_cache .promptops mutants
