@@ -7,13 +7,14 @@ nearest `pyproject.toml`, then the default. The docs' settings page is generated
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +180,8 @@ class Param:
     type_doc: str
     doc: str
     env_fallbacks: tuple[str, ...] = ()
+    none: str = ""  # what `configure(name=None)` means; empty: None is refused (issue 12)
+    none_unsets: bool = False  # None forgets an earlier configure() value instead of being a value itself
 
     @property
     def env(self) -> str:
@@ -196,6 +199,8 @@ PARAMS: tuple[Param, ...] = (
         "promptops' own timeouts), or any store URI MLflow accepts (`sqlite:///mlflow.db`, `databricks`). "
         "Unset: `MLFLOW_TRACKING_URI`, else MLflow's own default `sqlite:///mlflow.db`.",
         env_fallbacks=("MLFLOW_TRACKING_URI",),
+        none="forget an earlier `configure()` value: the environment, pyproject or the default applies",
+        none_unsets=True,
     ),
     Param(
         "default_alias",
@@ -253,6 +258,8 @@ PARAMS: tuple[Param, ...] = (
         "The MLflow experiment traces are logged to with the `mlflow` exporter. Unset: "
         "`MLFLOW_EXPERIMENT_NAME`, else MLflow's `Default` experiment.",
         env_fallbacks=("MLFLOW_EXPERIMENT_NAME",),
+        none="forget an earlier `configure()` value: the environment, pyproject or the default applies",
+        none_unsets=True,
     ),
     Param(
         "record_values",
@@ -285,7 +292,8 @@ PARAMS: tuple[Param, ...] = (
         _to_capture,
         "str | None",
         "Where captured calls are written: any SQLAlchemy URL (`sqlite:///...`, "
-        "`postgresql+psycopg://...`). `none` disables capture.",
+        "`postgresql+psycopg://...`). `None` (or `none`, `off`, `false` in the environment) disables capture.",
+        none="disables capture, whatever the environment or pyproject say",
     ),
     Param(
         "sample_rate",
@@ -300,6 +308,7 @@ PARAMS: tuple[Param, ...] = (
         _to_optional_str,
         "str | None",
         "A version string of the application, stored with every captured record.",
+        none="no version is stored, whatever the environment or pyproject say",
     ),
     Param(
         "capture_queue_size",
@@ -316,6 +325,7 @@ PARAMS: tuple[Param, ...] = (
         "list[str | Callable]",
         "Extra redaction rules on top of the defaults: regular expressions (matches are masked) and, from "
         "`configure()`, callables `(key, value) -> value`. In the environment: a JSON list of expressions.",
+        none="no extra rules (the defaults still apply), whatever the environment or pyproject say",
     ),
     Param(
         "file_mode",
@@ -329,6 +339,19 @@ PARAMS: tuple[Param, ...] = (
 )
 
 _PARAMS_BY_NAME = {param.name: param for param in PARAMS}
+
+
+class _NotGiven:
+    """`configure()`'s default for every keyword: "not given", so that `None` can mean something (issue 12)."""
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+NOT_GIVEN: Any = _NotGiven()
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
@@ -512,29 +535,32 @@ def on_change(listener: Callable[[Settings | None], None]) -> None:
 
 def configure(
     *,
-    tracking_uri: str | None = None,
-    default_alias: str | None = None,
-    pins: Mapping[str, int | str] | None = None,
-    cache_ttl: float | None = None,
-    registry_timeout: float | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    trace_exporter: str | None = None,
-    experiment_name: str | None = None,
-    record_values: bool | None = None,
-    max_value_chars: int | None = None,
-    capture_max_value_chars: int | None = None,
-    capture: str | bool | None = None,
-    sample_rate: float | None = None,
-    app_version: str | None = None,
-    capture_queue_size: int | None = None,
-    redact: Sequence[str | re.Pattern[str] | Callable[[str, Any], Any]] | None = None,
-    file_mode: int | str | None = None,
+    tracking_uri: str | None = NOT_GIVEN,
+    default_alias: str = NOT_GIVEN,
+    pins: Mapping[str, int | str] = NOT_GIVEN,
+    cache_ttl: float = NOT_GIVEN,
+    registry_timeout: float = NOT_GIVEN,
+    cache_dir: str | os.PathLike[str] = NOT_GIVEN,
+    trace_exporter: str = NOT_GIVEN,
+    experiment_name: str | None = NOT_GIVEN,
+    record_values: bool = NOT_GIVEN,
+    max_value_chars: int = NOT_GIVEN,
+    capture_max_value_chars: int = NOT_GIVEN,
+    capture: str | bool | None = NOT_GIVEN,
+    sample_rate: float = NOT_GIVEN,
+    app_version: str | None = NOT_GIVEN,
+    capture_queue_size: int = NOT_GIVEN,
+    redact: Sequence[str | re.Pattern[str] | Callable[[str, Any], Any]] | None = NOT_GIVEN,
+    file_mode: int | str = NOT_GIVEN,
 ) -> Settings:
     """Configure promptops for this process. Optional: every setting also reads env vars and pyproject.
 
-    Each keyword left as `None` keeps its value from an earlier `configure()` call, else from
+    Each keyword left out keeps its value from an earlier `configure()` call, else from
     `PROMPTOPS_<NAME>`, else `[tool.promptops]` in `pyproject.toml`, else the default. See the settings
-    reference in the docs for what each one does.
+    reference in the docs for what each one does. `None` is a value, accepted where it means something:
+    `capture=None` disables capture, `app_version=None` stores no version, `redact=None` adds no rules (each
+    wins over the environment and pyproject), and `tracking_uri=None` / `experiment_name=None` forget an
+    earlier `configure()` value. Any other setting refuses `None`.
 
     Args:
         tracking_uri: MLflow tracking/registry URI (`http://host:5000`, `sqlite:///mlflow.db`, ...).
@@ -549,7 +575,7 @@ def configure(
         record_values: Whether spans record the call's (redacted, truncated) inputs and output.
         max_value_chars: Longest recorded value in characters before truncation.
         capture_max_value_chars: Longest value stored in a capture record, in characters.
-        capture: SQLAlchemy URL of the capture store; `"none"` or `False` disables capture.
+        capture: SQLAlchemy URL of the capture store; `None`, `"none"` or `False` disables capture.
         sample_rate: Fraction of calls captured, 0 to 1.
         app_version: Version string of the application, stored with captured records.
         capture_queue_size: Most captured calls waiting for the background writer before new ones are dropped.
@@ -582,12 +608,38 @@ def configure(
         "file_mode": file_mode,
     }
     with _lock:
-        merged = {**_overrides, **{key: value for key, value in given.items() if value is not None}}
+        merged = dict(_overrides)
+        for key, value in given.items():
+            if value is NOT_GIVEN:
+                continue
+            if value is None:
+                param = _PARAMS_BY_NAME[key]
+                if not param.none:
+                    raise ConfigError(f"{key} cannot be None; leave it out to keep its current value")
+                if param.none_unsets:
+                    merged.pop(key, None)
+                    continue
+            merged[key] = value
         previous = _settings.generation if _settings is not None else 0
         settings = _resolve(merged, os.environ, generation=previous + 1)
         _overrides.clear()
         _overrides.update(merged)
         return _install(settings)
+
+
+@contextlib.contextmanager
+def overridden(**values: Any) -> Generator[Settings]:
+    """`configure(**values)` for the block, then the configuration as it was before (the testing helpers)."""
+    with _lock:
+        saved = dict(_overrides)
+    try:
+        yield configure(**values)
+    finally:
+        with _lock:
+            _overrides.clear()
+            _overrides.update(saved)
+            generation = _settings.generation + 1 if _settings is not None else 0
+            _install(_resolve(_overrides, os.environ, generation=generation))
 
 
 def reset() -> None:

@@ -6,6 +6,7 @@ import pytest
 
 import promptops
 from promptops import _config
+from tests.conftest import Registry
 
 
 def test_defaults_without_any_configuration(tmp_path: Path) -> None:
@@ -149,3 +150,72 @@ def test_every_param_has_doc_type_and_env() -> None:
     parameters = inspect.signature(promptops.configure).parameters
     assert list(parameters) == names
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters.values())
+
+
+# -- None is a value where it means something (issue 12) ---------------------------------------------------
+
+
+def test_capture_none_disables_capture_over_env_and_pyproject(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.promptops]\ncapture = "sqlite:///from-pyproject.db"\n')
+    monkeypatch.setenv("PROMPTOPS_CAPTURE", "sqlite:///from-env.db")
+    assert promptops.get_settings().capture is not None
+    assert promptops.configure(capture=None).capture is None
+    assert promptops.configure(sample_rate=0.5).capture is None  # a later configure() keeps it off
+
+
+def test_capture_none_means_no_record_is_written(tmp_path: Path, registry: Registry, prompt_name: str) -> None:
+    # The contract, end to end: a user who turned capture off for privacy has nothing written to disk.
+    registry.register(prompt_name, "Summarize {{ text }}", alias="production")
+    promptops.configure(tracking_uri=registry.uri, trace_exporter="none", capture=None)
+
+    @promptops.track(prompt=prompt_name)
+    def summarize(text: str, *, prompt: promptops.Prompt) -> str:
+        return prompt.format(text=text)
+
+    before = promptops.stats()["captures_written"]
+    summarize("my private words")
+    assert promptops.flush(10)
+    assert promptops.stats()["captures_written"] == before
+    assert not any(tmp_path.rglob("*.db")), list(tmp_path.rglob("*.db"))
+
+
+def test_app_version_none_stores_no_version_over_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROMPTOPS_APP_VERSION", "1.2.3")
+    assert promptops.get_settings().app_version == "1.2.3"
+    assert promptops.configure(app_version=None).app_version is None
+
+
+def test_redact_none_adds_no_rules_over_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROMPTOPS_REDACT", '["secret-[0-9]+"]')
+    assert len(promptops.get_settings().redact) == 1
+    assert promptops.configure(redact=None).redact == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "env", "value"),
+    [
+        ("tracking_uri", "MLFLOW_TRACKING_URI", "http://127.0.0.1:1"),
+        ("experiment_name", "MLFLOW_EXPERIMENT_NAME", "from-env"),
+    ],
+)
+def test_none_forgets_an_earlier_configure_value(
+    monkeypatch: pytest.MonkeyPatch, name: str, env: str, value: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    configured = promptops.configure(**{name: "http://127.0.0.1:2" if name == "tracking_uri" else "configured"})
+    assert getattr(configured, name) != value
+    assert getattr(promptops.configure(**{name: None}), name) == value  # the environment applies again
+
+
+@pytest.mark.parametrize("name", [param.name for param in _config.PARAMS if not param.none])
+def test_none_is_refused_where_it_means_nothing(name: str) -> None:
+    promptops.configure(cache_ttl=5.0)
+    with pytest.raises(promptops.ConfigError, match=f"{name} cannot be None"):
+        promptops.configure(**{name: None})
+    assert promptops.get_settings().cache_ttl == 5.0  # nothing changed
+
+
+def test_leaving_a_keyword_out_keeps_its_value() -> None:
+    promptops.configure(capture=None, app_version="9")
+    settings = promptops.configure(cache_ttl=3.0)
+    assert (settings.capture, settings.app_version, settings.cache_ttl) == (None, "9", 3.0)
