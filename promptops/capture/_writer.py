@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import atexit
 import datetime
-import importlib
 import logging
 import os
 import threading
@@ -37,6 +36,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .._errors import log_internal_error
+from .._instrumentation import suppress_instrumentation
 
 if TYPE_CHECKING:
     from .._config import Settings
@@ -72,26 +72,6 @@ class _Counters:
 
 
 counters = _Counters()
-
-
-def _suppress_instrumentation() -> None:
-    """Mark this thread's OpenTelemetry context so instrumentations skip what it does."""
-    try:
-        from opentelemetry import context
-
-        key: Any
-        try:
-            # Optional package (instrumentations bring it): imported by name so type checking does not need it.
-            utils: Any = importlib.import_module("opentelemetry.instrumentation.utils")
-            key = getattr(utils, "_SUPPRESS_INSTRUMENTATION_KEY", None)
-        except ImportError:
-            key = getattr(context, "_SUPPRESS_INSTRUMENTATION_KEY", None)
-        ctx = context.set_value("suppress_instrumentation", True)  # the key older instrumentations read
-        if key is not None:
-            ctx = context.set_value(key, True, ctx)
-        context.attach(ctx)  # for the thread's whole life: never detached
-    except Exception:  # pragma: no cover - no OpenTelemetry API: nothing to suppress
-        pass
 
 
 def _first_line(exc: BaseException) -> str:
@@ -211,7 +191,7 @@ class Writer:
     # -- the writer thread -------------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        _suppress_instrumentation()
+        suppress_instrumentation()
         while True:
             try:
                 if not self._drain():

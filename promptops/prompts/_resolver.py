@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 
 from .._config import Selector, Settings
 from .._errors import PromptNotFoundError, PromptUnavailableError, log_internal_error
+from .._instrumentation import suppress_instrumentation
 from ._disk import DiskCache
 from ._prompt import Prompt
 from ._registry import Registry, RegistryError, RegistryNotFound, describe, make_registry, redact_uri
@@ -235,6 +236,7 @@ class Resolver:
             return self._registry
 
     def _fetch(self, key: Key, fetch: _Fetch) -> None:
+        suppress_instrumentation()  # this thread is ours: no orphan GET traces in an instrumented app (issue 12)
         name, selector = key
         try:
             prompt = self._get_registry().fetch(name, selector)
