@@ -8,7 +8,8 @@ with capture_spans() as spans:
 assert spans.finished()[0].attributes["promptops.prompt.version"] == 3
 ```
 
-The pytest plugin (installed with promptops) offers the same as the `promptops_spans` fixture.
+The pytest plugin (installed with promptops) offers the same as the `promptops_spans` fixture, with the test's
+captures kept in a temporary store and nothing exported to MLflow (`isolated()`).
 
 `OfflineModel` is a deterministic stand-in for an LLM that reads its prompt (length, format, tone), with seeded
 nondeterminism: the demo, the replay benchmarks and your own tests can run without a provider.
@@ -17,6 +18,7 @@ nondeterminism: the demo, the replay benchmarks and your own tests can run witho
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-__all__ = ["OfflineModel", "PromptInput", "PromptReading", "SpanCapture", "capture_spans"]
+__all__ = ["OfflineModel", "PromptInput", "PromptReading", "SpanCapture", "capture_spans", "isolated"]
 
 
 class SpanCapture:
@@ -73,6 +75,40 @@ def _plain(value: Any) -> Any:
         items: tuple[Any, ...] = value  # pyright: ignore[reportUnknownVariableType]
         return list(items)
     return value
+
+
+@contextlib.contextmanager
+def isolated(directory: str | os.PathLike[str]) -> Generator[None]:
+    """Keep the block's tracked calls out of production data: captures go to `directory`, traces nowhere.
+
+    Inside the block capture writes to `directory/captures.db` and the `mlflow` exporter is off
+    (`trace_exporter="none"`; `capture_spans()` still sees every span); a `configure()` inside the block wins.
+    Afterwards the configuration is what it was. The pytest plugin's fixtures use it with the test's
+    `tmp_path` (issue 12: a test's calls had been captured into the project's `.promptops/captures.db`).
+
+    ```python
+    import tempfile
+    from promptops.testing import isolated
+
+    with tempfile.TemporaryDirectory() as directory, isolated(directory):
+        promptops.get_settings().capture  # sqlite:///.../captures.db inside directory
+    ```
+
+    Args:
+        directory: Where the temporary capture store lives (the caller removes it).
+
+    Yields:
+        Nothing.
+    """
+    from . import _config, capture  # pyright: ignore[reportPrivateUsage]
+
+    os.makedirs(directory, exist_ok=True)
+    url = "sqlite:///" + os.path.join(os.path.abspath(directory), "captures.db")
+    with _config.overridden(capture=url, trace_exporter="none"):
+        try:
+            yield
+        finally:
+            capture.flush(timeout=10.0)  # the block's records land in its store, not in the one restored next
 
 
 @contextlib.contextmanager
