@@ -119,9 +119,12 @@ def stats() -> dict[str, int]:
     Returns:
         `spans_exported` (accepted by the exporter), `spans_dropped` (export queue full, or ended after
         shutdown), `spans_failed` (in batches the exporter could not deliver), `export_failures` (such
-        batches) and `spans_queued` (waiting for export now).
+        batches), `prompt_links` and `prompt_links_failed` (traces the `mlflow` exporter linked, or could not
+        link, to their prompt versions) and `spans_queued` (waiting for export now).
     """
     provider = sys.modules.get(_PROVIDER)
     if provider is None:  # don't import the OpenTelemetry SDK just to say nothing happened
-        return dict.fromkeys(("spans_exported", "spans_dropped", "spans_failed", "export_failures", "spans_queued"), 0)
+        from ._counters import NAMES
+
+        return dict.fromkeys((*NAMES, "spans_queued"), 0)
     return provider.stats()

@@ -1,4 +1,4 @@
-"""The private tracer provider, its bounded batch processor, export counters and rate-limited warnings.
+"""The private tracer provider and its bounded batch processor.
 
 Imported on the first span only (it imports the OpenTelemetry SDK).
 """
@@ -27,60 +27,15 @@ from .. import _config, tracing  # pyright: ignore[reportPrivateUsage]
 from .._config import Settings, get_settings
 from .._errors import log_internal_error
 from .._version import __version__
+from ._counters import ExportFailed, RateLimitedWarning, add, count, snapshot
 
 logger = logging.getLogger("promptops")
 
 SCOPE = "promptops"
 DEFAULT_SERVICE_NAME = "promptops-app"
-ATEXIT_TIMEOUT = 2.0  # seconds an exiting application waits for its last spans, at most
-WARNING_INTERVAL = 60.0  # seconds between two warnings about the same kind of export trouble
-
-
-class ExportFailed(Exception):
-    """An expected, environmental export failure (endpoint down, refused, slow, store locked): a WARNING."""
-
-
-# -- counters ---------------------------------------------------------------------------------------------
-
-_counts_lock = threading.Lock()
-_counts: dict[str, int] = {"spans_exported": 0, "spans_dropped": 0, "spans_failed": 0, "export_failures": 0}
-
-
-def count(name: str, value: int = 1) -> None:
-    """Add `value` to the counter `name` (see `stats()`)."""
-    with _counts_lock:
-        _counts[name] += value
-
-
-def _reinit_lock_in_child() -> None:
-    # A fork while another thread held the lock would leave the child's copy locked forever.
-    global _counts_lock
-    _counts_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_reinit_lock_in_child)
-
-
-class RateLimitedWarning:
-    """Log a WARNING at most once per `interval` seconds, saying how often it happened since the last one."""
-
-    def __init__(self, interval: float = WARNING_INTERVAL) -> None:
-        self._interval = interval
-        self._next = 0.0
-        self._suppressed = 0
-
-    def __call__(self, message: str, *args: object) -> None:
-        """Log `message % args` now, or count it if a warning was logged less than `interval` ago."""
-        now = time.monotonic()
-        if now < self._next:
-            self._suppressed += 1
-            return
-        self._next = now + self._interval
-        suppressed, self._suppressed = self._suppressed, 0
-        if suppressed:
-            message += " (%d similar warnings in the last %.0fs)"
-            args = (*args, suppressed, self._interval)
-        logger.warning(message, *args)
+ATEXIT_TIMEOUT = 3.0  # seconds an exiting application waits for an export that makes no progress
+ATEXIT_MAX = 300.0  # seconds it waits at most while spans are still being stored (issue 10: none lost at exit)
+LOCAL_QUEUE_SIZE = 20_000  # spans waiting for a local (sqlite) tracking store, at most; OTel's default is 2,048
 
 
 # -- exporter wrapper and processor -----------------------------------------------------------------------
@@ -93,9 +48,20 @@ class CountingExporter(SpanExporter):
         self.exporter = exporter
         self.description = description
         self._warn = RateLimitedWarning()
+        self.in_flight = 0  # spans of the batch being exported now (one export at a time: the SDK's worker)
+        # A local store finishes or fails by itself (bounded lock retries): worth waiting for at exit; a network
+        # endpoint may hang until its timeout, so the exit waits for it only while it makes progress.
+        self.local = bool(getattr(exporter, "local", False))
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Export one batch through the wrapped exporter; never raises."""
+        self.in_flight = len(spans)
+        try:
+            return self._export(spans)
+        finally:
+            self.in_flight = 0
+
+    def _export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
             result = self.exporter.export(spans)
         except ExportFailed as exc:
@@ -109,10 +75,7 @@ class CountingExporter(SpanExporter):
         return self._failed(len(spans), "the exporter reported a failure")
 
     def _failed(self, spans: int, reason: str) -> SpanExportResult:
-        with _counts_lock:
-            _counts["spans_failed"] += spans
-            _counts["export_failures"] += 1
-            total = _counts["spans_failed"]
+        total = add(spans_failed=spans, export_failures=1)["spans_failed"]
         self._warn(
             "promptops could not export %d spans to %s: %s (%d spans lost so far; the application is unaffected)",
             spans,
@@ -153,8 +116,8 @@ class BoundedBatchSpanProcessor(BatchSpanProcessor):
     Fork safety is the SDK's: `os.register_at_fork` plus a pid check start a new worker in the child.
     """
 
-    def __init__(self, exporter: SpanExporter, description: str) -> None:
-        super().__init__(exporter)
+    def __init__(self, exporter: SpanExporter, description: str, max_queue_size: int | None = None) -> None:
+        super().__init__(exporter, max_queue_size=max_queue_size)
         self.description = description
         self._warn_dropped = RateLimitedWarning()
         self._flushing: threading.Event | None = None
@@ -218,9 +181,7 @@ class BoundedBatchSpanProcessor(BatchSpanProcessor):
             batch._worker_awaken.set()
 
     def _dropped(self, *, shutdown: bool) -> None:
-        with _counts_lock:
-            _counts["spans_dropped"] += 1
-            total = _counts["spans_dropped"]
+        total = add(spans_dropped=1)["spans_dropped"]
         reason = (
             "promptops tracing was shut down"
             if shutdown
@@ -351,7 +312,11 @@ def _private_for(settings: Settings) -> Private:
         return _private
     _retire_private()
     exporter, description = _make_exporter(settings)
-    processor = BoundedBatchSpanProcessor(CountingExporter(exporter, description), description)
+    counting = CountingExporter(exporter, description)
+    # A local store takes milliseconds a trace (MLflow's per-trace database work): a burst outruns it, so it gets
+    # a deeper queue unless OTEL_BSP_MAX_QUEUE_SIZE says otherwise (issue 10; the memory is in performance.md).
+    deep = counting.local and "OTEL_BSP_MAX_QUEUE_SIZE" not in os.environ
+    processor = BoundedBatchSpanProcessor(counting, description, LOCAL_QUEUE_SIZE if deep else None)
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME})
     # shutdown_on_exit=False: the SDK's own atexit hook would wait up to 30 s for a dead endpoint; ours is short.
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
@@ -425,14 +390,79 @@ def shutdown(timeout: float) -> bool:
 
 def stats() -> dict[str, int]:
     """See `promptops.tracing.stats`."""
-    with _counts_lock:
-        result = dict(_counts)
+    result = snapshot()
     result["spans_queued"] = sum(processor.queued for processor in _processors())
     return result
 
 
+def _progress() -> tuple[int, int]:
+    counts = snapshot()
+    return counts["spans_exported"] + counts["spans_failed"], -sum(p.queued for p in _processors())
+
+
+def _local_export_running() -> bool:
+    return any(exporter.local and exporter.in_flight for exporter in _exporters())
+
+
+def _exporters() -> list[CountingExporter]:
+    exporters: list[CountingExporter] = []
+    for processor in _processors():
+        exporter: Any = processor._batch_processor._exporter  # pyright: ignore[reportPrivateUsage]
+        if isinstance(exporter, CountingExporter):
+            exporters.append(exporter)
+    return exporters
+
+
 def _at_exit() -> None:
+    """Export what is queued while the exporter makes progress (bounded), then say what was lost, if anything.
+
+    A dead endpoint costs the exit `ATEXIT_TIMEOUT`; a slow but working store (a sqlite tracking store
+    shared by several processes takes seconds for a few thousand spans, and the first batch imports MLflow)
+    gets the time it needs, up to `ATEXIT_MAX`. Before issue 10 the exit waited 2 s whatever happened and
+    said nothing of what it left.
+    """
     try:
-        flush(ATEXIT_TIMEOUT)
+        started = time.monotonic()
+        told = False
+        while True:
+            before = _progress()
+            if flush(ATEXIT_TIMEOUT) or time.monotonic() - started >= ATEXIT_MAX:
+                break
+            if _progress() == before and not _local_export_running():
+                break
+            if not told:
+                told = True
+                logger.warning(
+                    "promptops is still exporting %d spans to %s before this process exits (at most %.0f s more; "
+                    "interrupt to abandon them)",
+                    stats()["spans_queued"] + sum(exporter.in_flight for exporter in _exporters()),
+                    ", ".join(exporter.description for exporter in _exporters()) or "the exporter",
+                    ATEXIT_MAX - (time.monotonic() - started),
+                )
+    except KeyboardInterrupt:  # the user chose to abandon what is left: say what that was
+        pass
     except Exception:  # pragma: no cover - interpreter teardown
         pass
+    try:
+        report_losses()
+    except Exception:  # pragma: no cover - interpreter teardown
+        pass
+
+
+def report_losses() -> None:
+    """One WARNING with the process's final span counts if any span was dropped, failed or is still queued."""
+    counts = stats()
+    in_flight = sum(exporter.in_flight for exporter in _exporters())
+    lost = counts["spans_dropped"] + counts["spans_failed"] + counts["spans_queued"] + in_flight
+    if lost:
+        logger.warning(
+            "promptops tracing: %d spans lost in this process (%d dropped with the export queue full or after "
+            "shutdown, %d in batches the exporter could not deliver, %d still queued and %d being exported at "
+            "exit); %d exported",
+            lost,
+            counts["spans_dropped"],
+            counts["spans_failed"],
+            counts["spans_queued"],
+            in_flight,
+            counts["spans_exported"],
+        )

@@ -21,7 +21,15 @@ import pytest
 import promptops
 from promptops import tracing
 
-STATS_KEYS = {"spans_exported", "spans_dropped", "spans_failed", "export_failures", "spans_queued"}
+STATS_KEYS = {
+    "spans_exported",
+    "spans_dropped",
+    "spans_failed",
+    "export_failures",
+    "prompt_links",
+    "prompt_links_failed",
+    "spans_queued",
+}
 
 
 def run_child(code: str, timeout: float = 120) -> dict[str, object]:

@@ -1,0 +1,146 @@
+"""`@promptops.track` -> MLflow, end to end (issues 12 and 16): the trace, its spans' inputs and outputs, and the
+prompt link MLflow's own filter `prompt = "NAME/V"` and the prompt version's Traces tab read.
+
+Against a real `mlflow server` subprocess (OTLP + REST link) and a real sqlite tracking store (`log_spans` +
+the store's `link_prompts_to_trace`). Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import promptops
+from promptops import tracing
+
+from .conftest import MlflowServer
+
+
+def tracked_functions(name: str) -> tuple[Any, Any]:
+    @promptops.track(prompt=name)
+    def summarize(text: str, *, prompt: promptops.Prompt) -> str:
+        return f"summary of {text} by v{prompt.version}"
+
+    @promptops.track(prompt=name, name="pipeline")
+    def pipeline(text: str) -> str:
+        return summarize(text).upper()
+
+    return summarize, pipeline
+
+
+def search(uri: str, experiment_id: str, prompt: str, expected: int) -> list[Any]:
+    import mlflow
+
+    deadline = time.monotonic() + 60
+    while True:
+        found = mlflow.MlflowClient(uri).search_traces(
+            locations=[experiment_id], filter_string=f'prompt = "{prompt}"', max_results=500
+        )
+        if len(found) >= expected or time.monotonic() > deadline:
+            return found
+        time.sleep(0.25)
+
+
+def check_links(uri: str, name: str, experiment: str) -> None:
+    """Calls made with version 1, then 2: the filter finds each version's traces, with inputs and outputs."""
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    summarize, pipeline = tracked_functions(name)
+    with promptops.use_prompt(name, version=1):
+        for index in range(5):
+            summarize(f"doc {index}")
+    with promptops.use_prompt(name, version=2):
+        nested = pipeline("nested doc")
+    assert nested == "SUMMARY OF NESTED DOC BY V2"
+    assert promptops.flush(120)
+    stats = tracing.stats()
+    assert stats["spans_failed"] == 0 and stats["prompt_links_failed"] == 0
+
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    first = search(uri, experiment_id, f"{name}/1", 5)
+    second = search(uri, experiment_id, f"{name}/2", 1)
+    assert len(first) == 5 and len(second) == 1
+    assert search(uri, experiment_id, f"{name}/3", 0) == []  # the filter really filters
+
+    inputs = sorted(trace.data.spans[0].inputs["text"] for trace in first)
+    assert inputs == [f"doc {index}" for index in range(5)]
+    assert all(
+        trace.data.spans[0].outputs == f"summary of {trace.data.spans[0].inputs['text']} by v1" for trace in first
+    )
+    (trace,) = second
+    spans = {span.name: span for span in client.get_trace(trace.info.trace_id).data.spans}
+    assert set(spans) == {"pipeline", "summarize"}
+    assert spans["summarize"].parent_id == spans["pipeline"].span_id
+    assert spans["pipeline"].inputs == {"text": "nested doc"}
+    assert spans["pipeline"].outputs == "SUMMARY OF NESTED DOC BY V2"
+    assert spans["summarize"].outputs == "summary of nested doc by v2"
+    # One link per trace and version, even with two spans of the same version in it.
+    assert trace.info.tags["mlflow.linkedPrompts"] == f'[{{"name": "{name}", "version": "2"}}]'
+
+
+def test_sqlite_store_links_every_trace_to_its_prompt_version(tmp_path: Path, prompt_name: str, registry: Any) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # the prompt lives in the store the traces go to, as with MLflow's default sqlite:///mlflow.db
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.register_prompt(name=prompt_name, template="Summarize {{ text }}")
+    client.register_prompt(name=prompt_name, template="Summarize briefly {{ text }}")
+    experiment = f"links-{uuid.uuid4().hex[:8]}"
+    promptops.configure(tracking_uri=uri, experiment_name=experiment, trace_exporter="mlflow", capture=None)
+    check_links(uri, prompt_name, experiment)
+
+
+def test_mlflow_server_links_every_trace_to_its_prompt_version(server: MlflowServer, prompt_name: str) -> None:
+    server.register(prompt_name, "Summarize {{ text }}")
+    server.register(prompt_name, "Summarize briefly {{ text }}")
+    experiment = f"links-{uuid.uuid4().hex[:8]}"
+    promptops.configure(tracking_uri=server.url, experiment_name=experiment, trace_exporter="mlflow", capture=None)
+    check_links(server.url, prompt_name, experiment)
+
+
+def test_a_trace_whose_root_is_not_ours_is_linked_too(tmp_path: Path, prompt_name: str) -> None:
+    # The application's request span (here a remote parent, as from a `traceparent` header) is the root: the
+    # link is made per exported batch, not when promptops sees the trace's root span.
+    from mlflow import MlflowClient
+    from opentelemetry import context, trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.register_prompt(name=prompt_name, template="Summarize {{ text }}")
+    promptops.configure(tracking_uri=uri, trace_exporter="mlflow", capture=None)
+    summarize, _ = tracked_functions(prompt_name)
+    remote = SpanContext(
+        trace_id=int(uuid.uuid4().hex, 16), span_id=0x1234, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)
+    )
+    token = context.attach(trace.set_span_in_context(NonRecordingSpan(remote)))
+    try:
+        with promptops.use_prompt(prompt_name, version=1):
+            summarize("from a request")
+    finally:
+        context.detach(token)
+    assert promptops.flush(120)
+    (found,) = search(uri, "0", f"{prompt_name}/1", 1)
+    assert found.info.trace_id == f"tr-{remote.trace_id:032x}"
+
+
+def test_a_fallback_prompt_is_not_linked(tmp_path: Path, prompt_name: str) -> None:
+    # fallback= prompts (version 0) have no registry version: nothing to link, and no failed link either.
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    promptops.configure(tracking_uri=uri, trace_exporter="mlflow", capture=None)
+
+    @promptops.track(prompt=prompt_name, fallback="Summarize {{ text }}")  # not in the registry
+    def summarize(text: str, *, prompt: promptops.Prompt) -> str:
+        return prompt.format(text=text)
+
+    before = tracing.stats()
+    assert summarize("x") == "Summarize x"
+    assert promptops.flush(120)
+    after = tracing.stats()
+    assert after["spans_exported"] - before["spans_exported"] == 1
+    assert after["prompt_links"] == before["prompt_links"]
+    assert after["prompt_links_failed"] == before["prompt_links_failed"]
