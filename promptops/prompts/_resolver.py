@@ -129,8 +129,15 @@ class Resolver:
             self._start_fetch(key)
             return self._degrade(key, fallback, failure)
         future = self._start_fetch(key, force=True)
+        with self._lock:
+            running = self._inflight.get(key)
+        # Wait until that fetch's own deadline, set when it started (with the one-time allowance if the MLflow
+        # client was still to be built then): asking for the budget now could miss the allowance, as the fetch's
+        # thread may have built the client meanwhile.
+        expires = running.expires if running is not None and running.future is future else None
+        timeout = self._budget() if expires is None else max(0.0, expires - time.monotonic())
         try:
-            return future.result(timeout=self._budget())
+            return future.result(timeout=timeout)
         except FutureTimeout:
             failure = self._note_failure(key, f"no answer within {self.settings.registry_timeout:g}s", not_found=False)
         except RegistryNotFound as exc:

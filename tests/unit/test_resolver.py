@@ -305,3 +305,29 @@ def test_a_store_created_empty_says_so(
     with pytest.raises(promptops.PromptNotFoundError) as info:
         tracked(prompt_name + "-missing")()
     assert "created empty" not in str(info.value)
+
+
+def test_a_fetch_past_its_budget_is_abandoned_not_reused(local_registry: Registry, prompt_name: str) -> None:
+    # Issue 11: a refresh that never ends (a dripping server, a hung DNS lookup, a stuck store) was joined by every
+    # later refresh, so the alias stayed on its old version for as long as it hung.
+    from concurrent.futures import Future
+
+    from promptops.prompts._resolver import _Fetch  # pyright: ignore[reportPrivateUsage]
+
+    local_registry.register(prompt_name, "one", alias="production")
+    local_registry.register(prompt_name, "two")
+    promptops.configure(cache_ttl=0.2, registry_timeout=0.5)
+    call = tracked(prompt_name)
+    assert call().version == 1
+    current = prompts.resolver()
+    key = (prompt_name, ("alias", "production"))
+    hung: Future[Prompt] = Future()
+    current._inflight[key] = _Fetch(hung, 0, time.monotonic() + 0.5)  # pyright: ignore[reportPrivateUsage]
+    local_registry.set_alias(prompt_name, "production", 2)
+    deadline = time.monotonic() + 20  # generous for a loaded machine; the hung fetch would last forever
+    while call().version != 2:
+        assert time.monotonic() < deadline, "still served from the hung fetch's era"
+        time.sleep(0.05)
+    assert current._inflight.get(key, None) is None or current._inflight[key].future is not hung  # pyright: ignore[reportPrivateUsage]
+    hung.set_result(Prompt(name=prompt_name, version=1, template="one"))  # a late answer changes nothing
+    assert call().version == 2
