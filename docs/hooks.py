@@ -48,7 +48,8 @@ def settings_table(*, github: bool = False) -> str:
     for param in PARAMS:
         env = ", ".join(f"`{name}`" for name in (param.env, *param.env_fallbacks))
         doc = param.doc + (f" `configure({param.name}=None)`: {param.none}." if param.none else "")
-        cells = [f"`{param.name}`", f"`{param.type_doc}`", _default(param.default), env, doc]
+        default = f"`{param.shown_default}`" if param.shown_default else _default(param.default)
+        cells = [f"`{param.name}`", f"`{param.type_doc}`", default, env, doc]
         rows.append("| " + " | ".join(_cell(cell, github=github) for cell in cells) + " |")
     return "\n".join(rows) + "\n"
 

@@ -182,6 +182,7 @@ class Param:
     env_fallbacks: tuple[str, ...] = ()
     none: str = ""  # what `configure(name=None)` means; empty: None is refused (issue 12)
     none_unsets: bool = False  # None forgets an earlier configure() value instead of being a value itself
+    shown_default: str | None = None  # how the docs write the default, when not as JSON (`0o600`, not `384`)
 
     @property
     def env(self) -> str:
@@ -335,6 +336,7 @@ PARAMS: tuple[Param, ...] = (
         "Permission of the files promptops creates: the capture database (and its `-wal`/`-shm`), the prompt "
         "cache and dataset files. Octal; directories it creates get the matching search bits (600 gives 700). "
         "The default keeps captured inputs and cached prompts to their owner; 640 or 644 shares them.",
+        shown_default="0o600",
     ),
 )
 
