@@ -1,4 +1,4 @@
-"""Benchmarks for issue 4 (capture core): hot-path cost of `CallCapture.submit`, writer throughput, memory bound.
+"""Benchmarks for capture (issues 4, 10 and 16): hot-path cost, writer throughput, a CPU-busy process, memory bound.
 
 Run with `.venv/bin/python benchmarks/bench_capture.py` (`--quick` for a short run). Everything is real: a
 SQLite file in a temporary directory and the PostgreSQL server on 127.0.0.1:5432 (a throw-away database is
@@ -6,24 +6,34 @@ created and dropped). Figures:
 
 1. Per-call cost, side by side in one run, batches interleaved: a bare call of a tracked-sized function, the
    same plus `submit()` (str in, str out: values deferred to the writer thread), plus `submit()` with a list
-   input (converted on the hot path), and a raw OpenTelemetry SDK span with and without `submit()`. The writer
-   thread runs meanwhile, as in production.
+   input (converted on the hot path); then the real decorator: a raw OpenTelemetry SDK span (a decorator
+   around `start_as_current_span`, `BatchSpanProcessor`, an exporter that discards), `@promptops.track` with
+   tracing only and `@promptops.track` with tracing and capture (its spans routed to a provider with the same
+   discarding exporter). The writer thread runs meanwhile, as in production.
 2. Sustained writer throughput: N calls submitted back to back, timed until `flush()` returns (records/s).
-3. Memory while the store is down: 200,000 calls against a port where nothing listens; queue length and RSS
+3. One batch of 2,048 records written by `CaptureStore.write()`, with and without a CPU-bound thread beside it,
+   against the per-row `executemany` it replaced (the baseline, reproduced here), batches interleaved.
+4. 200,000 tracked calls with a CPU-bound thread beside them (default settings, tracing off): drops counted.
+5. Memory while the store is down: 200,000 calls against a port where nothing listens; queue length and RSS
    growth stay bounded by `capture_queue_size`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["DO_NOT_TRACK"] = "1"
@@ -51,9 +61,6 @@ def psql(sql: str) -> None:
 
 
 def hot_path(repeats: int, batch: int) -> list[tuple[str, float]]:
-    from opentelemetry.sdk.trace import TracerProvider
-
-    tracer = TracerProvider().get_tracer("bench")
     cc = CallCapture(summarize)
     submit = cc.submit
     perf = time.perf_counter_ns
@@ -81,39 +88,22 @@ def hot_path(repeats: int, batch: int) -> list[tuple[str, float]]:
             out = summarize("x", **kwargs)
             submit(prompt, (items,), kwargs, bound=False, output=out, started_ns=start, ended_ns=perf())
 
-    def span() -> None:
-        for _ in range(batch):
-            kwargs = {"prompt": prompt}
-            start = perf()
-            s = tracer.start_span("summarize", attributes={"promptops.prompt.name": "summarize"})
-            summarize("some input text", **kwargs)
-            s.end()
-            perf() - start
+    raw, tracked, tracked_captured, provider = decorated(cc)
 
-    def span_captured() -> None:
-        for _ in range(batch):
-            kwargs = {"prompt": prompt}
-            start = perf()
-            s = tracer.start_span("summarize", attributes={"promptops.prompt.name": "summarize"})
-            out = summarize("some input text", **kwargs)
-            s.end()
-            submit(
-                prompt,
-                ("some input text",),
-                kwargs,
-                bound=False,
-                output=out,
-                started_ns=start,
-                ended_ns=perf(),
-                span_context=s.get_span_context(),
-            )
+    def loop(func: Callable[..., Any]) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(batch):
+                func("some input text")
+
+        return run
 
     contenders = {
         "bare call": bare,
         "call + submit (str in/out, deferred)": captured,
         "call + submit (list input, encoded now)": captured_mutable,
-        "raw OTel SDK span": span,
-        "raw OTel SDK span + submit": span_captured,
+        "raw OTel SDK span (decorator)": loop(raw),
+        "@promptops.track, tracing only": loop(tracked),
+        "@promptops.track, tracing + capture": loop(tracked_captured),
     }
     samples: dict[str, list[float]] = {name: [] for name in contenders}
     names = list(contenders)
@@ -122,8 +112,54 @@ def hot_path(repeats: int, batch: int) -> list[tuple[str, float]]:
             start = time.perf_counter_ns()
             contenders[name]()
             samples[name].append((time.perf_counter_ns() - start) / batch)
+        provider.force_flush()
         promptops.flush(60)  # keep the queue from filling: this measures the enqueue, not drops
+    routing.close()
     return [(name, statistics.median(values)) for name, values in samples.items()]
+
+
+class Discard:
+    """A span exporter that accepts every batch and drops it."""
+
+    def export(self, spans: Sequence[Any]) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+routing = contextlib.ExitStack()  # the use_provider() routing of the per-call phase
+
+
+def decorated(cc: CallCapture) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any], Any]:
+    """A raw-span decorator and `@promptops.track` (tracing only; tracing + capture), spans to a discarding exporter."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(BatchSpanProcessor(Discard()))  # type: ignore[arg-type]
+    start_span = provider.get_tracer("bench").start_as_current_span
+
+    def plain(text: str) -> str:
+        return text
+
+    @functools.wraps(plain)
+    def raw(*args: Any, **kwargs: Any) -> Any:
+        with start_span("plain"):
+            return plain(*args, **kwargs)
+
+    fallback = "Summarize {{text}}"
+    tracked = promptops.track(prompt="bench-capture", fallback=fallback, capture=False)(plain)
+    tracked_captured = promptops.track(prompt="bench-capture", fallback=fallback)(plain)
+    routing.enter_context(promptops.tracing.use_provider(provider))
+    tracked("warm")  # resolves the prompt (to the fallback: the registry is an empty sqlite store)
+    tracked_captured("warm")
+    return raw, tracked, tracked_captured, provider
 
 
 def throughput(url: str, n: int) -> float:
@@ -148,6 +184,102 @@ def throughput(url: str, n: int) -> float:
     elapsed = time.perf_counter() - start
     assert promptops.stats()["captures_written"] - before == n
     return n / elapsed
+
+
+def executemany_write(store: Any, records: Sequence[Any]) -> None:
+    """The baseline: `CaptureStore.write()` before issue 10, one `executemany` (one statement per row)."""
+    from promptops.capture._store import _row
+
+    sqlite = store.dialect == "sqlite"
+    rows = [_row(record, sqlite) for record in records]
+    marker = "?" if sqlite else "%s"
+    columns = ", ".join(column.name for column in _store_columns())
+    statement = f"INSERT INTO promptops_captures ({columns}) VALUES ({', '.join([marker] * len(_store_columns()))})"
+    with store.transaction() as connection:
+        connection.exec_driver_sql(statement, rows)
+
+
+def _store_columns() -> Any:
+    from promptops.capture._store import captures_table
+
+    return captures_table.columns
+
+
+@contextlib.contextmanager
+def cpu_bound_thread(on: bool = True) -> Iterator[None]:
+    """A thread that computes and never waits, beside the block (it holds the GIL whenever it can)."""
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    thread = threading.Thread(target=spin, daemon=True)
+    if on:
+        thread.start()
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        stop.set()
+        if on:
+            thread.join()
+
+
+def batch_write(url: str, repeats: int) -> dict[tuple[str, bool], float]:
+    """Records/s of one `CaptureStore.write()` of 2,048 records: new and baseline, with and without a busy thread."""
+    from promptops.capture import CaptureStore
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.faults.support import make_records
+
+    store = CaptureStore.open(url)
+    samples: dict[tuple[str, bool], list[float]] = {}
+    ways: list[tuple[str, Callable[[Any, Any], Any]]] = [
+        ("multi-row / COPY (now)", lambda store, records: store.write(records)),
+        ("executemany (before)", executemany_write),
+    ]
+    try:
+        for repeat in range(repeats):
+            for name, write in ways[repeat % 2 :] + ways[: repeat % 2]:
+                for busy in (False, True):
+                    records = make_records(2048)
+                    with cpu_bound_thread(busy):
+                        start = time.perf_counter()
+                        write(store, records)
+                        elapsed = time.perf_counter() - start
+                    samples.setdefault((name, busy), []).append(2048 / elapsed)
+    finally:
+        store.close()
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
+def busy_process(url: str, folder: Path, n: int) -> tuple[float, int, int]:
+    """`n` tracked calls with a CPU-bound thread beside them, default capture settings: (calls/s, written, dropped)."""
+    promptops.shutdown(10)
+    promptops.configure(
+        capture=url, trace_exporter="none", tracking_uri=f"sqlite:///{folder / 'mlflow.db'}", cache_dir=str(folder)
+    )
+
+    @promptops.track(prompt="bench-busy", fallback="Summarize {{text}}")
+    def summarize_call(text: str, *, prompt: Prompt) -> str:
+        return prompt.format(text=text)[:40]
+
+    summarize_call("warm")
+    promptops.flush(60)
+    before = promptops.stats()
+    with cpu_bound_thread():
+        start = time.perf_counter()
+        for i in range(n):
+            summarize_call(f"call number {i}: some text to summarize")
+        elapsed = time.perf_counter() - start
+        promptops.flush(300)
+    after = promptops.stats()
+    return (
+        n / elapsed,
+        after["captures_written"] - before["captures_written"],
+        after["captures_dropped"] - before["captures_dropped"],
+    )
 
 
 def sink_down(n: int) -> tuple[int, int, float, float]:
@@ -178,29 +310,54 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true")
     options = parser.parse_args()
     n = 20_000 if options.quick else 100_000
+    busy_calls = 20_000 if options.quick else 200_000
     folder = Path(tempfile.mkdtemp(prefix="promptops-bench-"))
-    promptops.configure(capture=f"sqlite:///{folder / 'hot.db'}", trace_exporter="none", capture_queue_size=1_000_000)
-    rows = hot_path(repeats=20 if options.quick else 60, batch=1000)
-    bare = rows[0][1]
+    promptops.configure(
+        capture=f"sqlite:///{folder / 'hot.db'}",
+        trace_exporter="none",
+        capture_queue_size=1_000_000,
+        tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",  # nothing written into the working directory
+        cache_dir=str(folder),
+        cache_ttl=86_400.0,
+    )
+    rows = dict(hot_path(repeats=20 if options.quick else 60, batch=1000))
+    bare = rows["bare call"]
     print(f"{'hot path (median per call)':45s} {'ns':>9s} {'added':>9s}")
-    for name, value in rows:
+    for name, value in rows.items():
         print(f"{name:45s} {value:9.0f} {value - bare:9.0f}")
-    span, span_captured = rows[3][1], rows[4][1]
-    print(f"{'span + submit / raw span':45s} {span_captured / span:9.2f}x")
+    span = rows["raw OTel SDK span (decorator)"] - bare
+    both = rows["@promptops.track, tracing + capture"] - bare
+    print(f"{'track, tracing + capture / raw span (added)':45s} {both / span:9.2f}x")
 
     database = f"promptops_bench_{uuid.uuid4().hex[:8]}"
     psql(f"CREATE DATABASE {database}")
+    pg = f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
     try:
         results = {
             "SQLite": [throughput(f"sqlite:///{folder / f'tp{i}.db'}", n) for i in range(3)],
-            "PostgreSQL": [throughput(f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}", n) for _ in range(3)],
+            "PostgreSQL": [throughput(pg, n) for _ in range(3)],
         }
+        print(f"\n{'writer throughput (' + str(n) + ' records)':45s} {'median/s':>9s} {'min/s':>9s} {'target':>9s}")
+        for (name, values), target in zip(results.items(), (20_000, 10_000)):
+            print(f"{name:45s} {statistics.median(values):9.0f} {min(values):9.0f} {target:9d}")
+
+        promptops.shutdown(10)
+        print(f"\n{'one write() of 2,048 records (records/s)':45s} {'alone':>9s} {'busy':>9s} {'slowdown':>9s}")
+        for label, url in (("SQLite", f"sqlite:///{folder / 'batch.db'}"), ("PostgreSQL", pg)):
+            rates = batch_write(url, 6 if options.quick else 12)
+            for way in ("multi-row / COPY (now)", "executemany (before)"):
+                alone, busy = rates[(way, False)], rates[(way, True)]
+                print(f"{label + ', ' + way:45s} {alone:9.0f} {busy:9.0f} {alone / busy:8.1f}x")
+
+        print(
+            f"\n{f'{busy_calls:,} tracked calls beside a CPU-bound thread':45s} {'calls/s':>9s} {'written':>9s} {'dropped':>9s}"
+        )
+        for label, url in (("SQLite", f"sqlite:///{folder / 'busy.db'}"), ("PostgreSQL", pg)):
+            rate, written, dropped = busy_process(url, folder, busy_calls)
+            print(f"{label:45s} {rate:9.0f} {written:9d} {dropped:9d}")
     finally:
         promptops.shutdown(10)
         psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-    print(f"\n{'writer throughput (' + str(n) + ' records)':45s} {'median/s':>9s} {'min/s':>9s} {'target':>9s}")
-    for (name, values), target in zip(results.items(), (20_000, 10_000)):
-        print(f"{name:45s} {statistics.median(values):9.0f} {min(values):9.0f} {target:9d}")
 
     queued, dropped, growth_half, growth = sink_down(200_000)
     print(f"\n{'store down, 200,000 calls of ~2 KB, bound 20,000':45s}")

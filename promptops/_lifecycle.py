@@ -1,15 +1,37 @@
-"""Process-wide lifecycle: `flush()`, `shutdown()` and `stats()` over everything running in the background."""
+"""Process-wide lifecycle: `flush()`, `shutdown()` and `stats()` over everything running in the background.
+
+Also the exit paths `atexit` does not see (issue 10), armed when a capture writer starts (and again in a
+forked child):
+
+* **SIGTERM** (gunicorn, Kubernetes, systemd stop processes with it): when the application has not installed
+  a handler of its own, promptops installs one that flushes for at most `SIGTERM_TIMEOUT` seconds, then
+  restores the default disposition and sends the signal again, so the process terminates as it would have
+  (exit status -15). When the application's handler came first, ours flushes and then calls it. A handler
+  installed after ours replaces it (the application decides); an ignored SIGTERM stays ignored. Only the main
+  thread can install a handler: a writer started in another thread arms it at the next start in the main one.
+* **multiprocessing children** (fork `Process` and `Pool` workers) end with `os._exit()`, which skips
+  `atexit`: a `multiprocessing.util.Finalize` runs the flush on their exit path instead (re-armed after each
+  fork, since a child's finalizers are cleared when it starts). Only when multiprocessing is in use.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import threading
 import time
+from types import FrameType
 from typing import Any
 
 from . import capture, prompts, tracing
-from ._errors import internal_error_count
+from ._errors import internal_error_count, log_internal_error
 from ._redact import redaction_failures
 
 __all__ = ["flush", "shutdown", "stats"]
+
+SIGTERM_TIMEOUT = 3.0  # seconds a SIGTERM waits for the flush before the process goes on terminating
+CHILD_EXIT_TIMEOUT = 5.0  # the flush at a multiprocessing child's exit (as the atexit one)
 
 
 def flush(timeout: float = 5.0) -> bool:
@@ -61,3 +83,79 @@ def stats() -> dict[str, Any]:
         **tracing.stats(),
         **capture.stats(),
     }
+
+
+# -- exit paths atexit misses (issue 10) ------------------------------------------------------------------------
+
+_Handler = Any  # signal.Handlers | Callable[[int, FrameType | None], Any] | int | None
+_previous: _Handler = None  # the SIGTERM handler ours replaced (we chain to it)
+_installed_pid = 0  # the process our handler was installed in (a forked child inherits it: still ours)
+_finalizer_pid = 0
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """Flush (bounded), then do what SIGTERM did before: the application's handler, or terminate."""
+    try:
+        flush(SIGTERM_TIMEOUT)
+    except Exception:  # never keep a process from terminating
+        log_internal_error("flush on SIGTERM")
+    previous = _previous
+    if callable(previous):
+        previous(signum, frame)
+        return
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)  # the default action: the process ends, killed by the signal
+
+
+def _install_sigterm() -> None:
+    global _previous, _installed_pid
+    if _installed_pid or threading.current_thread() is not threading.main_thread():
+        return
+    current = signal.getsignal(signal.SIGTERM)
+    if current is signal.SIG_IGN or current is None:  # ignored, or a handler not installed from Python
+        _installed_pid = os.getpid()
+        return
+    _previous = None if current is signal.SIG_DFL else current
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    _installed_pid = os.getpid()
+
+
+def _arm_child_exit() -> None:
+    """In a multiprocessing child: flush on its exit path (`os._exit()` after `util._exit_function()`)."""
+    global _finalizer_pid
+    util: Any = sys.modules.get("multiprocessing.util")
+    if util is None or _finalizer_pid == os.getpid():
+        return
+    _finalizer_pid = os.getpid()
+    util.Finalize(None, _flush_at_exit, exitpriority=10)
+    # A child started by multiprocessing clears its finalizers after the fork hooks ran: arm again then.
+    util.register_after_fork(_arm_after_fork, _rearm)
+
+
+def _flush_at_exit() -> None:
+    try:
+        flush(CHILD_EXIT_TIMEOUT)
+    except Exception:  # pragma: no cover - never fail a process's exit
+        pass
+
+
+class _Anchor:
+    """A weak-referenceable object for `multiprocessing.util.register_after_fork`."""
+
+
+_arm_after_fork = _Anchor()
+
+
+def _rearm(_anchor: _Anchor) -> None:
+    global _finalizer_pid
+    _finalizer_pid = 0
+    _arm_child_exit()
+
+
+def _arm() -> None:
+    """When a capture writer starts: arrange the flush on SIGTERM and on a multiprocessing child's exit."""
+    _install_sigterm()
+    _arm_child_exit()
+
+
+capture._writer.on_start.append(_arm)  # pyright: ignore[reportPrivateUsage]

@@ -300,7 +300,7 @@ class StreamSpan:
     """One generator call: its span (if traced) stays open until the stream is exhausted, closed or collected.
 
     Ends exactly once. Keeps the joined output (strings concatenated, anything else as a list; bounded by
-    `max_value_chars`), the item count and the time to the first item, for the span and for `on_end` (capture).
+    the larger of `max_value_chars` and, when captured, `capture_max_value_chars`), the item count and the time to the first item, for the span and for `on_end` (capture).
     A `weakref.finalize` on the wrapping generator ends it when an abandoned stream is garbage-collected, even
     one never started (whose `finally` would never run).
     """
@@ -311,6 +311,7 @@ class StreamSpan:
         "_first_ns",
         "_items",
         "_keep",
+        "_limit",
         "_parts",
         "_size",
         "_start_ns",
@@ -338,6 +339,13 @@ class StreamSpan:
         self._parts: list[Any] = []
         self._size = 0
         self._keep = on_end is not None or (span is not None and settings.record_values)
+        # Kept up to what a capture record stores, not a span (issue 10: a long stream was cut at the span's
+        # limit, silently). Past the limit `encode` cuts the output and marks it; parts beyond 10x the limit
+        # are not even kept (memory), and the marker's count then leaves them out.
+        limit = settings.max_value_chars
+        if on_end is not None and settings.capture is not None:
+            limit = max(limit, settings.capture_max_value_chars)
+        self._limit = limit * 10
         self._done = False
         self.inputs: tuple[CallSpan, tuple[Any, ...], dict[str, Any], bool] | None = None  # for `masked` on error
 
@@ -381,11 +389,11 @@ class StreamSpan:
             log_internal_error("stream span context")
 
     def item(self, value: Any) -> None:
-        """Count one item and keep it for the joined output (bounded by `max_value_chars`)."""
+        """Count one item and keep it for the joined output (bounded: see `__init__`)."""
         self._items += 1
         if self._first_ns is None:
             self._first_ns = time.perf_counter_ns()
-        if self._keep and self._size <= self.settings.max_value_chars:
+        if self._keep and self._size <= self._limit:
             self._parts.append(value)
             self._size += len(value) if isinstance(value, str) else 16
 

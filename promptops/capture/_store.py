@@ -17,12 +17,15 @@ import contextlib
 import datetime
 import json
 import os
+import socket
+import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError
 
 from .._errors import PromptopsError
 from .._files import create_private_file
@@ -112,6 +115,7 @@ def _migrate_v2(connection: Connection) -> None:
 # Ordered: MIGRATIONS[i] takes the schema from version i to i + 1. Append only; never edit a shipped one.
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (_migrate_v1, _migrate_v2)
 SCHEMA_VERSION = len(MIGRATIONS)
+STATEMENT_TIMEOUT = 60.0  # seconds a PostgreSQL statement of a capture write may run
 _ADVISORY_LOCK = 0x70726F6D70746F70  # "promptop": serialises migrations across PostgreSQL clients
 
 
@@ -236,12 +240,20 @@ class CaptureStore:
         self.url = url
         self.dialect = engine.dialect.name
         marker = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(engine.dialect.paramstyle)
-        self._insert_sql = (
-            f"INSERT INTO {captures_table.name} ({', '.join(column.name for column in captures_table.columns)}) "
-            f"VALUES ({', '.join([marker] * len(captures_table.columns))})"
-            if marker is not None and self.dialect in ("sqlite", "postgresql")
+        columns = len(captures_table.columns)
+        self._insert_head = (
+            f"INSERT INTO {captures_table.name} ({', '.join(column.name for column in captures_table.columns)}) VALUES "
+            if marker is not None and self.dialect == "sqlite"
             else None
         )
+        self._values = f"({', '.join([marker or '?'] * columns)})"
+        # SQLite rows per statement: as many as it takes parameters for (32,766 by default since SQLite 3.32,
+        # 999 before), read on the first write.
+        self._rows_per_statement = 0
+        self._statements: dict[int, str] = {}
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()  # PostgreSQL driver connections (interrupt())
+        if self.dialect == "postgresql":
+            event.listen(engine, "connect", self._connected)  # pyright: ignore[reportUnknownMemberType]
 
     # -- opening -----------------------------------------------------------------------------------------------
 
@@ -271,7 +283,17 @@ class CaptureStore:
             options["connect_args"] = {"timeout": 30, "check_same_thread": False}
         elif parsed.get_backend_name() == "postgresql":
             options["pool_pre_ping"] = True
-            options["connect_args"] = {"connect_timeout": 5, "application_name": "promptops-capture"}
+            options["connect_args"] = {
+                "connect_timeout": 5,
+                "application_name": "promptops-capture",
+                # A peer that vanished without closing (a dropped NAT entry, a dead host) is noticed in about
+                # 25 s instead of the kernel's two hours (issue 10). A connection that stays up but passes no
+                # data is the writer's watchdog's to cut (`interrupt()`).
+                "keepalives": 1,
+                "keepalives_idle": 10,
+                "keepalives_interval": 5,
+                "keepalives_count": 3,
+            }
         engine = sa.create_engine(parsed, **options)
         if engine.dialect.name == "sqlite":
             _sqlite_events(engine)
@@ -326,6 +348,31 @@ class CaptureStore:
             with connection.begin():
                 yield connection
 
+    def _connected(self, driver: Any, _record: Any) -> None:
+        self._connections.add(driver)
+
+    def interrupt(self) -> bool:
+        """Cut every PostgreSQL connection of this store, from another thread: a call waiting on one fails at once.
+
+        For the capture writer's watchdog (a connection that stays open but passes no data would otherwise hold
+        the writer forever, in a write or in the pool's ping). The sockets are shut down, not closed: their
+        descriptors stay the driver's, which closes them when the failed connections are discarded. SQLite
+        writes are bounded by the busy timeout and are left alone.
+
+        Returns:
+            Whether a connection was cut.
+        """
+        cut = False
+        for driver in list(self._connections):
+            try:
+                descriptor = os.dup(driver.pgconn.socket)
+            except Exception:  # closed meanwhile
+                continue
+            with socket.socket(fileno=descriptor) as connection, contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+                cut = True
+        return cut
+
     @contextlib.contextmanager
     def transaction(self) -> Generator[Connection]:
         """A connection in one write transaction: committed when the block ends, rolled back if it raises.
@@ -342,7 +389,14 @@ class CaptureStore:
     # -- writing -----------------------------------------------------------------------------------------------
 
     def write(self, records: Iterable[CaptureRecord]) -> int:
-        """Insert records in one transaction (one `executemany`).
+        """Insert records in one transaction, in as few driver calls as the backend allows.
+
+        PostgreSQL: one `COPY`. SQLite: multi-row `INSERT` statements of as many rows as its parameter limit
+        takes (2 statements for 2,048 records). Not one statement per row (an `executemany`): the driver
+        releases and re-takes the GIL around each statement, and beside a CPU-bound thread every re-take can
+        wait out a switch interval (5 ms): 2,048 records took seconds and the writer fell behind (issue 10;
+        `benchmarks/bench_capture.py` compares them). Straight to the driver: SQLAlchemy's per-row parameter
+        processing costs more than SQLite's insert itself.
 
         Args:
             records: The records.
@@ -358,14 +412,57 @@ class CaptureStore:
         if not rows:
             return 0
         with self._write() as connection:
-            if self._insert_sql is not None:
-                # Straight to the driver's executemany: SQLAlchemy's per-row parameter processing costs more
-                # than SQLite's insert itself (benchmarks/bench_capture.py).
-                connection.exec_driver_sql(self._insert_sql, rows)
+            if self.dialect == "postgresql":
+                # Bounded: a lock held by another session or an overloaded server fails the batch (it is retried).
+                connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(STATEMENT_TIMEOUT * 1000)}")
+                self._copy(connection, rows)
+            elif self._insert_head is not None:
+                per_statement = self._rows_per_statement or self._sqlite_rows_per_statement(connection)
+                for start in range(0, len(rows), per_statement):
+                    chunk = rows[start : start + per_statement]
+                    parameters = tuple(value for row in chunk for value in row)
+                    connection.exec_driver_sql(self._statement(len(chunk)), parameters)
             else:
                 names = [column.name for column in captures_table.columns]
                 connection.execute(captures_table.insert(), [dict(zip(names, row)) for row in rows])
         return len(rows)
+
+    def _copy(self, connection: Connection, rows: list[tuple[Any, ...]]) -> None:
+        """PostgreSQL: the rows in one `COPY ... FROM STDIN` (psycopg buffers them; a few GIL hand-offs)."""
+        statement = (
+            f"COPY {captures_table.name} ({', '.join(column.name for column in captures_table.columns)}) FROM STDIN"
+        )
+        driver: Any = connection.connection.driver_connection
+        error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
+        try:
+            with driver.cursor() as cursor, cursor.copy(statement) as copy:
+                write_row = copy.write_row
+                for row in rows:
+                    write_row(row)
+        except error as exc:
+            # The driver's own error, as SQLAlchemy would have wrapped it (DataError for a rejected value,
+            # OperationalError for a lost connection), so the writer tells them apart.
+            raise DBAPIError.instance(
+                statement, None, exc, error, hide_parameters=True, dialect=self.engine.dialect
+            ) from exc
+
+    def _statement(self, rows: int) -> str:
+        """The `INSERT` of `rows` rows (cached: the driver's statement cache then reuses its preparation)."""
+        statement = self._statements.get(rows)
+        if statement is None:
+            statement = self._statements[rows] = f"{self._insert_head}{', '.join([self._values] * rows)}"
+        return statement
+
+    def _sqlite_rows_per_statement(self, connection: Connection) -> int:
+        import sqlite3
+
+        try:
+            driver: Any = connection.connection.driver_connection
+            limit = int(driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+        except Exception:  # an older sqlite3 module (getlimit is 3.11+): the limit every SQLite version allows
+            limit = 999
+        self._rows_per_statement = max(limit // len(captures_table.columns), 1)
+        return self._rows_per_statement
 
     # -- reading -----------------------------------------------------------------------------------------------
 

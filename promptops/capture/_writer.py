@@ -13,8 +13,13 @@ Shaped like OpenTelemetry's `BatchProcessor` (`opentelemetry/sdk/_shared_interna
   (at most every `WARN_EVERY` seconds); when the store returns, writing resumes and an INFO line says so.
   A store that rejects specific records (a data error) has the batch retried one record at a time and the
   rejected ones dropped as `store_error`.
-* `flush()` and `shutdown()` work to one deadline. An `atexit` hook flushes (`EXIT_TIMEOUT`). After
-  `os.fork()` the child gets an empty queue, its own thread and its own connections.
+* A batch is written in as few statements as the store allows (`CaptureStore.write`), so the writer hands the
+  GIL over a few times per batch and keeps up beside a CPU-bound thread (issue 10).
+* A watchdog thread (`check_progress`) cuts a store call that has not answered for `STALL_TIMEOUT` seconds (a
+  connection open but passing no data) and warns; the batch is retried on a new connection.
+* `flush()` and `shutdown()` work to one deadline. An `atexit` hook flushes (`EXIT_TIMEOUT`); SIGTERM and
+  multiprocessing children are covered by `promptops._lifecycle` (`on_start`). After `os.fork()` the child
+  gets an empty queue, its own thread and its own connections; a fork waits for a SQLite batch being written.
 * OpenTelemetry instrumentation is suppressed in the writer thread, so an application that auto-instruments
   SQLAlchemy or psycopg does not trace promptops' own writes.
 
@@ -27,13 +32,15 @@ shutdown deadline passed).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime
 import logging
 import os
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._errors import log_internal_error
 from .._instrumentation import suppress_instrumentation
@@ -43,7 +50,7 @@ if TYPE_CHECKING:
     from ._record import CaptureRecord
     from ._store import CaptureStore
 
-__all__ = ["DROP_REASONS", "Writer", "flush", "shutdown", "stats", "writer_for"]
+__all__ = ["DROP_REASONS", "Pending", "Writer", "flush", "shutdown", "stats", "writer_for"]
 
 logger = logging.getLogger("promptops")
 
@@ -54,8 +61,32 @@ BACKOFF_MIN = 0.1
 BACKOFF_MAX = 5.0
 WARN_EVERY = 30.0
 EXIT_TIMEOUT = 5.0
+STALL_TIMEOUT = 30.0  # a store call with no answer this long is cut by the watchdog (a batch takes milliseconds)
+WATCH_EVERY = 1.0  # seconds between the watchdog's checks
 MAX_TOTAL_FACTOR = 10  # a record's inputs (or output) are cut past this many times capture_max_value_chars of JSON
 DROP_REASONS = ("queue_full", "store_error", "encode_error", "shutdown")
+
+
+class Pending(NamedTuple):
+    """One finished call waiting in the queue, as `CallCapture.submit` leaves it for the writer.
+
+    The hot path queues a plain tuple in this field order (building the named tuple there costs about
+    0.8 µs a call, more than the rest of `submit()`); the writer reads it through this class.
+    """
+
+    capture: Any  # the CallCapture: function name, argument binding, tags
+    settings: Settings
+    prompt: Any  # the Prompt the call used, or None
+    args: Any  # positional arguments, or an `Encoded` of the bound arguments (converted on the hot path)
+    kwargs: dict[str, Any]
+    bound: bool  # `args` exclude the receiver of a method
+    output: Any  # the return value, or an `Encoded` of it; ignored when `error` is set
+    error: tuple[str, str] | None  # (type name, message) of the exception the call raised
+    started_ns: int  # perf_counter_ns() at the call's start
+    ended_ns: int
+    first_ns: int | None  # a stream's first item
+    span: Any  # the call's span or SpanContext, if one was recording
+    wall_ns: int  # time_ns() when it was queued (with the latency: the call's start in Unix time)
 
 
 class _Counters:
@@ -106,11 +137,19 @@ class Writer:
         self._stopping = False
         self._abandon = False
         self._lock = threading.Lock()
+        # Held while the store is written: a fork waits for it, so no child inherits a connection in the middle
+        # of a transaction (SQLite's in-process lock table then says "locked" in the child for good; issue 10).
+        self.writing = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._retry = threading.Event()
         self._last_warning = 0.0
         self._failures_since_warning = 0
+        self._store_call_since = 0.0  # monotonic start of the store call in progress (0: none); the watchdog's
+        self._cut = 0.0  # the store call the watchdog last cut (by its start), so it is cut once
+        # Set once the thread has imported what it uses: a fork waits for it, since a child whose parent forked
+        # in the middle of an import finds that module locked for good (issue 10).
+        self.ready = threading.Event()
 
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="promptops-capture-writer", daemon=True)
@@ -192,6 +231,7 @@ class Writer:
 
     def _run(self) -> None:
         suppress_instrumentation()
+        self._import_everything()
         while True:
             try:
                 if not self._drain():
@@ -205,6 +245,22 @@ class Writer:
                     self._busy = False
                     self._idle.notify_all()
                 time.sleep(BACKOFF_MIN)
+
+    def _import_everything(self) -> None:
+        """Import up front what writing needs (the store, SQLAlchemy, the database driver), then say so."""
+        try:
+            if _tools is None:
+                _import_tools()
+            import sqlalchemy as sa
+
+            from ._store import CaptureStore
+
+            del CaptureStore  # imported for its side effect: the module is loaded
+            sa.make_url(self.url).get_dialect().import_dbapi()
+        except Exception:  # a bad URL or a missing driver: reported when the store is opened
+            pass
+        finally:
+            self.ready.set()
 
     def _drain(self) -> bool:
         """Write one batch; `False` when the queue was empty (the thread may sleep)."""
@@ -241,8 +297,9 @@ class Writer:
             if self._abandon:
                 return  # counted as dropped by shutdown()
             try:
-                store = self._store or self._open()
-                store.write(records)
+                with self.writing, self._watched():
+                    store = self._store or self._open()
+                    store.write(records)
             except Exception as exc:
                 from ._store import CaptureSchemaError
 
@@ -276,13 +333,46 @@ class Writer:
             if self._abandon:
                 return  # counted as dropped by shutdown()
             try:
-                store.write([record])
+                with self.writing, self._watched():
+                    store.write([record])
             except Exception as exc:
                 counters.drop("store_error")
                 self._warn(f"the capture store {self._display()} rejected a record ({_first_line(exc)}); dropped")
             else:
                 with counters.lock:
                     counters.written += 1
+
+    @contextlib.contextmanager
+    def _watched(self) -> Generator[None]:
+        """A store call the watchdog keeps an eye on."""
+        self._store_call_since = time.monotonic()
+        try:
+            yield
+        finally:
+            self._store_call_since = 0.0
+
+    def check_progress(self, now: float) -> None:
+        """The watchdog's check (its own thread): cut a store call that has made no progress for `STALL_TIMEOUT`.
+
+        A connection that stays open but passes no data (a stalled proxy, a half-dead network path) would hold
+        the writer forever, and the writer could not even say so (issue 10). Cutting the connection makes the
+        write fail; the writer keeps the batch, reconnects and retries it, as after any store failure.
+        """
+        since = self._store_call_since
+        if not since or now - since < STALL_TIMEOUT or self._cut == since:
+            return
+        self._cut = since
+        store = self._store
+        cut = store.interrupt() if store is not None else False
+        logger.warning(
+            "promptops: the capture store %s has not answered for %.0fs; %s. %d records wait in the queue (bound "
+            "%d); they are written when the store answers again. The application is unaffected",
+            self._display(),
+            now - since,
+            "its connection was cut and the batch will be retried" if cut else "the writer is still waiting for it",
+            self.queued,
+            self.queue_size,
+        )
 
     def _open(self) -> CaptureStore:
         from ._store import CaptureStore
@@ -422,18 +512,17 @@ def _plain_inputs(bound: dict[str, Any], redactor: Any, max_chars: int) -> tuple
 def build(item: tuple[Any, ...]) -> CaptureRecord:
     """Turn one queued call into a record: bind, serialise and redact what the hot path left for later."""
     redactor_for, Encoded, encode, CaptureRecord, input_hash, uuid7 = _tools or _import_tools()
-    (capture, settings, prompt, args, kwargs, bound, output, error, started_ns, ended_ns, first_ns, span, wall_ns) = (
-        item
-    )
-    settings_: Settings = settings
-    redactor = redactor_for(settings_)
-    max_chars = settings_.capture_max_value_chars
+    pending = Pending._make(item)
+    capture, settings, prompt = pending.capture, pending.settings, pending.prompt
+    args, output, error = pending.args, pending.output, pending.error
+    redactor = redactor_for(settings)
+    max_chars = settings.capture_max_value_chars
     total = max_chars * MAX_TOTAL_FACTOR
     plain = redactor.plain
     if type(args) is Encoded:
         inputs = args
     else:
-        arguments = capture.bind(args, kwargs, bound)
+        arguments = capture.bind(args, pending.kwargs, pending.bound)
         shortcut = _plain_inputs(arguments, redactor, max_chars) if plain else None
         inputs = (
             Encoded(shortcut[0], True, None, shortcut[1])
@@ -461,9 +550,10 @@ def build(item: tuple[Any, ...]) -> CaptureRecord:
             message = message[:max_chars] + f"…[truncated {len(message) - max_chars} chars]"
         redacted = redacted or message != raw_message
         error_message = message
-    latency_ns = max(ended_ns - started_ns, 0)
-    start_wall_ns = wall_ns - latency_ns
-    trace_id, span_id = _ids(span)
+    started_ns, first_ns = pending.started_ns, pending.first_ns
+    latency_ns = max(pending.ended_ns - started_ns, 0)
+    start_wall_ns = pending.wall_ns - latency_ns
+    trace_id, span_id = _ids(pending.span)
     data: Any = inputs.data
     if not isinstance(data, dict):  # a fallback binder result is always a dict; be safe anyway
         data = {"value": data}
@@ -486,7 +576,7 @@ def build(item: tuple[Any, ...]) -> CaptureRecord:
         trace_id=trace_id,
         span_id=span_id,
         tags=capture.tags,
-        app_version=settings_.app_version,
+        app_version=settings.app_version,
         input_hash=input_hash(data),
         redacted=redacted,
     )
@@ -509,6 +599,15 @@ def _ids(span: Any) -> tuple[str | None, str | None]:
 
 _lock = threading.Lock()
 _writers: dict[str, Writer] = {}
+# Called (in the starting thread) whenever a writer starts, and in a forked child that has writers: how
+# promptops arranges its flush on the exit paths atexit misses (SIGTERM, multiprocessing children; see
+# `promptops._lifecycle`, which registers here: the capture package does not import upwards).
+on_start: list[Callable[[], None]] = []
+# Seconds a fork waits for a SQLite batch being written to finish (see Writer.writing): as long as a write can
+# take (SQLite's busy timeout is 30 s). A child that inherits a SQLite connection mid-transaction can never write
+# to that file (SQLite's per-process lock table says it is locked); a PostgreSQL child opens new connections and
+# is unaffected, so forks do not wait for those.
+FORK_WAIT = 60.0
 
 
 def writer_for(settings: Settings) -> Writer:
@@ -520,9 +619,44 @@ def writer_for(settings: Settings) -> Writer:
         writer = _writers.get(url)
         if writer is None or not writer.alive:
             writer = _writers[url] = Writer(url, settings.capture_queue_size)
+            started = True
         else:
             writer.queue_size = settings.capture_queue_size
-        return writer
+            started = False
+    if started:
+        _run_start_hooks()
+    return writer
+
+
+_watchdog: threading.Thread | None = None
+
+
+def _watch() -> None:
+    """The watchdog thread: every `WATCH_EVERY` seconds, each writer's store call in progress is checked."""
+    while True:
+        time.sleep(WATCH_EVERY)
+        try:
+            now = time.monotonic()
+            for writer in list(_writers.values()):
+                writer.check_progress(now)
+        except Exception:  # a bug of ours: keep watching
+            log_internal_error("capture watchdog")
+
+
+def _start_watchdog() -> None:
+    global _watchdog
+    if _watchdog is None or not _watchdog.is_alive():
+        _watchdog = threading.Thread(target=_watch, name="promptops-capture-watchdog", daemon=True)
+        _watchdog.start()
+
+
+def _run_start_hooks() -> None:
+    _start_watchdog()
+    for hook in on_start:
+        try:
+            hook()
+        except Exception:
+            log_internal_error("capture start hook")
 
 
 def flush(timeout: float = 5.0) -> bool:
@@ -570,12 +704,33 @@ def stats() -> dict[str, int]:
     return result
 
 
+_held_at_fork: list[Writer] = []
+
+
+def _before_fork() -> None:
+    """Wait (at most `FORK_WAIT`) for writer threads still importing and SQLite batches being written."""
+    deadline = time.monotonic() + FORK_WAIT
+    for writer in list(_writers.values()):
+        writer.ready.wait(max(deadline - time.monotonic(), 0.0))
+        if writer.url.startswith("sqlite") and writer.writing.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+            _held_at_fork.append(writer)
+
+
+def _after_fork_in_parent() -> None:
+    while _held_at_fork:
+        _held_at_fork.pop().writing.release()
+
+
 def _after_fork_in_child() -> None:
-    global _lock
+    global _lock, _watchdog
+    _watchdog = None  # not running in the child: started again with its writers
+    _held_at_fork.clear()  # the child's writers get new locks
     _lock = threading.Lock()
     counters.lock = threading.Lock()
     for writer in list(_writers.values()):
         writer.after_fork()
+    if _writers:
+        _run_start_hooks()
 
 
 def _at_exit() -> None:
@@ -585,5 +740,5 @@ def _at_exit() -> None:
         pass
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
 atexit.register(_at_exit)

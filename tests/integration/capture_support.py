@@ -8,6 +8,7 @@ import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 
@@ -46,6 +47,17 @@ def postgres_database() -> Iterator[str]:
         yield name
     finally:
         psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def count(url: str, **filters: Any) -> int:
+    """How many records of the capture store at `url` match the filters (see `CaptureStore.count`)."""
+    from promptops.capture import CaptureStore
+
+    store = CaptureStore.open(url)
+    try:
+        return store.count(**filters)
+    finally:
+        store.close()
 
 
 def pg_url(database: str, port: int = PG_PORT) -> str:

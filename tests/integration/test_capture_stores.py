@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -20,7 +19,7 @@ from promptops.capture import CallCapture, CaptureStore
 from promptops.capture._store import SCHEMA_VERSION, schema_table
 from promptops.prompts import Prompt
 
-from .capture_support import pg_url, postgres_database, psql
+from .capture_support import count, pg_url, postgres_database, psql
 from .conftest import child_env
 
 PROMPT = Prompt(name="summarize", version=2, template="{{text}}", alias="production", source="cache")
@@ -39,14 +38,6 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         with postgres_database() as database:
             yield pg_url(database)
             promptops.shutdown(timeout=10)  # close our connections before the database is dropped
-
-
-def count(url: str, **filters: Any) -> int:
-    store = CaptureStore.open(url)
-    try:
-        return store.count(**filters)
-    finally:
-        store.close()
 
 
 def hammer(cc: CallCapture, threads: int, calls: int, pause: float = 0.0) -> list[BaseException]:

@@ -175,3 +175,22 @@ async def test_a_prompt_passed_by_the_caller_is_not_traffic(name: str) -> None:
         assert plain("b") == "Summarize: b"  # a call without one is still traced and captured
         assert len(spans.finished()) == 1
     assert [(record.inputs, record.prompt_version) for record in records()] == [({"text": "b"}, 1)]
+
+
+def test_long_streams_are_captured_whole_up_to_the_capture_limit_and_marked_past_it(name: str) -> None:
+    """Issue 10: a 50,000-character stream was stored as 8,200 characters (the span limit), unmarked."""
+    promptops.configure(tracking_uri=promptops.get_settings().tracking_uri, capture_max_value_chars=60_000)
+
+    @promptops.track(prompt=name)
+    def stream(parts: int) -> Iterator[str]:
+        for i in range(parts):
+            yield f"{i:05d}" + "x" * 95  # 100 characters a part
+
+    assert len("".join(stream(500))) == 50_000
+    assert len("".join(stream(1000))) == 100_000
+    whole, cut = records()
+    assert whole.output == "".join(f"{i:05d}" + "x" * 95 for i in range(500))
+    assert cut.output.startswith("00000" + "x" * 95)
+    assert len(cut.output) <= 60_000
+    kept = cut.output.index("…[truncated ")
+    assert cut.output[kept:] == f"…[truncated {100_000 - kept} chars]"

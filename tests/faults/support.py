@@ -1,0 +1,130 @@
+"""Helpers of the fault suite: records to write, stores to write them to, child processes to kill."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import socket
+import struct
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+from promptops.capture import CaptureRecord, input_hash, uuid7
+
+from ..integration.capture_support import count
+from ..integration.conftest import child_env
+
+__all__ = ["FaultProxy", "count", "make_records", "run_child"]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_records(count: int, *, function: str = "faults:summarize", text: str = "some text") -> list[CaptureRecord]:
+    """`count` distinct records, as the writer would build them."""
+    now = time.time_ns()
+    records: list[CaptureRecord] = []
+    for i in range(count):
+        inputs = {"text": f"{text} {i}"}
+        records.append(
+            CaptureRecord(
+                id=uuid7(now + i),
+                timestamp=datetime.datetime.fromtimestamp((now + i) / 1e9, tz=datetime.timezone.utc),
+                function=function,
+                prompt_name="summarize",
+                prompt_version=2,
+                prompt_alias="production",
+                prompt_source="cache",
+                inputs=inputs,
+                replayable=True,
+                replay_reason=None,
+                output=f"summary {i}",
+                error_type=None,
+                error_message=None,
+                latency_ms=1.5,
+                first_item_ms=None,
+                trace_id=None,
+                span_id=None,
+                tags={},
+                app_version=None,
+                input_hash=input_hash(inputs),
+            )
+        )
+    return records
+
+
+def run_child(code: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run `code` (dedented) in a new interpreter, in `cwd`; its output as text."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=cwd,
+        env=child_env(PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+class FaultProxy:
+    """A TCP proxy on 127.0.0.1 in front of `upstream`, whose connections can be made to misbehave.
+
+    `mode` applies to every connection, current and new: `"pass"` forwards, `"blackhole"` keeps connections open
+    and throws away whatever passes (a stalled network path: nothing arrives, nothing fails), `"drip"` forwards
+    a few bytes at a time, slowly. `reset()` aborts every current connection (TCP RST).
+    """
+
+    def __init__(self, upstream: int) -> None:
+        self.upstream = upstream
+        self.mode = "pass"
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def reset(self) -> None:
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+                sock.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+        self.reset()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+                upstream = socket.create_connection(("127.0.0.1", self.upstream))
+            except OSError:
+                continue
+            with self._lock:
+                self._sockets += [client, upstream]
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                if self.mode == "blackhole":
+                    continue
+                if self.mode == "drip":
+                    for start in range(0, len(data), 64):
+                        target.sendall(data[start : start + 64])
+                        time.sleep(0.01)
+                    continue
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
