@@ -42,6 +42,9 @@ def llm(text: object) -> str:
 
 
 PRELUDE: dict[str, Any] = {"promptops": promptops, "llm": llm}
+# A page is read from the top: it imports promptops itself (issue 17: scorers.md's custom scorer did not, and
+# the prelude hid the NameError). Only `llm`, the stand-in the pages name as the reader's model call, is given.
+PAGE_PRELUDE: dict[str, Any] = {"llm": llm}
 
 
 def _python(example: CodeExample) -> bool:
@@ -124,7 +127,7 @@ def docs_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=lambda page: str(page.relative_to(ROOT)))
 def test_page_runs(page: Path, docs_registry: str) -> None:
-    namespace = {"__name__": "__docs__", **PRELUDE}
+    namespace = {"__name__": "__docs__", **PAGE_PRELUDE}
     for example in _examples([page]):
         if not _skipped(example):
             run_block(example, namespace)
@@ -245,3 +248,11 @@ def test_configuration_page_has_the_current_settings_table() -> None:
     # The site's copy is made at build time from PARAMS, without GitHub's escapes (Python-Markdown shows them).
     site = hooks.on_page_markdown(text)
     assert "`str | None`" in site and "\\|" not in site.split(hooks.MARKER)[1].split(hooks.END_MARKER)[0]
+
+
+def test_every_skipped_page_block_says_why() -> None:
+    """Issue 17: no block of the docs is left out of the run without a reason written beside it."""
+    skipped = [example for example in _examples(PAGES) if _skipped(example)]
+    assert skipped  # the collection sees the skipped blocks at all
+    unexplained = [_id(example) for example in skipped if len(example.prefix_settings().get("reason", "")) < 10]
+    assert unexplained == [], 'give each a reason: ```{.python test="skip" reason="needs ..."}'
