@@ -473,6 +473,22 @@ def _async_wrapper(spec: _Spec) -> Callable[..., Any]:
     return wrapper
 
 
+def _enter(prompt: Prompt, stream: StreamSpan | None) -> tuple[Any, object]:
+    """Make `prompt` (and the stream's span) current for one step of a stream; undo with `_leave`.
+
+    The one copy of what every step of `_iterate`/`_aiterate` does (issue 16: it was written out four times).
+    Two plain calls, not a context manager: this runs once per item of every tracked stream.
+    """
+    return active_prompt.set(prompt), stream.attach() if stream is not None else None
+
+
+def _leave(stream: StreamSpan | None, tokens: tuple[Any, object]) -> None:
+    """Undo `_enter`: detach the span, then restore the previous prompt."""
+    if stream is not None:
+        stream.detach(tokens[1])
+    active_prompt.reset(tokens[0])
+
+
 def _generator_wrapper(spec: _Spec) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         # Resolved at call time, so a `use_prompt` block around the call applies however late it is iterated.
@@ -483,8 +499,7 @@ def _generator_wrapper(spec: _Spec) -> Callable[..., Any]:
             if observe
             else None
         )
-        token = active_prompt.set(prompt)
-        context = stream.attach() if stream is not None else None
+        tokens = _enter(prompt, stream)
         try:
             generator = wrapped(*args, **kwargs)
         except BaseException as exc:
@@ -492,9 +507,7 @@ def _generator_wrapper(spec: _Spec) -> Callable[..., Any]:
                 stream.end(exc)
             raise
         finally:
-            if stream is not None:
-                stream.detach(context)
-            active_prompt.reset(token)
+            _leave(stream, tokens)
         iterator = _iterate(generator, prompt, stream)
         if stream is not None:
             stream.guard(iterator)
@@ -515,8 +528,7 @@ def _iterate(
     to_throw: BaseException | None = None
     try:
         while True:
-            token = active_prompt.set(prompt)
-            context = stream.attach() if stream is not None else None
+            tokens = _enter(prompt, stream)
             try:
                 if to_throw is not None:
                     item = generator.throw(to_throw)
@@ -531,23 +543,18 @@ def _iterate(
                     stream.end(exc)
                 raise
             finally:
-                if stream is not None:
-                    stream.detach(context)
-                active_prompt.reset(token)
+                _leave(stream, tokens)
                 to_throw = None
             if stream is not None:
                 stream.item(item)
             try:
                 to_send = yield item
             except GeneratorExit:
-                token = active_prompt.set(prompt)
-                context = stream.attach() if stream is not None else None
+                tokens = _enter(prompt, stream)
                 try:
                     generator.close()
                 finally:
-                    if stream is not None:
-                        stream.detach(context)
-                    active_prompt.reset(token)
+                    _leave(stream, tokens)
                 raise
             except BaseException as exc:
                 to_throw = exc
@@ -598,8 +605,7 @@ async def _aiterate(
     iterator = owner[0]() if owner else None
     if stream is not None and iterator is not None:
         stream.guard(iterator)  # abandoned without an event loop to finalize it: still ends once
-    token = active_prompt.set(prompt)
-    context = stream.attach() if stream is not None else None
+    tokens = _enter(prompt, stream)
     try:
         generator: AsyncGenerator[Any, Any] = wrapped(*args, **kwargs)
     except BaseException as exc:
@@ -607,15 +613,12 @@ async def _aiterate(
             stream.end(exc)
         raise
     finally:
-        if stream is not None:
-            stream.detach(context)
-        active_prompt.reset(token)
+        _leave(stream, tokens)
     to_send: Any = None
     to_throw: BaseException | None = None
     try:
         while True:
-            token = active_prompt.set(prompt)
-            context = stream.attach() if stream is not None else None
+            tokens = _enter(prompt, stream)
             try:
                 if to_throw is not None:
                     item = await generator.athrow(to_throw)
@@ -628,23 +631,18 @@ async def _aiterate(
                     stream.end(exc)
                 raise
             finally:
-                if stream is not None:
-                    stream.detach(context)
-                active_prompt.reset(token)
+                _leave(stream, tokens)
                 to_throw = None
             if stream is not None:
                 stream.item(item)
             try:
                 to_send = yield item
             except GeneratorExit:
-                token = active_prompt.set(prompt)
-                context = stream.attach() if stream is not None else None
+                tokens = _enter(prompt, stream)
                 try:
                     await generator.aclose()
                 finally:
-                    if stream is not None:
-                        stream.detach(context)
-                    active_prompt.reset(token)
+                    _leave(stream, tokens)
                 raise
             except BaseException as exc:
                 to_throw = exc
