@@ -223,13 +223,18 @@ def main() -> None:
         with promptops.use_prompt("summarize", version=1):
             show("inside use_prompt('summarize', version=1)", describe_call())
 
-        promptops.flush()  # spans are exported in the background, in batches; make sure they arrived
+        promptops.flush(timeout=30)  # spans (and their prompt links) are exported in the background, in batches
         traces = client.search_traces(locations=["0"], max_results=500)
         linked = [trace.info.tags.get("mlflow.linkedPrompts", "") for trace in traces]
         show(
             "traces in MLflow (one span per call)",
             f"{len(traces)}, {sum('summarize' in t for t in linked)} linked to a 'summarize' version",
         )
+        # MLflow's own prompt filter (what the prompt version's Traces tab shows) finds them: issue 12.
+        on_v2 = client.search_traces(locations=["0"], filter_string=f'prompt = "summarize/{v2.version}"')
+        show(f'MLflow filter prompt = "summarize/{v2.version}"', f"{len(on_v2)} traces")
+        stats = promptops.stats()
+        show("prompt links made / failed", f"{stats['prompt_links']} / {stats['prompt_links_failed']}")
         from promptops.capture import CaptureStore
 
         recorded = list(CaptureStore.open(captures).query(function=f"{__name__}:summarize"))
@@ -270,6 +275,11 @@ def main() -> None:
         print(f"\nReplay reports:\n  {good_report}\n  {bad_report}")
         print(
             f"Browse the traces, prompt versions and replay runs:\n  mlflow ui --backend-store-uri sqlite:///{workdir / 'mlflow.db'}"
+        )
+        # Issue 12: every trace is linked to its prompt version through MLflow's own link; say where to look.
+        print(
+            "  then open http://127.0.0.1:5000 -> Prompts -> summarize -> Version 2 -> Traces: the calls made with\n"
+            "  version 2 (in code: mlflow.search_traces(filter_string='prompt = \"summarize/2\"'))"
         )
     finally:
         stop_server(server)

@@ -39,3 +39,6 @@ def test_demo_runs_end_to_end_offline(tmp_path: Path) -> None:
         assert str(tmp_path / report) in done.stdout and (tmp_path / report).stat().st_size > 10_000
     assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path / 'mlflow.db'}" in done.stdout
     assert "Traceback" not in done.stderr
+    # Issue 12: MLflow's own prompt filter finds the calls served by version 2, and the demo says where to click.
+    assert int(lines['MLflow filter prompt = "summarize/2"'].split()[0]) >= 2
+    assert "Prompts -> summarize -> Version 2 -> Traces" in done.stdout
