@@ -131,9 +131,7 @@ class ProviderServer:
 
     def start(self) -> ProviderServer:
         """Bind a free port on 127.0.0.1 and serve from a daemon thread."""
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        server.daemon_threads = True
-        server.request_queue_size = 256  # a replay opens many connections at once
+        server = _Server(("127.0.0.1", 0), _handler(self))
         self._server = server
         self._port = server.server_address[1]
         self._thread = threading.Thread(target=server.serve_forever, name="promptops-provider-server", daemon=True)
@@ -210,6 +208,11 @@ class ProviderServer:
             self.by_status[status] += 1
             self.input_tokens += usage[0]
             self.output_tokens += usage[1]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512  # read when the socket listens: a replay opens many connections at once (default 5)
 
 
 def _tokens(text: str) -> int:
@@ -324,3 +327,30 @@ def _anthropic_answer(model: str, text: str, usage: tuple[int, int]) -> dict[str
         "stop_sequence": None,
         "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
     }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m promptops.provider_server [--latency S] ...`: serve until stdin closes; prints the URL first.
+
+    Runs the server in a process of its own (a benchmark should not share its client's interpreter lock).
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m promptops.provider_server", description=main.__doc__)
+    for option in ("rate-limited", "server-error", "overloaded", "slow"):
+        parser.add_argument(f"--{option}", type=float, default=0.0, metavar="FRACTION")
+    parser.add_argument("--slow-s", type=float, default=1.0)
+    parser.add_argument("--latency-s", type=float, default=0.0)
+    parser.add_argument("--retry-after-s", type=float, default=0.05)
+    parser.add_argument("--requests-per-second", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    options = vars(parser.parse_args(argv))
+    with ProviderServer(**options) as server:
+        print(server.url, flush=True)
+        sys.stdin.read()  # until the parent closes our stdin (or exits)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

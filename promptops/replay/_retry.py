@@ -134,7 +134,9 @@ class RetryPolicy:
 
     Args:
         retry_on: Also retry what this predicate accepts.
-        attempts: Attempts in all, the first included.
+        attempts: Attempts in all, the first included, for failures other than rate limits.
+        rate_limit_attempts: Attempts in all while the provider answers with rate limits: it is up and asking
+            to slow down, which the adaptive concurrency does, so a call keeps its place longer.
         initial_s: First backoff when the provider gave no `Retry-After`; doubles each attempt, with jitter.
         max_wait_s: Longest single wait (a `Retry-After` beyond it is cut to it).
     """
@@ -144,12 +146,14 @@ class RetryPolicy:
         retry_on: Callable[[BaseException], bool] | None = None,
         *,
         attempts: int = 6,
+        rate_limit_attempts: int = 30,
         initial_s: float = 0.5,
         max_wait_s: float = 30.0,
     ) -> None:
         """Create a policy; see the class documentation for the arguments."""
         self.retry_on = retry_on
         self.attempts = attempts
+        self.rate_limit_attempts = rate_limit_attempts
         self.initial_s = initial_s
         self.max_wait_s = max_wait_s
 
@@ -185,9 +189,17 @@ class RetryPolicy:
             if exc is not None:
                 on_retry(exc)
 
+        def give_up(state: tenacity.RetryCallState) -> bool:
+            if stop.is_set():
+                return True
+            outcome = state.outcome
+            exc = outcome.exception() if outcome is not None else None
+            limit = self.rate_limit_attempts if exc is not None and is_rate_limit(exc) else self.attempts
+            return state.attempt_number >= limit
+
         return {
             "retry": tenacity.retry_if_exception(self.retryable),
-            "stop": tenacity.stop_after_attempt(self.attempts) | tenacity.stop_when_event_set(stop),
+            "stop": give_up,
             "wait": wait,
             "before_sleep": before_sleep,
             "reraise": True,

@@ -266,12 +266,21 @@ def _prepare(target: str, settings: ReplaySettings) -> _Prepared:
     records, skipped = _replayable(loaded, data)
     has_expected = any(record.expected is not None for record in records)
     metric_names = _metric_names(scorer_list, has_expected)
+    # A hand-written golden set (inputs and expected, no captured output; issue 17): there is nothing captured
+    # to compare with, so production is run for the baseline and both sides are judged against `expected`.
+    golden = settings.baseline == "captured" and has_expected and not any(_has_capture(r) for r in records)
     if gate_list is None:
-        gate_list = _default_gates(scorer_list, metric_names)
+        gated = [name for name in metric_names if not golden or name.endswith(_EXPECTED_SUFFIX) or name in _ALWAYS]
+        gate_list = _default_gates(scorer_list, gated)
     check_metrics(gate_list, metric_names)
-    plan = _Plan(loaded, records, candidate_prompt, settings.baseline, settings.repeats)
+    plan = _Plan(loaded, records, candidate_prompt, "production" if golden else settings.baseline, settings.repeats)
     _load_models(scorer_list)
     return _Prepared(loaded, data, records, skipped, scorer_list, gate_list, has_expected, candidate_prompt, plan)
+
+
+def _has_capture(record: DatasetRecord) -> bool:
+    """Whether a record holds what production answered (an output, or the error it raised)."""
+    return record.output is not None or record.error is not None
 
 
 def _scorers(names: Sequence[str | Scorer | Callable[..., Any]] | None) -> list[Scorer]:

@@ -418,3 +418,18 @@ def test_settings_are_checked_before_the_target_is_loaded(options: dict[str, Any
     options = {"candidate": 2, **options}
     with pytest.raises(ReplayError, match=message):
         replay.run("no_such_module_is_imported:f", **options)
+
+
+def test_golden_set_without_outputs_is_judged_against_expected_by_default(echo: App, tmp_path: Path) -> None:
+    # issue 17: inputs and expected only, as a hand-written golden set; nothing was captured
+    rows = [{"inputs": {"text": text}, "expected": PRODUCTION.replace("{{ text }}", text)} for text in TEXTS]
+    data = write_dataset(tmp_path / "golden.jsonl", rows)
+    same = replay.run(echo.target, candidate=echo.versions["same"], dataset=data, log_to_mlflow=False)
+    assert same.passed, same.summary()
+    assert same.baseline.label == "production"  # run now: there is no captured output to compare with
+    assert same.metrics["rougeL@expected"].baseline == pytest.approx(1.0)  # the baseline is scored too
+    assert same.metrics["rougeL"].candidate == pytest.approx(1.0)  # plain metrics have values, not "—"
+    assert {gate.expr.split()[0] for gate in same.gates} == {"rougeL@expected", "bleu@expected", "errors.delta_ci_low"}
+    bad = replay.run(echo.target, candidate=echo.versions["bad"], dataset=data, log_to_mlflow=False)
+    assert not bad.passed and bad.metrics["rougeL@expected"].delta is not None
+    assert bad.metrics["rougeL@expected"].delta < -0.5
