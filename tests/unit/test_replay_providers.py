@@ -280,3 +280,26 @@ def test_provider_server_counts_and_refuses_bad_rates() -> None:
     assert statuses[0] == 200 and statuses.count(429) >= 4
     assert limited.requests == 8 and limited.by_status[429] == statuses.count(429)
     assert os.environ.get("PROMPTOPS_TEST_PROVIDER_URL") is None
+
+
+def test_provider_server_runs_in_a_process_of_its_own_until_stdin_closes() -> None:
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "promptops.provider_server", "--rate-limited=1.0", "--retry-after-s=0.2"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        response = httpx.post(url + "/v1/messages", json={"messages": [{"role": "user", "content": "hi"}]})
+        assert response.status_code == 429 and response.headers["retry-after-ms"] == "200"
+        assert response.json()["error"]["type"] == "rate_limit_error"
+    finally:
+        process.stdin.close()
+        assert process.wait(timeout=30) == 0
+        process.stdout.close()
