@@ -48,6 +48,7 @@ def check_links(uri: str, name: str, experiment: str) -> None:
     import mlflow
 
     client = mlflow.MlflowClient(uri)
+    before = tracing.stats()  # counters are per process and monotonic: compare differences
     summarize, pipeline = tracked_functions(name)
     with promptops.use_prompt(name, version=1):
         for index in range(5):
@@ -56,8 +57,10 @@ def check_links(uri: str, name: str, experiment: str) -> None:
         nested = pipeline("nested doc")
     assert nested == "SUMMARY OF NESTED DOC BY V2"
     assert promptops.flush(120)
-    stats = tracing.stats()
-    assert stats["spans_failed"] == 0 and stats["prompt_links_failed"] == 0
+    after = tracing.stats()
+    assert after["spans_failed"] == before["spans_failed"]
+    assert after["prompt_links_failed"] == before["prompt_links_failed"]
+    assert after["prompt_links"] - before["prompt_links"] == 6  # 6 traces, each linked once
 
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
     first = search(uri, experiment_id, f"{name}/1", 5)
