@@ -41,6 +41,7 @@ GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
 GEN_AI_INPUT_TOKENS = "gen_ai.usage.input_tokens"
 GEN_AI_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
 GEN_AI_FINISH_REASONS = "gen_ai.response.finish_reasons"
+GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"  # issue 12; the name as opentelemetry-semantic-conventions has it
 # Request parameters copied from the prompt version's model config, where it has them.
 _MODEL_CONFIG_ATTRIBUTES = {
     "temperature": "gen_ai.request.temperature",
@@ -445,12 +446,14 @@ def record_usage(
     response_model: str | None = None,
     operation: str | None = None,
     finish_reasons: list[str] | None = None,
+    provider: str | None = None,
 ) -> None:
     """Report what the model call inside a tracked function used, as OpenTelemetry GenAI attributes.
 
     Sets `gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens`, `gen_ai.request.model`,
-    `gen_ai.response.model`, `gen_ai.operation.name` and `gen_ai.response.finish_reasons` on the current span
-    (the tracked call's). Does nothing outside a traced call. Never raises.
+    `gen_ai.response.model`, `gen_ai.operation.name`, `gen_ai.response.finish_reasons` and
+    `gen_ai.provider.name` on the current span (the tracked call's). Does nothing outside a traced call. Never
+    raises.
 
     ```python
     @promptops.track(prompt="summarize")
@@ -467,6 +470,7 @@ def record_usage(
         response_model: The model that answered (`gen_ai.response.model`).
         operation: The GenAI operation, e.g. `"chat"` or `"text_completion"`.
         finish_reasons: Why generation stopped, e.g. `["stop"]`.
+        provider: Who served the model, e.g. `"openai"` or `"anthropic"` (`gen_ai.provider.name`).
     """
     try:
         if _otel is None:
@@ -481,6 +485,7 @@ def record_usage(
             GEN_AI_RESPONSE_MODEL: response_model,
             GEN_AI_OPERATION: operation,
             GEN_AI_FINISH_REASONS: list(finish_reasons) if finish_reasons is not None else None,
+            GEN_AI_PROVIDER_NAME: provider,
         }
         span.set_attributes({key: value for key, value in values.items() if value is not None})
     except Exception:

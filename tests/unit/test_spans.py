@@ -88,7 +88,12 @@ def test_span_name_override_and_usage(name: str, spans: SpanCapture) -> None:
     @promptops.track(prompt=name, name="llm.summarize")
     def summarize(text: str) -> str:
         promptops.record_usage(
-            input_tokens=12, output_tokens=5, response_model="gpt-test-0613", operation="chat", finish_reasons=["stop"]
+            input_tokens=12,
+            output_tokens=5,
+            response_model="gpt-test-0613",
+            operation="chat",
+            finish_reasons=["stop"],
+            provider="openai",
         )
         return text
 
@@ -105,7 +110,20 @@ def test_span_name_override_and_usage(name: str, spans: SpanCapture) -> None:
         "gen_ai.response.model": "gpt-test-0613",
         "gen_ai.operation.name": "chat",
         "gen_ai.response.finish_reasons": ("stop",),
+        "gen_ai.provider.name": "openai",
     }
+
+
+def test_genai_attribute_names_are_the_semantic_conventions() -> None:
+    # Checked against the installed package, not from memory (issue 12).
+    from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as semconv
+
+    from promptops import _span
+
+    ours = {value for key, value in vars(_span).items() if key.startswith("GEN_AI_")}
+    ours |= set(_span._MODEL_CONFIG_ATTRIBUTES.values())  # pyright: ignore[reportPrivateUsage]
+    known = {value for key, value in vars(semconv).items() if key.startswith("GEN_AI_") and isinstance(value, str)}
+    assert ours and ours <= known, ours - known
 
 
 def test_record_usage_outside_a_call_does_nothing(name: str, spans: SpanCapture) -> None:
