@@ -18,6 +18,7 @@ from ._span import record_usage
 from ._track import track
 from ._version import __version__
 from .prompts import Prompt, current_prompt, preload, use_prompt
+from .rollout import rollout_key
 
 if TYPE_CHECKING:
     from .scorers import scorer
@@ -37,6 +38,7 @@ __all__ = [
     "get_settings",
     "preload",
     "record_usage",
+    "rollout_key",
     "scorer",
     "shutdown",
     "stats",

@@ -30,6 +30,8 @@ PROMPT_NAME = "promptops.prompt.name"
 PROMPT_VERSION = "promptops.prompt.version"
 PROMPT_ALIAS = "promptops.prompt.alias"
 PROMPT_SOURCE = "promptops.prompt.source"
+ROLLOUT_ID = "promptops.rollout.id"
+ROLLOUT_ARM = "promptops.rollout.arm"
 REPLAY = "promptops.replay"
 INPUTS = "promptops.inputs"
 OUTPUT = "promptops.output"
@@ -119,6 +121,9 @@ def prompt_identity_attributes(prompt: Prompt) -> dict[str, Any]:
     }
     if prompt.alias is not None:
         attributes[PROMPT_ALIAS] = prompt.alias
+    if prompt.rollout_arm is not None:  # a running rollout chose this copy (issue 14)
+        attributes[ROLLOUT_ID] = prompt.rollout_id
+        attributes[ROLLOUT_ARM] = prompt.rollout_arm
     return attributes
 
 

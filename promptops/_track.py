@@ -28,6 +28,7 @@ from ._uri import redact_uri
 from .capture import CallCapture
 from .capture._capture import DEFERRED
 from .prompts import NO_OVERRIDES, Prompt, Template, active_prompt, overrides, resolver, selector_for
+from .rollout import KeyReader, assign
 
 __all__ = ["track"]
 
@@ -46,6 +47,8 @@ class _Spec:
         "inject",
         "name",
         "positional_index",
+        "rollout_keys",
+        "rollout_settings",
     )
 
     def __init__(
@@ -57,8 +60,12 @@ class _Spec:
         span_name: str | None = None,
         capture: bool = True,
         sample_rate: float | None = None,
+        rollout_key: str | None = None,
     ):
         self.name = name
+        # Rollouts (issue 14): the settings under which calls without an override take part, and their keys.
+        self.rollout_settings: Settings | None = None
+        self.rollout_keys = KeyReader(func, rollout_key)
         self.call = CallSpan(func, span_name)
         self.capture = CallCapture(func, enabled=capture, sample_rate=sample_rate)
         self.decorator_selector = selector
@@ -86,7 +93,15 @@ class _Spec:
         selector = selector_for(self.name, self.decorator_selector, settings)
         if overrides.get() is NO_OVERRIDES:
             self.cached_key = (settings, (self.name, selector))
+            pinned = self.decorator_selector is not None or self.name in settings.pins
+            self.rollout_settings = None if pinned else settings
         return selector
+
+    def arm(self, prompt: Prompt, args: tuple[Any, ...], kwargs: Mapping[str, Any], bound: bool) -> Prompt:
+        """`prompt`, or the candidate of a running rollout, labelled with the call's arm (issue 14)."""
+        if self.rollout_settings is _config.current and overrides.get() is NO_OVERRIDES:
+            return assign(self.name, prompt, self.rollout_keys, args, kwargs, bound)
+        return prompt
 
     def memory_hit(self) -> Prompt | None:
         """The fresh memory copy for this call, without walking the resolution order, or `None`.
@@ -150,7 +165,7 @@ def _prepare(spec: _Spec, wrapped: Any, args: tuple[Any, ...], kwargs: dict[str,
         if given is not None:
             return given
         return spec.lookup()
-    prompt = spec.lookup()
+    prompt = spec.arm(spec.lookup(), args, kwargs, hasattr(wrapped, "__self__"))
     if spec.inject:
         kwargs["prompt"] = prompt
     return prompt
@@ -190,7 +205,7 @@ def _sync_wrapper(spec: _Spec) -> Callable[..., Any]:
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if inject and "prompt" not in kwargs:
-            prompt = spec.lookup()
+            prompt = spec.arm(spec.lookup(), args, kwargs, hasattr(wrapped, "__self__"))
             kwargs["prompt"] = prompt
         elif (given := _supplied(spec, wrapped, args, kwargs)) is not None:
             return _unobserved(given, wrapped, args, kwargs)
@@ -384,9 +399,14 @@ def _plain_function_wrapper(spec: _Spec, func: Callable[..., Any]) -> Callable[.
             if entry is not None and monotonic() < entry.refresh_at:
                 prompt = entry.served
         if inject and "prompt" not in kwargs:
-            kwargs["prompt"] = prompt = prompt or spec.resolve(spec.selector())
+            prompt = prompt or spec.resolve(spec.selector())
+            if spec.rollout_settings is config.current:  # a rollout may apply (issue 14)
+                prompt = spec.arm(prompt, args, kwargs, False)
+            kwargs["prompt"] = prompt
         elif not spec.inject:  # reads it with current_prompt()
             prompt = prompt or spec.resolve(spec.selector())
+            if spec.rollout_settings is config.current:
+                prompt = spec.arm(prompt, args, kwargs, False)
         elif (given := _supplied(spec, func, args, kwargs)) is not None:
             return _unobserved(given, func, args, kwargs)
         else:  # `prompt` is positional and the caller did not pass it
@@ -412,9 +432,16 @@ def _plain_async_wrapper(spec: _Spec, func: Callable[..., Any]) -> Callable[...,
     async def tracked(*args: Any, **kwargs: Any) -> Any:
         if inject and "prompt" not in kwargs:
             # A memory hit needs no await; a miss waits for the registry in a thread, not on the loop.
-            kwargs["prompt"] = prompt = spec.memory_hit() or await _resolve_off_loop(spec, func, args, kwargs)
+            prompt = spec.memory_hit()
+            prompt = (
+                spec.arm(prompt, args, kwargs, False) if prompt else await _resolve_off_loop(spec, func, args, kwargs)
+            )
+            kwargs["prompt"] = prompt
         elif not spec.inject:
-            prompt = spec.memory_hit() or await _resolve_off_loop(spec, func, args, kwargs)
+            prompt = spec.memory_hit()
+            prompt = (
+                spec.arm(prompt, args, kwargs, False) if prompt else await _resolve_off_loop(spec, func, args, kwargs)
+            )
         elif (given := _supplied(spec, func, args, kwargs)) is not None:
             return await _aunobserved(given, func, args, kwargs)
         else:
@@ -451,6 +478,7 @@ async def _resolve_off_loop(spec: _Spec, wrapped: Any, args: tuple[Any, ...], kw
         prompt = None
     if prompt is None:
         prompt = await _to_thread(spec, selector)
+    prompt = spec.arm(prompt, args, kwargs, hasattr(wrapped, "__self__"))
     if spec.inject and not spec.caller_supplies(wrapped, args, kwargs):
         kwargs["prompt"] = prompt
     return prompt
@@ -597,6 +625,8 @@ async def _aiterate(
     # once: exhaustion, exception, aclose() (from any task), or the event loop finalizing an abandoned stream.
     if prompt is None:
         prompt = await _to_thread(spec, selector)
+    if not (spec.inject and spec.caller_supplies(wrapped, args, kwargs)):
+        prompt = spec.arm(prompt, args, kwargs, hasattr(wrapped, "__self__"))
     if spec.inject and not spec.caller_supplies(wrapped, args, kwargs):
         kwargs["prompt"] = prompt
     stream = (
@@ -676,6 +706,13 @@ def track_info(obj: Any) -> TrackInfo | None:
     return None
 
 
+def _parameters(func: Any) -> Mapping[str, Any]:
+    try:
+        return inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return {}
+
+
 def _unwrap(func: Any) -> Any:
     # classmethod/staticmethod objects (when @track is outermost) keep the function in __func__.
     return getattr(func, "__func__", func)
@@ -690,6 +727,7 @@ def track(
     name: str | None = None,
     capture: bool = True,
     sample_rate: float | None = None,
+    rollout_key: str | None = None,
 ) -> Callable[[F], F]: ...
 @overload
 def track(
@@ -700,6 +738,7 @@ def track(
     name: str | None = None,
     capture: bool = True,
     sample_rate: float | None = None,
+    rollout_key: str | None = None,
 ) -> Callable[[F], F]: ...
 def track(
     *,
@@ -710,6 +749,7 @@ def track(
     name: str | None = None,
     capture: bool = True,
     sample_rate: float | None = None,
+    rollout_key: str | None = None,
 ) -> Callable[[F], F]:
     """Resolve the pinned version of a registry prompt for every call of the decorated function.
 
@@ -737,6 +777,9 @@ def track(
         name: The span name (default: the function's name).
         capture: `False` opts this function out of capture (its calls are still traced).
         sample_rate: Fraction of this function's calls captured (default: the `sample_rate` setting).
+        rollout_key: The argument whose value keeps a caller on one arm while a rollout of the prompt runs
+            (`promptops rollout start`): the same value, the same arm, in every process. Without it (and without
+            a `promptops.rollout_key()` block or `rollout start --key`), each call draws its arm at random.
 
     Returns:
         A decorator.
@@ -762,7 +805,12 @@ def track(
         target = _unwrap(func)
         if not callable(target):
             raise TypeError(f"@promptops.track applies to functions and methods, not {type(func).__name__}")
-        spec = _Spec(target, prompt, selector, fallback, name, capture, sample_rate)
+        if rollout_key is not None and rollout_key not in _parameters(target):
+            raise ValueError(
+                f"track(prompt={prompt!r}, rollout_key={rollout_key!r}): {getattr(target, '__name__', target)}() has "
+                f"no argument {rollout_key!r}; name one of its arguments, or use `with promptops.rollout_key(value):`"
+            )
+        spec = _Spec(target, prompt, selector, fallback, name, capture, sample_rate, rollout_key)
         info = TrackInfo(prompt, target, selector)
         if inspect.isasyncgenfunction(target):
             wrapper = _async_generator_wrapper(spec)

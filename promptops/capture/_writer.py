@@ -575,11 +575,19 @@ def build(item: tuple[Any, ...]) -> CaptureRecord:
         first_item_ms=(first_ns - started_ns) / 1e6 if first_ns is not None else None,
         trace_id=trace_id,
         span_id=span_id,
-        tags=capture.tags,
+        tags=_record_tags(capture.tags, prompt),
         app_version=settings.app_version,
         input_hash=input_hash(data),
         redacted=redacted,
     )
+
+
+def _record_tags(tags: dict[str, str], prompt: Any) -> dict[str, str]:
+    """The record's tags: the decorator's, plus the rollout and arm when a running rollout chose the prompt (issue 14)."""
+    arm = getattr(prompt, "rollout_arm", None)
+    if arm is None:
+        return tags
+    return {**tags, "promptops.rollout.id": str(prompt.rollout_id), "promptops.rollout.arm": str(arm)}
 
 
 def _ids(span: Any) -> tuple[str | None, str | None]:
