@@ -18,7 +18,7 @@ from ._span import record_usage
 from ._track import track
 from ._version import __version__
 from .prompts import Prompt, current_prompt, preload, use_prompt
-from .rollout import rollout_key
+from .rollout import feedback, rollout_key
 
 if TYPE_CHECKING:
     from .scorers import scorer
@@ -34,6 +34,7 @@ __all__ = [
     "__version__",
     "configure",
     "current_prompt",
+    "feedback",
     "flush",
     "get_settings",
     "preload",

@@ -54,7 +54,9 @@ def test_rollout_key_argument_is_sticky_and_labelled(registry: Registry, name: s
     attributes = [dict(span.attributes or {}) for span in finished]
     assert {a["promptops.rollout.arm"] for a in attributes} == {"baseline", "candidate"}
     assert {a["promptops.rollout.id"] for a in attributes} == {state.id}
-    assert all(a["promptops.prompt.version"] == (2 if a["promptops.rollout.arm"] == "candidate" else 1) for a in attributes)
+    assert all(
+        a["promptops.prompt.version"] == (2 if a["promptops.rollout.arm"] == "candidate" else 1) for a in attributes
+    )
 
     assert promptops.flush(timeout=60)
     url = promptops.get_settings().capture

@@ -1,0 +1,205 @@
+"""Online comparison of a rollout's arms: statistics, gates, the guard (check/watch), feedback and the report."""
+
+from __future__ import annotations
+
+import datetime
+import random
+
+import numpy as np
+import pytest
+
+import promptops
+from promptops import Prompt
+from promptops.capture import CaptureRecord, CaptureStore
+from promptops.rollout import feedback, flush_feedback, read_rollout, rollout_cache, start_rollout
+from promptops.rollout._cache import _install  # pyright: ignore[reportPrivateUsage]
+from promptops.rollout._compare import GateSyntaxError, compare, parse_gate
+from promptops.rollout._state import RolloutState
+from promptops.rollout._stats import always_valid_ci, two_sample
+from tests.conftest import Registry
+from tests.unit.test_cli import assert_usage_error, run
+
+STATE = RolloutState(prompt="p", id="r-sim", status="running", candidate=2, baseline="production", share=0.5)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rollout_cache():
+    _install(None)
+    yield
+    _install(None)
+
+
+def _record(index: int, arm: str, *, failed: bool, latency: float = 10.0, rollout_id: str = "r-sim") -> CaptureRecord:
+    return CaptureRecord(
+        id=f"id-{index}",
+        timestamp=datetime.datetime.now(datetime.UTC),
+        function="app:reply",
+        prompt_name="p",
+        prompt_version=2 if arm == "candidate" else 1,
+        prompt_alias=None,
+        prompt_source="cache",
+        inputs={},
+        replayable=True,
+        replay_reason=None,
+        output="ok" if not failed else None,
+        error_type="ValueError" if failed else None,
+        error_message=None,
+        latency_ms=latency,
+        first_item_ms=None,
+        trace_id=None,
+        span_id=None,
+        tags={"promptops.rollout.id": rollout_id, "promptops.rollout.arm": arm},
+        app_version=None,
+        input_hash="",
+    )
+
+
+def test_gate_syntax() -> None:
+    gate = parse_gate("latency_ms.mean noninferior 10%")
+    assert (gate.metric, gate.margin, gate.relative, gate.lower_is_better) == ("latency_ms.mean", 0.1, True, True)
+    assert parse_gate("feedback.thumbs.mean noninferior 0.05").margin == 0.05
+    for bad in ("errors.rate < 0.1", "bogus.mean noninferior 1", "errors.rate noninferior -1"):
+        with pytest.raises(GateSyntaxError):
+            parse_gate(bad)
+
+
+def test_always_valid_interval_is_wider_than_the_fixed_one() -> None:
+    rng = np.random.default_rng(0)
+    sample = two_sample(rng.normal(0, 1, 400), rng.normal(0, 1, 400))
+    assert sample.av_low is not None and sample.ci_low is not None
+    assert sample.av_low < sample.ci_low and sample.av_high > sample.ci_high  # type: ignore[operator]
+    low, high = always_valid_ci(0.0, 0.01, tau=0.1)
+    assert low == -high and high > 1.96 * 0.1
+
+
+def _simulate(rng: random.Random, error_rates: tuple[float, float], minutes: int = 60, per_minute: int = 20) -> bool:
+    """An hour of traffic, the guard looking every minute: whether it ever raised an alarm."""
+    records: list[CaptureRecord] = []
+    index = 0
+    for _ in range(minutes):
+        for _ in range(per_minute):
+            for arm, rate in zip(("baseline", "candidate"), error_rates, strict=True):
+                records.append(_record(index, arm, failed=rng.random() < rate, latency=rng.expovariate(0.1)))
+                index += 1
+        comparison = compare(
+            STATE, records, gates=["errors.rate noninferior 0", "latency_ms.mean noninferior 0"], resamples=0
+        )
+        if comparison.verdict == "fail":
+            return True
+    return False
+
+
+def test_aa_watched_every_minute_keeps_false_alarms_under_5_percent() -> None:
+    rng = random.Random(7)
+    runs = 100
+    alarms = sum(_simulate(rng, (0.1, 0.1)) for _ in range(runs))
+    assert alarms / runs <= 0.05, alarms
+
+
+def test_a_worse_candidate_is_caught() -> None:
+    rng = random.Random(3)
+    assert sum(_simulate(rng, (0.05, 0.2), minutes=20) for _ in range(20)) >= 19
+
+
+# -- against the registry and the capture store, through the decorator ----------------------------------------
+
+
+@pytest.fixture
+def name(local_registry: Registry, prompt_name: str) -> str:
+    local_registry.register(prompt_name, "v1 {{text}}", alias="production")
+    local_registry.register(prompt_name, "v2 BROKEN {{text}}")
+    promptops.configure(tracking_uri=local_registry.uri, trace_exporter="none")
+    return prompt_name
+
+
+def test_injected_worse_candidate_is_rolled_back_by_check(registry: Registry, name: str, tmp_path) -> None:
+    rng = random.Random(1)
+
+    @promptops.track(prompt=name, rollout_key="user")
+    def reply(user: str, text: str, *, prompt: Prompt) -> str:
+        if "BROKEN" in str(prompt.template) and rng.random() < 0.4:  # the injected regression
+            raise ValueError("model refused")
+        return str(prompt.format(text=text))
+
+    start_rollout(registry.client, name, candidate=2, share=0.5)
+    rollout_cache().refresh(name)
+    for index in range(600):
+        try:
+            reply(f"user-{index}", "hello")
+        except ValueError:
+            pass
+    assert promptops.flush(timeout=60)
+
+    store = promptops.get_settings().capture
+    assert store is not None
+    status = run(registry.uri, "rollout", "status", name, "--store", store, "--report", str(tmp_path / "s.html"))
+    assert status.exit_code == 0, status.output
+    assert "verdict: fail" in status.stdout and "errors.rate" in status.stdout
+    assert "Verdict: fail" in (tmp_path / "s.html").read_text()
+
+    result = run(registry.uri, "rollout", "check", name, "--store", store)
+    assert result.exit_code == 1, result.output
+    state = read_rollout(registry.client, name)
+    assert state is not None and state.status == "rolled_back" and "errors.rate" in (state.decision or "")
+    tag = registry.client.get_prompt_version(name, 2).tags["promptops.rollout.decision"]
+    assert tag.startswith("rolled_back") and "guard" in tag
+
+
+def test_check_passes_an_equal_candidate_and_refuses_bad_gates(registry: Registry, name: str) -> None:
+    @promptops.track(prompt=name)
+    def reply(text: str, *, prompt: Prompt) -> str:
+        return "same answer"
+
+    start_rollout(registry.client, name, candidate=2, share=0.5)
+    rollout_cache().refresh(name)
+    for _ in range(300):
+        reply("x")
+    assert promptops.flush(timeout=60)
+    store = promptops.get_settings().capture
+    assert store is not None
+    result = run(registry.uri, "rollout", "check", name, "--store", store, "--min-calls", "50")
+    assert result.exit_code == 0, result.output
+    assert read_rollout(registry.client, name).running  # type: ignore[union-attr]
+    watch = run(registry.uri, "rollout", "watch", name, "--store", store, "--every", "1s", "--checks", "2")
+    assert watch.exit_code == 0, watch.output
+    assert_usage_error(run(registry.uri, "rollout", "check", name, "--gate", "errors < 1"), "cannot read gate")
+    assert_usage_error(run(registry.uri, "rollout", "watch", name, "--every", "soon"), "--every")
+
+
+def test_feedback_lands_in_the_store_and_gates_on_it(registry: Registry, name: str) -> None:
+    from promptops.testing import capture_spans
+
+    @promptops.track(prompt=name, rollout_key="user")
+    def reply(user: str, text: str, *, prompt: Prompt) -> Prompt:
+        return prompt
+
+    start_rollout(registry.client, name, candidate=2, share=0.5)
+    rollout_cache().refresh(name)
+    with capture_spans() as spans:
+        prompts = [reply(f"u{i}", "x") for i in range(300)]
+    for prompt, span in zip(prompts, spans.finished(), strict=True):
+        assert span.context is not None
+        liked = 1 if prompt.rollout_arm == "baseline" else 0  # users hate the candidate
+        promptops.feedback(format(span.context.trace_id, "032x"), "thumbs", liked)
+    assert flush_feedback(60) and promptops.flush(timeout=60)
+
+    url = promptops.get_settings().capture
+    assert url is not None
+    from promptops.rollout import feedback_values
+
+    values = feedback_values(CaptureStore.open(url))
+    assert len(values["thumbs"]) == 300
+    state = read_rollout(registry.client, name)
+    assert state is not None
+    comparison = compare(
+        state, CaptureStore.open(url).query(prompt=name), gates=["feedback.thumbs.mean noninferior 0.05"],
+        feedback=values, min_calls=50,
+    )  # fmt: skip
+    assert comparison.verdict == "fail"
+    assert comparison.metrics["feedback.thumbs.mean"].delta == -1.0
+
+
+def test_feedback_refuses_malformed_arguments() -> None:
+    for args in (("", "thumbs", 1), ("abc", "no spaces", 1), ("abc", "thumbs", float("nan")), ("abc", "thumbs", "up")):
+        with pytest.raises(ValueError, match="feedback"):
+            feedback(*args)  # type: ignore[arg-type]
