@@ -208,7 +208,13 @@ def status(
         )
     gates = _gates(gate)
     typer.echo(_describe(state))
-    comparison = _compare(ctx, state, store, gates, min_calls)
+    try:
+        comparison = _compare(ctx, state, store, gates, min_calls)
+    except CliError as exc:
+        if store is not None:
+            raise
+        typer.echo(f"no comparison: {exc}")  # the state is still worth showing without captures
+        return
     _print_comparison(comparison)
     if report:
         from ..rollout._report import write_report
