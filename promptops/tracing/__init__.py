@@ -119,7 +119,8 @@ def stats() -> dict[str, int]:
     Returns:
         `spans_exported` (accepted by the exporter), `spans_dropped` (export queue full, or ended after
         shutdown), `spans_failed` (in batches the exporter could not deliver), `export_failures` (such
-        batches), `prompt_links` and `prompt_links_failed` (traces the `mlflow` exporter linked, or could not
+        batches), `export_retries` (OTLP export attempts retried after a transient error, counted instead of
+        logged), `prompt_links` and `prompt_links_failed` (traces the `mlflow` exporter linked, or could not
         link, to their prompt versions) and `spans_queued` (waiting for export now).
     """
     provider = sys.modules.get(_PROVIDER)

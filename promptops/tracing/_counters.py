@@ -11,12 +11,20 @@ import os
 import threading
 import time
 
-__all__ = ["ExportFailed", "RateLimitedWarning", "add", "count", "snapshot"]
+__all__ = ["ExportFailed", "RateLimitedWarning", "RetryNoise", "add", "count", "snapshot"]
 
 logger = logging.getLogger("promptops")
 
 WARNING_INTERVAL = 60.0  # seconds between two warnings about the same kind of export trouble
-NAMES = ("spans_exported", "spans_dropped", "spans_failed", "export_failures", "prompt_links", "prompt_links_failed")
+NAMES = (
+    "spans_exported",
+    "spans_dropped",
+    "spans_failed",
+    "export_failures",
+    "export_retries",
+    "prompt_links",
+    "prompt_links_failed",
+)
 
 
 class ExportFailed(Exception):
@@ -76,3 +84,25 @@ class RateLimitedWarning:
             message += " (%d similar warnings in the last %.0fs)"
             args = (*args, suppressed, self._interval)
         logger.warning(message, *args)
+
+
+class RetryNoise(logging.Filter):
+    """Counts the OTLP exporter's "Transient error ... retrying" lines as `export_retries` instead of logging them.
+
+    A dead endpoint made OpenTelemetry print one WARNING per retry into the application's stderr (issue 17);
+    promptops already reports the batches that finally fail (`export_failures`, a rate-limited warning).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Drop and count a retry line; let everything else through."""
+        if isinstance(record.msg, str) and record.msg.startswith("Transient error"):
+            count("export_retries")
+            return False
+        return True
+
+
+def quiet_retries(logger_name: str) -> None:
+    """Install `RetryNoise` on the named exporter logger, once."""
+    target = logging.getLogger(logger_name)
+    if not any(isinstance(existing, RetryNoise) for existing in target.filters):
+        target.addFilter(RetryNoise())

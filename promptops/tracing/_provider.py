@@ -338,6 +338,9 @@ def _make_exporter(settings: Settings) -> tuple[SpanExporter, str]:
     if kind == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+        from ._counters import quiet_retries
+
+        quiet_retries("opentelemetry.exporter.otlp.proto.http.trace_exporter")  # retries counted, not logged
         exporter = OTLPSpanExporter()
         return exporter, f"the OTLP endpoint {getattr(exporter, '_endpoint', '?')}"
     from ._mlflow import make_mlflow_exporter

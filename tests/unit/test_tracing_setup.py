@@ -26,6 +26,7 @@ STATS_KEYS = {
     "spans_dropped",
     "spans_failed",
     "export_failures",
+    "export_retries",
     "prompt_links",
     "prompt_links_failed",
     "spans_queued",
@@ -291,3 +292,22 @@ def test_import_promptops_does_not_import_the_sdk_until_a_span_is_wanted() -> No
         """
     )
     assert result == {"before": False, "after": True, "heavy": []}
+
+
+def test_otlp_retry_noise_is_counted_not_logged(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 17: against a dead endpoint OpenTelemetry logged "Transient error ... retrying in 1.02s" per retry.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://127.0.0.1:{free_port()}/v1/traces")  # refused
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2")
+    promptops.configure(trace_exporter="otlp")
+    before = tracing.stats()["export_retries"]
+    tracer = tracing.tracer()
+    assert tracer is not None
+    with caplog.at_level(logging.DEBUG):
+        tracer.start_span("s").end()
+        deadline = time.monotonic() + 20  # a bounded wait for the first retry, not a timing assertion
+        while tracing.stats()["export_retries"] == before:
+            assert time.monotonic() < deadline, "no retry counted"
+            tracing.flush(0.5)
+    assert not [record for record in caplog.records if "Transient error" in record.getMessage()]
