@@ -365,7 +365,7 @@ class Writer:
         store = self._store
         cut = store.interrupt() if store is not None else False
         logger.warning(
-            "promptops: the capture store %s has not answered for %.0fs; %s. %d records wait in the queue (bound "
+            "the capture store %s has not answered for %.0fs; %s. %d records wait in the queue (bound "
             "%d); they are written when the store answers again. The application is unaffected",
             self._display(),
             now - since,

@@ -95,7 +95,7 @@ def feedback(trace_or_capture_id: str, name: str, value: float | bool, comment: 
     except queue.Full:
         with _lock:
             _pending -= 1
-        logger.warning("promptops: feedback queue full; dropped feedback %r for %s", name, target)
+        logger.warning("feedback queue full; dropped feedback %r for %s", name, target)
         return
     _ensure_worker()
 
@@ -117,7 +117,7 @@ def _work() -> None:
         try:
             _write(*item)
         except Exception as exc:
-            logger.warning("promptops: cannot record feedback %r for %s: %s", item[2], item[1], exc)
+            logger.warning("cannot record feedback %r for %s: %s", item[2], item[1], exc)
         finally:
             with _lock:
                 _pending -= 1
