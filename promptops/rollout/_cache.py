@@ -26,6 +26,7 @@ from typing import Any, cast
 from .. import prompts
 from .._config import Settings, get_settings, on_change
 from .._errors import PromptUnavailableError, log_internal_error
+from .._instrumentation import suppress_instrumentation
 from ..prompts import Prompt
 from ..prompts._registry import MlflowRegistry, RegistryError, RestRegistry, redact_uri
 from ._state import RolloutState, tag_dict
@@ -135,8 +136,12 @@ class RolloutCache:
                 return
             self._inflight.add(name)
             self.reads += 1
-        thread = threading.Thread(target=self._read, args=(name,), name="promptops-rollout", daemon=True)
+        thread = threading.Thread(target=self._read_in_background, args=(name,), name="promptops-rollout", daemon=True)
         thread.start()
+
+    def _read_in_background(self, name: str) -> None:
+        suppress_instrumentation()  # this thread is ours: no orphan GET traces in an instrumented app (issue 12)
+        self._read(name)
 
     def refresh(self, name: str) -> RolloutState | None:
         """Read `name`'s rollout from the registry now, on this thread (CLI and tests). Raises `RegistryError`."""

@@ -17,6 +17,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from .._config import Settings, get_settings
+from .._instrumentation import suppress_instrumentation
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -110,6 +111,7 @@ def _ensure_worker() -> None:
 
 def _work() -> None:
     global _pending
+    suppress_instrumentation()  # this thread is ours: its store and MLflow calls stay out of the app's traces
     while True:
         item = _queue.get()
         if item is None:
