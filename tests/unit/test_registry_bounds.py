@@ -82,8 +82,14 @@ class HostileServer:
                         connection.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                     connection.sendall(b"0\r\n\r\n")
                 elif mode.startswith("json:"):
+                    # A keep-alive server, as MLflow's is: closing after one answer without saying so raced the
+                    # client's next request on the reused connection (ECONNRESET in a loaded full run).
                     payload = mode.removeprefix("json:").encode()
-                    connection.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {len(payload)}\r\n\r\n".encode() + payload)
+                    answer = f"HTTP/1.1 200 OK\r\nContent-Length: {len(payload)}\r\n\r\n".encode() + payload
+                    connection.sendall(answer)
+                    connection.settimeout(5)
+                    while not self._stop.is_set() and connection.recv(65536):  # the next request, or the close
+                        connection.sendall(answer)
         except OSError:
             pass  # the client gave up: what we want
 
