@@ -65,7 +65,7 @@ def feedback(trace_or_capture_id: str, name: str, value: float | bool, comment: 
     value is written on a background thread to the capture store and, when MLflow is the trace backend, as
     an MLflow assessment on the trace.
 
-    ```python test="skip"
+    ```{.python test="skip"}
     promptops.feedback(trace_id, "thumbs", 1, comment="spot on")
     ```
 
