@@ -78,10 +78,15 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 class MlflowServer:
-    """A real `mlflow server` subprocess; `start()`/`stop()` may be called from tests, any number of times."""
+    """A real `mlflow server` subprocess; `start()`/`stop()` may be called from tests, any number of times.
 
-    def __init__(self, root: Path) -> None:
+    Its backend store is a sqlite file under `root` unless `backend_store_uri` names another (PostgreSQL).
+    """
+
+    def __init__(self, root: Path, backend_store_uri: str | None = None, start_timeout: float = START_TIMEOUT) -> None:
         self.root = root
+        self.start_timeout = start_timeout
+        self.backend_store_uri = backend_store_uri or f"sqlite:///{root / 'mlflow.db'}"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = root / "server.log"
@@ -99,7 +104,7 @@ class MlflowServer:
             *entry,
             "server",
             "--backend-store-uri",
-            f"sqlite:///{self.root / 'mlflow.db'}",
+            self.backend_store_uri,
             "--default-artifact-root",
             str(self.root / "artifacts"),
             "--host",
@@ -124,7 +129,7 @@ class MlflowServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stop() ends uvicorn's worker too
             )
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + self.start_timeout
         while True:
             if self._process.poll() is not None:
                 self._reap()
@@ -133,7 +138,9 @@ class MlflowServer:
                 return
             if time.monotonic() > deadline:
                 self.stop()
-                pytest.fail(f"mlflow server not healthy within {START_TIMEOUT:g}s:\n{self.log_tail()}", pytrace=False)
+                pytest.fail(
+                    f"mlflow server not healthy within {self.start_timeout:g}s:\n{self.log_tail()}", pytrace=False
+                )
             time.sleep(0.2)
 
     def _healthy(self) -> bool:
