@@ -19,8 +19,8 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal, TypeVar
 
 __all__ = ["OfflineModel", "PromptInput", "PromptReading"]
 
@@ -28,6 +28,7 @@ Task = Literal["summary", "keywords", "sentiment", "category"]
 OutputFormat = Literal["text", "json", "bullets", "headline"]
 Tone = Literal["neutral", "friendly", "formal"]
 Case = Literal["as-is", "upper", "lower", "title"]
+_Choice = TypeVar("_Choice", bound=str)
 
 _NUMBERS = {
     "one": 1, "single": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
@@ -39,19 +40,16 @@ _NUMBERS = {
 _NUM = r"(\d+|" + "|".join(sorted((w for w in _NUMBERS if w not in ("a", "an")), key=len, reverse=True)) + ")"
 
 # Where the content is: enclosed (anything may follow it), or after a marker line (it runs to the end).
+_CONTENT_TAGS = "text|ticket|input|review|article|document|content|email|message"
+_CONTENT_MARKERS = rf"(?:{_CONTENT_TAGS}|passage)[ \t]*:[ \t]*"
 _ENCLOSED = re.compile(
-    r'"""(?P<quoted>.*?)"""|<(?P<tag>text|ticket|input|review|article|document|content|email|message)>'
+    rf'"""(?P<quoted>.*?)"""|<(?P<tag>{_CONTENT_TAGS})>'
     r"(?P<tagged>(?:(?!<(?P=tag)>).)*?)</(?P=tag)>",  # the innermost: "the <text> below: <text>...</text>"
     re.S | re.I,
 )
-_MARKER = re.compile(
-    r"^[ \t]*(?:text|ticket|input|review|article|document|content|email|message|passage)[ \t]*:[ \t]*",
-    re.I | re.M,
-)
+_MARKER = re.compile(rf"^[ \t]*{_CONTENT_MARKERS}", re.I | re.M)
 # The same word inside a line ("Summarize in 20 words. Text: ..."), when no line starts with one.
-_INLINE_MARKER = re.compile(
-    r"\b(?:text|ticket|input|review|article|document|content|email|message|passage)[ \t]*:[ \t]*", re.I
-)
+_INLINE_MARKER = re.compile(rf"\b{_CONTENT_MARKERS}", re.I)
 _FIELD = re.compile(
     r"^[ \t]*(?P<key>customer(?: name)?|name|product|channel)[ \t]*:[ \t]*(?P<value>.*?)[ \t]*$", re.I | re.M
 )
@@ -442,55 +440,60 @@ def _read(prompt: PromptInput) -> PromptReading:
     return _understand(content.strip(), instructions, lowered, customer, product)
 
 
+def _first(text: str, rules: Sequence[tuple[re.Pattern[str], _Choice]], default: _Choice) -> _Choice:
+    """The choice of the first rule whose pattern occurs in `text`, else `default`."""
+    return next((choice for pattern, choice in rules if pattern.search(text)), default)
+
+
+def _smallest(counts: Iterable[int]) -> int | None:
+    """The tightest of the positive limits asked for (`None` when none was)."""
+    return min((count for count in counts if count > 0), default=None)
+
+
+def _asked(value: str | None, wanted: re.Pattern[str], unwanted: re.Pattern[str], text: str) -> bool:
+    """A field is to be mentioned: it is known, asked for, and not asked to be left out."""
+    return bool(value) and bool(wanted.search(text)) and not unwanted.search(text)
+
+
+_TASKS: tuple[tuple[re.Pattern[str], Task], ...] = (
+    (_SUMMARY_TASK, "summary"),
+    (_KEYWORDS_TASK, "keywords"),
+    (_SENTIMENT_TASK, "sentiment"),
+    (_CATEGORY_TASK, "category"),
+)
+_FORMATS: tuple[tuple[re.Pattern[str], OutputFormat], ...] = (
+    (_JSON, "json"),
+    (_BULLETS, "bullets"),
+    (_HEADLINE, "headline"),
+)
+_CASES: tuple[tuple[re.Pattern[str], Case], ...] = ((_UPPER, "upper"), (_LOWER, "lower"), (_TITLE, "title"))
+_TONES: tuple[tuple[re.Pattern[str], Tone], ...] = ((_FRIENDLY, "friendly"), (_FORMAL, "formal"))
+
+
 def _understand(content: str, instructions: str, text: str, customer: str | None, product: str | None) -> PromptReading:
-    max_words: int | None = None
-    for match in _WORD_LIMIT.finditer(text):
-        limit = _number(match.group(2)) - (1 if match.group(1) else 0)
-        if limit > 0:
-            max_words = limit if max_words is None else min(max_words, limit)
+    max_words = _smallest(
+        _number(match.group(2)) - (1 if match.group(1) else 0) for match in _WORD_LIMIT.finditer(text)
+    )
     if max_words is None and _VERY_SHORT.search(text):
         max_words = 12
-    max_sentences: int | None = None
-    for match in [*_SENTENCES.finditer(text), *_BULLET_COUNT.finditer(text)]:
-        count = _number(match.group(1)) if match.group(1) else 1
-        if count > 0:
-            max_sentences = count if max_sentences is None else min(max_sentences, count)
-
-    task: Task = "summary"
-    if not _SUMMARY_TASK.search(text):
-        if _KEYWORDS_TASK.search(text):
-            task = "keywords"
-        elif _SENTIMENT_TASK.search(text):
-            task = "sentiment"
-        elif _CATEGORY_TASK.search(text):
-            task = "category"
+    max_sentences = _smallest(
+        _number(match.group(1)) if match.group(1) else 1
+        for match in [*_SENTENCES.finditer(text), *_BULLET_COUNT.finditer(text)]
+    )
+    output_format: OutputFormat = _first(text, _FORMATS, "text")
+    # A summary is the task unless another one alone was asked for; bullet points and headlines are summaries.
+    requested: Task = _first(text, _TASKS, "summary")
+    task: Task = "summary" if output_format in ("bullets", "headline") else requested
     count = _KEYWORD_COUNT.search(text)
-
-    output_format: OutputFormat = "text"
-    json_keys: tuple[str, ...] = (task,)
-    if _JSON.search(text):
-        output_format = "json"
-        listed = _JSON_KEYS.search(text)
-        if listed:
-            found = sorted((listed.group(0).find(key), key) for key in _KEY_NAMES if key in listed.group(0))
-            json_keys = tuple(key for _, key in found) or json_keys
-    elif _BULLETS.search(text):
-        output_format = "bullets"
-    elif _HEADLINE.search(text):
-        output_format = "headline"
-    if output_format in ("bullets", "headline"):
-        task = "summary"
-
-    case: Case = "as-is"
-    if _UPPER.search(text):
-        case = "upper"
-    elif _LOWER.search(text):
-        case = "lower"
-    elif _TITLE.search(text):
-        case = "title"
-    tone: Tone = "friendly" if _FRIENDLY.search(text) else "formal" if _FORMAL.search(text) else "neutral"
-    include_name = bool(customer) and bool(_NAME.search(text)) and not _NO_NAME.search(text)
-    include_product = bool(product) and bool(_PRODUCT.search(text)) and not _NO_PRODUCT.search(text)
+    json_keys: tuple[str, ...] = (requested,)
+    listed = _JSON_KEYS.search(text) if output_format == "json" else None
+    if listed:
+        found = sorted((listed.group(0).find(key), key) for key in _KEY_NAMES if key in listed.group(0))
+        json_keys = tuple(key for _, key in found) or json_keys
+    case: Case = _first(text, _CASES, "as-is")
+    tone: Tone = _first(text, _TONES, "neutral")
+    include_name = _asked(customer, _NAME, _NO_NAME, text)
+    include_product = _asked(product, _PRODUCT, _NO_PRODUCT, text)
     if output_format == "json" and include_name and "customer" not in json_keys:
         json_keys = ("customer", *json_keys)
     return PromptReading(
@@ -668,14 +671,11 @@ def _title(text: str) -> str:
     )
 
 
+_CASE_CHANGES: dict[Case, Any] = {"upper": str.upper, "lower": str.lower, "title": _title, "as-is": str}
+
+
 def _apply_case(text: str, case: Case) -> str:
-    if case == "upper":
-        return text.upper()
-    if case == "lower":
-        return text.lower()
-    if case == "title":
-        return _title(text)
-    return text
+    return _CASE_CHANGES[case](text)
 
 
 def _respond(reading: PromptReading, rng: random.Random, variation: float) -> str:

@@ -90,6 +90,13 @@ def test_word_limits_are_respected(instruction: str, limit: int) -> None:
     assert sum(len(a.split()) < len(b.split()) for a, b in zip(outputs, unlimited)) > len(TICKETS) // 3
 
 
+def test_the_tightest_of_several_limits_wins() -> None:
+    reading = OfflineModel.read("In at most 30 words, under 20 words. Two sentences, or one sentence.\nText: x")
+    assert (reading.max_words, reading.max_sentences) == (19, 1)
+    assert OfflineModel.read("A very short summary.\nText: x").max_words == 12
+    assert OfflineModel.read("A very short summary in 8 words.\nText: x").max_words == 8
+
+
 def test_sentence_counts_are_respected() -> None:
     one = answers("Summarize the ticket in one sentence.", variation=0.5)
     two = answers("Summarize the ticket in 2 sentences.", variation=0.5)
