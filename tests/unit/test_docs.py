@@ -10,6 +10,7 @@
 * A docstring block runs on its own when it is self-contained: every name it reads is defined in it, a
   builtin, or in `PRELUDE` (`promptops`, and `llm`, which stands for the reader's model call), and it is not
   marked `test="skip"` (a block needing an application module, say).
+* docs/first-replay.md is followed as files and shell commands, by `test_docs_first_replay.py`.
 * Each `examples/*.py` (except `demo.py`, tested separately) runs in a subprocess and must exit 0 without
   writing to its working directory.
 """
@@ -65,7 +66,13 @@ def _examples(paths: list[Path]) -> list[CodeExample]:
 
 ALL_BLOCKS = _examples([*PAGES, *SOURCES])
 DOCSTRING_BLOCKS = _examples(SOURCES)
-PAGES_WITH_CODE = [page for page in PAGES if any(not _skipped(example) for example in _examples([page]))]
+# Pages followed as files and shell commands, not as one Python session, are run by their own test.
+RUN_BY_THEIR_OWN_TEST = {"first-replay.md": "test_docs_first_replay.py"}
+PAGES_WITH_CODE = [
+    page
+    for page in PAGES
+    if page.name not in RUN_BY_THEIR_OWN_TEST and any(not _skipped(example) for example in _examples([page]))
+]
 
 
 def free_names(source: str) -> set[str]:
@@ -88,6 +95,8 @@ def test_examples_are_found() -> None:
     assert len(ALL_BLOCKS) >= 15
     assert {page.name for page in PAGES_WITH_CODE} >= {"README.md", "getting-started.md", "configuration.md"}
     assert DOCSTRING_BLOCKS
+    assert all((ROOT / "docs" / page).is_file() for page in RUN_BY_THEIR_OWN_TEST)
+    assert all((Path(__file__).parent / test).is_file() for test in RUN_BY_THEIR_OWN_TEST.values())
 
 
 def test_free_names() -> None:
