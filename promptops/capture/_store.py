@@ -116,6 +116,7 @@ def _migrate_v2(connection: Connection) -> None:
 MIGRATIONS: Sequence[Callable[[Connection], None]] = (_migrate_v1, _migrate_v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 STATEMENT_TIMEOUT = 60.0  # seconds a PostgreSQL statement of a capture write may run
+_FETCH_CHUNK = 500  # ids per `IN (...)`: well under SQLite's 32,766 bound parameters
 _ADVISORY_LOCK = 0x70726F6D70746F70  # "promptop": serialises migrations across PostgreSQL clients
 
 
@@ -511,6 +512,8 @@ class CaptureStore:
         since: datetime.datetime | None = None,
         until: datetime.datetime | None = None,
         limit: int | None = None,
+        *,
+        latest: int | None = None,
     ) -> Iterator[CaptureRecord]:
         """Records matching every filter given, oldest first.
 
@@ -520,22 +523,81 @@ class CaptureStore:
             version: Prompt version.
             since: Calls started at or after this instant (naive datetimes are taken as UTC).
             until: Calls started before this instant.
-            limit: At most this many records.
+            limit: At most this many records (the oldest).
+            latest: Only the `latest` most recent records (still yielded oldest first); the database orders
+                and cuts, so the rest are never read.
 
         Yields:
             The records, in id (time) order.
         """
-        statement = (
-            sa.select(captures_table)
-            .where(*self._filters(function, prompt, version, since, until))
-            .order_by(captures_table.c.id)
-        )
+        conditions = self._filters(function, prompt, version, since, until)
+        if latest is not None:
+            newest = sa.select(captures_table).where(*conditions).order_by(captures_table.c.id.desc()).limit(latest)
+            with self.engine.connect() as connection:
+                rows = list(connection.execute(newest).mappings())
+            for row in reversed(rows):
+                yield _record(row)
+            return
+        statement = sa.select(captures_table).where(*conditions).order_by(captures_table.c.id)
         if limit is not None:
             statement = statement.limit(limit)
         with self.engine.connect() as connection:
             result = connection.execution_options(yield_per=1000).execute(statement)
             for row in result.mappings():
                 yield _record(row)
+
+    def ids(
+        self,
+        *,
+        function: str | None = None,
+        prompt: str | None = None,
+        version: int | None = None,
+        since: datetime.datetime | None = None,
+        until: datetime.datetime | None = None,
+        dedupe: bool = False,
+        latest: int | None = None,
+    ) -> list[str]:
+        """The ids of the matching records, oldest first, without reading the records (filters as for `query`).
+
+        Args:
+            function: `module:qualname` of the tracked function.
+            prompt: Prompt name.
+            version: Prompt version.
+            since: Calls started at or after this instant.
+            until: Calls started before this instant.
+            dedupe: Only the first (oldest) record per distinct inputs (`input_hash`).
+            latest: Only the `latest` most recent of those.
+
+        Returns:
+            Record ids in id (time) order: pass a selection of them to `fetch`.
+        """
+        conditions = self._filters(function, prompt, version, since, until)
+        if dedupe:
+            firsts = (
+                sa.select(sa.func.min(captures_table.c.id).label("id"))
+                .where(*conditions)
+                .group_by(captures_table.c.input_hash)
+                .subquery()
+            )
+            column, statement = firsts.c.id, sa.select(firsts.c.id)
+        else:
+            column, statement = captures_table.c.id, sa.select(captures_table.c.id).where(*conditions)
+        with self.engine.connect() as connection:
+            if latest is None:
+                return [str(found) for found in connection.execute(statement.order_by(column)).scalars()]
+            newest = connection.execute(statement.order_by(column.desc()).limit(latest)).scalars()
+            return [str(found) for found in reversed(list(newest))]
+
+    def fetch(self, ids: Sequence[str]) -> list[CaptureRecord]:
+        """The records with these ids, in the order given; ids not in the store are left out."""
+        found: dict[str, CaptureRecord] = {}
+        with self.engine.connect() as connection:
+            for start in range(0, len(ids), _FETCH_CHUNK):
+                statement = sa.select(captures_table).where(captures_table.c.id.in_(ids[start : start + _FETCH_CHUNK]))
+                for row in connection.execute(statement).mappings():
+                    record = _record(row)
+                    found[record.id] = record
+        return [found[record_id] for record_id in ids if record_id in found]
 
     def get(self, record_id: str) -> CaptureRecord | None:
         """The record with this id, or `None`."""

@@ -7,7 +7,6 @@ a missing SQLite file is reported (a mistyped path would otherwise list nothing)
 
 from __future__ import annotations
 
-import collections
 import datetime
 import json
 import sys
@@ -130,12 +129,14 @@ class _Filters:
 
     def records(self, store: CaptureStore, limit: int | None) -> Iterable[CaptureRecord]:
         """The matching records, oldest first; with `limit`, only the `limit` most recent of them."""
-        found = store.query(
-            function=self.function, prompt=self.prompt, version=self.version, since=self.since, until=self.until
+        return store.query(
+            function=self.function,
+            prompt=self.prompt,
+            version=self.version,
+            since=self.since,
+            until=self.until,
+            latest=limit,
         )
-        if limit is None:
-            return found
-        return collections.deque(found, maxlen=limit)
 
     def count(self, store: CaptureStore) -> int:
         """How many records match."""

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import collections
 import datetime
 import random
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._errors import DatasetError
@@ -49,23 +47,25 @@ def _positive(value: int | None, what: str) -> int | None:
 
 
 def _select(
-    found: Iterable[CaptureRecord], *, limit: int | None, sample: int | None, seed: int, dedupe: bool
+    store: CaptureStore,
+    filters: dict[str, Any],
+    *,
+    limit: int | None,
+    sample: int | None,
+    seed: int,
+    dedupe: bool,
 ) -> list[CaptureRecord]:
-    """Dedupe (first call per input hash), then the `limit` most recent, then `sample` of those; oldest first."""
-    if dedupe:
-        seen: set[str] = set()
-        kept: list[CaptureRecord] = []
-        for capture in found:
-            if capture.input_hash not in seen:
-                seen.add(capture.input_hash)
-                kept.append(capture)
-        found = kept
-    selected = list(collections.deque(found, maxlen=limit)) if limit is not None else list(found)
-    if sample is not None and sample < len(selected):
+    """Dedupe (first call per input hash), then the `limit` most recent, then `sample` of those; oldest first.
+
+    The database filters, dedupes, orders and cuts, and only ids travel until the sample is drawn: at a million
+    captures, reading and decoding every matching record to keep 500 would take seconds and hundreds of MB.
+    """
+    ids = store.ids(**filters, dedupe=dedupe, latest=limit)
+    if sample is not None and sample < len(ids):
         # Indices drawn by a generator of its own: the same captures and seed give the same sample anywhere.
-        chosen = random.Random(seed).sample(range(len(selected)), sample)
-        selected = [selected[index] for index in sorted(chosen)]
-    return selected
+        chosen = random.Random(seed).sample(range(len(ids)), sample)
+        ids = [ids[index] for index in sorted(chosen)]
+    return store.fetch(ids)
 
 
 def from_captures(
@@ -133,8 +133,8 @@ def from_captures(
             )
         where = display_url(opened.url)
         try:
-            found = opened.query(function=function, prompt=prompt, version=version, since=start, until=end)
-            captures = _select(found, limit=limit, sample=sample, seed=seed, dedupe=dedupe)
+            filters = {"function": function, "prompt": prompt, "version": version, "since": start, "until": end}
+            captures = _select(opened, filters, limit=limit, sample=sample, seed=seed, dedupe=dedupe)
         except sqlalchemy.exc.SQLAlchemyError as exc:
             detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
             raise DatasetError(

@@ -23,37 +23,39 @@ __all__ = ["FaultProxy", "count", "make_records", "run_child"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def make_record(
+    at_ns: int, *, function: str = "faults:summarize", text: str = "some text", prompt_version: int = 2, index: int = 0
+) -> CaptureRecord:
+    """One record of a call started at `at_ns` (ns since the epoch), as the writer would build it."""
+    inputs = {"text": text}
+    return CaptureRecord(
+        id=uuid7(at_ns),
+        timestamp=datetime.datetime.fromtimestamp(at_ns / 1e9, tz=datetime.timezone.utc),
+        function=function,
+        prompt_name="summarize",
+        prompt_version=prompt_version,
+        prompt_alias="production",
+        prompt_source="cache",
+        inputs=inputs,
+        replayable=True,
+        replay_reason=None,
+        output=f"summary {index}",
+        error_type=None,
+        error_message=None,
+        latency_ms=1.5,
+        first_item_ms=None,
+        trace_id=None,
+        span_id=None,
+        tags={},
+        app_version=None,
+        input_hash=input_hash(inputs),
+    )
+
+
 def make_records(count: int, *, function: str = "faults:summarize", text: str = "some text") -> list[CaptureRecord]:
     """`count` distinct records, as the writer would build them."""
     now = time.time_ns()
-    records: list[CaptureRecord] = []
-    for i in range(count):
-        inputs = {"text": f"{text} {i}"}
-        records.append(
-            CaptureRecord(
-                id=uuid7(now + i),
-                timestamp=datetime.datetime.fromtimestamp((now + i) / 1e9, tz=datetime.timezone.utc),
-                function=function,
-                prompt_name="summarize",
-                prompt_version=2,
-                prompt_alias="production",
-                prompt_source="cache",
-                inputs=inputs,
-                replayable=True,
-                replay_reason=None,
-                output=f"summary {i}",
-                error_type=None,
-                error_message=None,
-                latency_ms=1.5,
-                first_item_ms=None,
-                trace_id=None,
-                span_id=None,
-                tags={},
-                app_version=None,
-                input_hash=input_hash(inputs),
-            )
-        )
-    return records
+    return [make_record(now + i, function=function, text=f"{text} {i}", index=i) for i in range(count)]
 
 
 def run_child(code: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
