@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import ConfigError
+from ._prices import Price, parse_prices
 
 __all__ = ["PARAMS", "Param", "Settings", "configure", "get_settings", "parse_selector"]
 
@@ -338,6 +339,15 @@ PARAMS: tuple[Param, ...] = (
         "The default keeps captured inputs and cached prompts to their owner; 640 or 644 shares them.",
         shown_default="0o600",
     ),
+    Param(
+        "prices",
+        {},
+        parse_prices,
+        "dict[str, dict[str, float]]",
+        'Model prices in USD per million tokens, on top of the shipped table of common models: e.g. '
+        '`{"my-model": {"input": 0.5, "output": 1.5}}`. Replay uses them for the `cost` metric and `--max-cost`. '
+        "In the environment: JSON.",
+    ),
 )
 
 _PARAMS_BY_NAME = {param.name: param for param in PARAMS}
@@ -378,6 +388,7 @@ class Settings:
     capture_queue_size: int = 50_000
     redact: tuple[Any, ...] = ()
     file_mode: int = 0o600
+    prices: Mapping[str, Price] = dataclasses.field(default_factory=dict[str, Price])
     generation: int = 0  # bumped by every configure(); caches keyed on settings compare it
 
     def __repr__(self) -> str:
@@ -493,6 +504,7 @@ def _resolve(overrides: Mapping[str, Any], environ: Mapping[str, str], generatio
         capture_queue_size=values["capture_queue_size"],
         redact=values["redact"],
         file_mode=values["file_mode"],
+        prices=dict(values["prices"]),
         generation=generation,
     )
 
@@ -554,6 +566,7 @@ def configure(
     capture_queue_size: int = NOT_GIVEN,
     redact: Sequence[str | re.Pattern[str] | Callable[[str, Any], Any]] | None = NOT_GIVEN,
     file_mode: int | str = NOT_GIVEN,
+    prices: Mapping[str, Mapping[str, float] | Sequence[float]] = NOT_GIVEN,
 ) -> Settings:
     """Configure promptops for this process. Optional: every setting also reads env vars and pyproject.
 
@@ -583,6 +596,7 @@ def configure(
         capture_queue_size: Most captured calls waiting for the background writer before new ones are dropped.
         redact: Extra redaction rules: regular expressions, or callables `(key, value) -> value`.
         file_mode: Permission of the files promptops creates (default `0o600`, owner only).
+        prices: Model name to `{"input": USD, "output": USD}` per million tokens, on top of the shipped prices.
 
     Returns:
         The effective settings.
@@ -608,6 +622,7 @@ def configure(
         "capture_queue_size": capture_queue_size,
         "redact": redact,
         "file_mode": file_mode,
+        "prices": prices,
     }
     with _lock:
         merged = dict(_overrides)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._config import Settings
 from ._errors import log_internal_error
+from ._usage import report_usage, usage_sink
 from .prompts import Prompt, replay_active
 
 if TYPE_CHECKING:
@@ -457,8 +458,9 @@ def record_usage(
 
     Sets `gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens`, `gen_ai.request.model`,
     `gen_ai.response.model`, `gen_ai.operation.name`, `gen_ai.response.finish_reasons` and
-    `gen_ai.provider.name` on the current span (the tracked call's). Does nothing outside a traced call. Never
-    raises.
+    `gen_ai.provider.name` on the current span (the tracked call's). During a replay the tokens also count
+    towards the call's `tokens` and `cost` metrics (priced by `response_model`, else `model`); report each model
+    call once. Does nothing outside a traced call or a replay. Never raises.
 
     ```python
     @promptops.track(prompt="summarize")
@@ -478,6 +480,8 @@ def record_usage(
         provider: Who served the model, e.g. `"openai"` or `"anthropic"` (`gen_ai.provider.name`).
     """
     try:
+        if usage_sink.get() is not None:  # a replay is counting this call's tokens (issue 13)
+            report_usage(input_tokens, output_tokens, response_model or model)
         if _otel is None:
             return  # nothing was ever traced in this process
         span = _otel[0].get_current_span()

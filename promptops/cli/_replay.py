@@ -113,6 +113,17 @@ def replay(
             "retries.",
         ),
     ] = 0.02,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(
+            "--max-cost",
+            metavar="USD",
+            min=0.0,
+            help="Stop before the estimated cost of the calls made would exceed USD (by the price table), keeping "
+            "what finished; the calls must report their token usage.",
+            show_default=False,
+        ),
+    ] = None,
     report: Annotated[str | None, typer.Option("--report", metavar="FILE.html", help="Write the HTML report.")] = None,
     json_path: Annotated[str | None, typer.Option("--json", metavar="FILE", help="Write the JSON result.")] = None,
     junit: Annotated[str | None, typer.Option("--junit", metavar="FILE", help="Write JUnit XML.")] = None,
@@ -149,6 +160,7 @@ def replay(
             workers=workers,
             rps=rps,
             max_infra_errors=max_infra_errors,
+            max_cost=max_cost,
             store=store,
             report=report,
             json_path=json_path,
@@ -214,6 +226,16 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def _cell(name: str, value: float | None, *, signed: bool = False) -> str:
+    """A metric's value as the table shows it: latency in ms, tokens whole, cost in USD to 3 significant digits."""
+    if value is None:
+        return "—"
+    sign = "+" if signed else ""
+    if name == "cost":
+        return f"{value:{sign}.3g}"
+    return f"{value:{sign}.{1 if name in ('latency', 'tokens') else 3}f}"
+
+
 def _print_summary(result: ReplayResult, *, report: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -231,15 +253,14 @@ def _print_summary(result: ReplayResult, *, report: str | None) -> None:
     table.add_column("delta [95% CI]", justify="right")
     table.add_column("gate")
     for name, metric in result.metrics.items():
-        digits = 1 if name == "latency" else 3
         verdicts = gates_by_metric.get(name)
         verdict = "" if not verdicts else ("[green]pass[/]" if all(verdicts) else "[red]FAIL[/]")
         delta = (
-            f"{metric.delta:+.{digits}f} [{_fmt(metric.ci_low, digits)}, {_fmt(metric.ci_high, digits)}]"
+            f"{_cell(name, metric.delta, signed=True)} [{_cell(name, metric.ci_low)}, {_cell(name, metric.ci_high)}]"
             if metric.delta is not None
             else "—"
         )
-        table.add_row(name, _fmt(metric.baseline, digits), _fmt(metric.candidate, digits), delta, verdict)
+        table.add_row(name, _cell(name, metric.baseline), _cell(name, metric.candidate), delta, verdict)
     console.print(table)
     for gate in result.gates:
         mark = "[green]pass[/]" if gate.passed else "[red]FAIL[/]"
@@ -251,6 +272,12 @@ def _print_summary(result: ReplayResult, *, report: str | None) -> None:
     if result.retries or result.infrastructure_errors:
         facts += f"; {result.retries} retries, {result.infrastructure_errors} infrastructure errors"
     console.print(facts, highlight=False)
+    if result.usage:
+        from ..replay._cost import usage_line
+
+        console.print(usage_line(result.usage, result.spent), highlight=False)
+    if result.stopped is not None:
+        console.print(f"[bold yellow]{result.stopped}[/]: the results cover the records that finished", highlight=False)
     if result.could_not_measure is not None:
         console.print(f"[bold yellow]could not measure[/]: {result.could_not_measure}", highlight=False)
     if report is not None:

@@ -117,7 +117,8 @@ def result_to_json(result: ReplayResult) -> dict[str, Any]:
         `{"schema_version", "passed", "target", "prompt_name", "candidate", "baseline", "dataset", "dataset_fingerprint", "scorers",
         "gates", "metrics", "records", "skipped", "repeats", "workers", "interrupted", "started_at",
         "duration_s", "mlflow_run_id", "calls", "infrastructure_errors", "retries", "rate_limited",
-        "lowest_concurrency", "could_not_measure"}`; `json.dumps(..., allow_nan=False)` accepts it.
+        "lowest_concurrency", "could_not_measure", "usage", "spent", "stopped"}`; `json.dumps(..., allow_nan=False)`
+        accepts it.
     """
     started_at = result.started_at
     if started_at.tzinfo is None:  # the model promises UTC; say so explicitly in the text
@@ -149,6 +150,10 @@ def result_to_json(result: ReplayResult) -> dict[str, Any]:
         "rate_limited": result.rate_limited,
         "lowest_concurrency": result.lowest_concurrency,
         "could_not_measure": result.could_not_measure,
+        # issue 13: tokens and cost per side, what this run spent, and whether --max-cost stopped it
+        "usage": {str(side): _fields(total) for side, total in result.usage.items()},
+        "spent": jsonable(result.spent),
+        "stopped": result.stopped,
     }
 
 

@@ -62,7 +62,8 @@ def result_to_junit(result: ReplayResult) -> str:
         `<testsuite name="promptops replay TARGET">`.
     """
     classname = _text(f"promptops.replay.{result.prompt_name or result.target}")
-    failures = sum(1 for gate in result.gates if not gate.passed) + (1 if result.interrupted else 0)
+    incomplete = result.interrupted or result.stopped is not None
+    failures = sum(1 for gate in result.gates if not gate.passed) + (1 if incomplete else 0)
     tests = len(result.gates) + 1
     started_at = result.started_at
     if started_at.tzinfo is None:
@@ -110,8 +111,9 @@ def result_to_junit(result: ReplayResult) -> str:
             _sub(case, "system-out").text = _text(gate.detail)
 
     case = _sub(suite, "testcase", {"classname": classname, "name": "run completed", "time": duration})
-    if result.interrupted:
-        message = f"the run was interrupted: results cover the {records} records that finished"
+    if incomplete:
+        why = "the run was interrupted" if result.interrupted else str(result.stopped)
+        message = f"{why}: results cover the {records} records that finished"
         _sub(case, "failure", {"message": message, "type": "Interrupted"}).text = _text(message)
 
     summary = [

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GateResult", "MetricSummary", "RecordResult", "ReplayResult", "VersionInfo"]
+__all__ = ["GateResult", "MetricSummary", "RecordResult", "ReplayResult", "UsageTotals", "VersionInfo"]
 
 
 @dataclasses.dataclass(slots=True)
@@ -150,6 +150,31 @@ class GateResult:
 
 
 @dataclasses.dataclass(slots=True)
+class UsageTotals:
+    """Tokens and cost of one side's calls (issue 13).
+
+    Attributes:
+        calls: Calls that reported usage.
+        input_tokens: Their input tokens.
+        output_tokens: Their output tokens.
+        cost: Their cost in USD by the price table; `None` when none of them could be priced.
+        unpriced_models: Models of calls the price table has no price for (left out of `cost`).
+        prices_as_of: When the shipped default prices were taken (the `prices` setting overrides them).
+    """
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float | None = None
+    unpriced_models: list[str] = dataclasses.field(default_factory=list[str])
+    prices_as_of: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible data (the `usage` entries of `ReplayResult.to_json()`)."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(slots=True)
 class ReplayResult:
     """The outcome of `promptops.replay.run()`.
 
@@ -183,6 +208,12 @@ class ReplayResult:
             limit was met).
         could_not_measure: Why the run measured nothing reliable (too many infrastructure errors, or the circuit
             breaker opened); `None` otherwise. A run that could not measure has not passed.
+        usage: Tokens and cost per side (`candidate`, `baseline`: its reference and re-runs), over the calls the
+            result covers; empty when no call reported usage.
+        spent: USD spent on the calls made by this run (calls reused from an earlier run are free); `None` when
+            no call could be priced.
+        stopped: Why the run stopped before making every call (the `max_cost` limit); a stopped run has not
+            passed, and its results cover the records that finished.
     """
 
     target: str
@@ -211,6 +242,9 @@ class ReplayResult:
     rate_limited: int = 0
     lowest_concurrency: int | None = None
     could_not_measure: str | None = None
+    usage: dict[str, UsageTotals] = dataclasses.field(default_factory=dict[str, UsageTotals])
+    spent: float | None = None
+    stopped: str | None = None
 
     # -- outputs -------------------------------------------------------------------------------------------------
 
@@ -288,6 +322,8 @@ class ReplayResult:
         ]
         if self.could_not_measure is not None:
             lines.append(f"  could not measure: {self.could_not_measure}")
+        if self.stopped is not None:
+            lines.append(f"  {self.stopped}")
         lines += [f"  {'pass' if gate.passed else 'FAIL'}  {gate.expr}: {gate.detail}" for gate in self.gates]
         for name, metric in self.metrics.items():
             lines.append(

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._config import Selector, get_settings, parse_selector
 from .._errors import ConfigError, PromptopsError
+from .._prices import PriceTable
 from ..prompts import Prompt, resolver, selector_for
+from ._cost import Budget, totals
 from ._flow import Flow
-from ._result import GateResult, MetricSummary, RecordResult, ReplayResult, VersionInfo
+from ._result import GateResult, MetricSummary, RecordResult, ReplayResult, UsageTotals, VersionInfo
 from ._retry import RetryPolicy
 from ._runner import Call, Job, RunOutcome, execute
 from ._settings import ReplaySettings
@@ -36,6 +38,8 @@ __all__ = ["DEFAULT_SCORERS", "run"]
 DEFAULT_SCORERS = ("rougeL", "bleu")
 # Measured on every run whatever the scorers: the call's own latency and whether it raised.
 _ALWAYS = ("latency", "errors")
+# Measured when the calls report their usage (issue 13); lower is better. Gates may name them before the run.
+_USAGE = ("tokens", "cost")
 # Scored against the record's `expected` as well, when it has one (not latency and errors: properties of a call).
 _EXPECTED_SUFFIX = "@expected"
 _DEFAULT_LIMIT = 500
@@ -232,7 +236,9 @@ def run(
         prepared.plan.jobs,
         flow=flow,
         policy=RetryPolicy(settings.retry_on),
-        progress=_with_status(tick, flow),
+        budget=Budget(settings.max_cost),
+        prices=PriceTable(get_settings().prices),
+        on_call=_with_status(tick, flow),
     )
     by_index, complete = _finished(prepared, outcome)
     results, summaries, samples = _score(
@@ -317,14 +323,16 @@ def _metric_names(scorer_list: Sequence[Scorer], has_expected: bool) -> list[str
     names = [scorer.name for scorer in scorer_list]
     if has_expected:
         names += [scorer.name + _EXPECTED_SUFFIX for scorer in scorer_list if scorer.name not in _ALWAYS]
-    return names
+    return names + [name for name in _USAGE if name not in names]
 
 
 def _default_gates(scorer_list: Sequence[Scorer], metric_names: Sequence[str]) -> list[Gate]:
     from ._gates import default_gates
 
     directions = {scorer.name: scorer.higher_is_better for scorer in scorer_list}
-    return default_gates({name: directions[name.removesuffix(_EXPECTED_SUFFIX)] for name in metric_names})
+    return default_gates(
+        {name: directions[name.removesuffix(_EXPECTED_SUFFIX)] for name in metric_names if name not in _USAGE}
+    )
 
 
 def _load_models(scorer_list: Sequence[Scorer]) -> None:
@@ -363,18 +371,22 @@ def _finished(prepared: _Prepared, outcome: RunOutcome) -> tuple[dict[int, dict[
     unfinished = len(prepared.records) - len(finished) - len(infra - set(finished))
     if outcome.interrupted or outcome.flow.open:
         prepared.skipped["interrupted" if outcome.interrupted else "not_run"] = unfinished
+    elif outcome.budget.stopped is not None and unfinished:
+        prepared.skipped["over_budget"] = unfinished
     return by_index, complete
 
 
-def _with_status(tick: Callable[[int], None] | None, flow: Flow) -> Callable[[int], None] | None:
-    """The progress callback; one that has a `status(retries=, concurrency=, rate_limited=)` hears those too."""
+def _with_status(tick: Callable[[int], None] | None, flow: Flow) -> Callable[[Job, Call], None] | None:
+    """The progress callback per finished call; a `tick` with `status(retries=, concurrency=, rate_limited=)` hears
+    those too."""
+    if tick is None:
+        return None
     status = getattr(tick, "status", None)
-    if tick is None or not callable(status):
-        return tick
 
-    def advance(count: int) -> None:
-        status(retries=flow.retries, concurrency=max(1, int(flow.limit)), rate_limited=flow.rate_limited)
-        tick(count)
+    def advance(job: Job, call: Call) -> None:
+        if callable(status):
+            status(retries=flow.retries, concurrency=max(1, int(flow.limit)), rate_limited=flow.rate_limited)
+        tick(1)
 
     return advance
 
@@ -434,18 +446,33 @@ def _judge(
         gates=gate_results,
         metrics=summaries,
         records=results,
-        passed=bool(results) and not interrupted and all(gate.passed for gate in gate_results),
+        passed=bool(results)
+        and not interrupted
+        and outcome.budget.stopped is None
+        and all(gate.passed for gate in gate_results),
         calls=len(outcome.calls),
         infrastructure_errors=sum(call.infra for call in outcome.calls.values()),
         retries=outcome.flow.retries,
         rate_limited=outcome.flow.rate_limited,
         lowest_concurrency=outcome.flow.lowest_limit,
         could_not_measure=could_not_measure,
+        usage=_usage_totals(prepared, outcome),
+        spent=outcome.budget.spent if any(call.cost is not None for call in outcome.calls.values()) else None,
+        stopped=outcome.budget.stopped,
         skipped=prepared.skipped,
         repeats=settings.repeats,
         workers=settings.workers,
         interrupted=interrupted,
     )
+
+
+def _usage_totals(prepared: _Prepared, outcome: RunOutcome) -> dict[str, UsageTotals]:
+    """Tokens and cost per side, over the calls of the records in the result; empty when none reported usage."""
+    sides: dict[str, list[Call]] = {"candidate": [], "baseline": []}
+    for job, call in outcome.calls.items():
+        sides["candidate" if job.role == "candidate" else "baseline"].append(call)
+    found = {side: totals(calls) for side, calls in sides.items()}
+    return found if any(total.calls for total in found.values()) else {}
 
 
 class _Sides(NamedTuple):
@@ -545,7 +572,43 @@ def _score(
                 name, expected_pairs[0], expected_pairs[1], higher_is_better=scorer.higher_is_better, seed=seed
             )
             summaries[name], samples[name] = summary, sample
+    _usage_metrics(sides, results, summaries, samples, seed)
     return results, summaries, samples
+
+
+def _usage_metrics(
+    sides: Sequence[_Sides],
+    results: Sequence[RecordResult],
+    summaries: dict[str, MetricSummary],
+    samples: dict[str, Any],
+    seed: int,
+) -> None:
+    """`tokens` and `cost` per call, paired like the scorers' metrics, when any call reported usage.
+
+    The candidate's value is its call's; the baseline's the mean of its re-runs (else its reference run; a
+    captured output has no usage).
+    """
+    from . import _stats
+
+    readers: dict[str, Callable[[Call], float | None]] = {
+        "tokens": lambda call: None if call.tokens is None else float(call.tokens),
+        "cost": lambda call: call.cost,
+    }
+    for name, read in readers.items():
+        candidate_values: list[float | None] = []
+        baseline_values: list[float | None] = []
+        for side in sides:
+            baseline_calls = side.noise or ([] if side.reference.usage is None else [side.reference])
+            present = [value for value in map(read, baseline_calls) if value is not None]
+            candidate_values.append(read(side.candidate))
+            baseline_values.append(statistics.fmean(present) if present else None)
+        if all(value is None for value in candidate_values + baseline_values):
+            continue
+        for result, own, baseline_value in zip(results, candidate_values, baseline_values):
+            _set_scores(result, name, own, baseline_value)
+        summaries[name], samples[name] = _stats.summarize(
+            name, baseline_values, candidate_values, higher_is_better=False, seed=seed
+        )
 
 
 def _record_result(side: _Sides, captured: bool) -> RecordResult:

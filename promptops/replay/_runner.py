@@ -25,7 +25,10 @@ from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 from .. import tracing
+from .._prices import PriceTable
+from .._usage import Usage, usage_of, usage_sink
 from ..prompts import replay_active, use_prompt
+from ._cost import Budget
 from ._flow import Flow
 from ._retry import RetryPolicy, error_text, is_infrastructure, is_rate_limit
 from ._target import Target
@@ -43,6 +46,9 @@ class Call:
         latency_ms: Wall time.
         trace_id: The trace the call's spans belong to, when tracing is on.
         infra: The error is the provider's (still failing after retries, or refused credentials), not the model's.
+        usage: The tokens the call reported (`record_usage()`, the LangChain handler, or the response object it
+            returned); `None` when it reported none.
+        cost: What those tokens cost in USD by the price table; `None` without usage or a price for the model.
     """
 
     output: Any
@@ -50,6 +56,13 @@ class Call:
     latency_ms: float
     trace_id: str | None = None
     infra: bool = False
+    usage: Usage | None = None
+    cost: float | None = None
+
+    @property
+    def tokens(self) -> int | None:
+        """Input plus output tokens, when the call reported usage."""
+        return None if self.usage is None else self.usage.input_tokens + self.usage.output_tokens
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -68,27 +81,76 @@ class RunOutcome:
     calls: dict[Job, Call]
     interrupted: bool
     flow: Flow
+    budget: Budget
+
+
+class _Attempts:
+    """One job's bookkeeping while it runs, shared by the sync and async paths: timing, usage, the outcome."""
+
+    __slots__ = ("caller", "output", "started", "trace_id", "usage")
+
+    def __init__(self, caller: _Caller, trace_id: str | None, usage: Usage) -> None:
+        self.caller = caller
+        self.trace_id = trace_id
+        self.usage = usage
+        self.output: Any = None
+        self.started = time.perf_counter()
+
+    def attempt(self) -> None:
+        """An attempt starts: latency is the answered attempt's, not the backoff's."""
+        self.started = time.perf_counter()
+
+    def _priced(self, call: Call) -> Call:
+        usage = self.usage if self.usage.reports else usage_of(call.output)
+        if usage is not None:
+            call.usage = usage
+            call.cost = self.caller.prices.cost(usage.model, usage.input_tokens, usage.output_tokens)
+        return call
+
+    def failed(self, exc: Exception) -> Call:
+        caller = self.caller
+        latency_ms = (time.perf_counter() - self.started) * 1000
+        infra = caller.policy.retryable(exc) or is_infrastructure(exc)
+        if infra:
+            caller.flow.failed(exc, rate_limit=is_rate_limit(exc), retried=False)
+        return self._priced(Call(None, error_text(exc), latency_ms, self.trace_id, infra=infra))
+
+    def succeeded(self) -> Call:
+        latency_ms = (time.perf_counter() - self.started) * 1000
+        self.caller.flow.succeeded()
+        return self._priced(Call(self.output, None, latency_ms, self.trace_id))
 
 
 class _Caller:
-    """Runs one job: the override, the replay flag, a `promptops.replay` span, the retries, the timing."""
+    """Runs one job: the override, the replay flag, a `promptops.replay` span, the retries, the timing, the usage."""
 
-    def __init__(self, target: Target, inputs: Sequence[dict[str, Any]], flow: Flow, policy: RetryPolicy) -> None:
+    def __init__(
+        self,
+        target: Target,
+        inputs: Sequence[dict[str, Any]],
+        flow: Flow,
+        policy: RetryPolicy,
+        budget: Budget,
+        prices: PriceTable,
+    ) -> None:
         self.target = target
         self.inputs = inputs
         self.flow = flow
         self.policy = policy
+        self.budget = budget
+        self.prices = prices
         self.retrying = self._retrying()  # built once: an error here is ours, never a call's
 
     @contextlib.contextmanager
-    def _context(self, job: Job) -> Generator[str | None]:
-        """The replay flag, the version override and a `replay <target>` span; yields the span's trace id."""
-        token = replay_active.set(True)
+    def _context(self, job: Job) -> Generator[_Attempts]:
+        """The replay flag, the version override, a usage sink and a `replay <target>` span around one job."""
+        usage = Usage()
+        token, usage_token = replay_active.set(True), usage_sink.set(usage)
         try:
             with use_prompt(self.target.prompt_name, version=job.version):
                 tracer = tracing.tracer()
                 if tracer is None:
-                    yield None
+                    yield _Attempts(self, None, usage)
                     return
                 with tracer.start_as_current_span(
                     f"replay {self.target.spec}",
@@ -101,8 +163,9 @@ class _Caller:
                     record_exception=False,
                     set_status_on_exception=False,
                 ) as span:
-                    yield format(span.get_span_context().trace_id, "032x")
+                    yield _Attempts(self, format(span.get_span_context().trace_id, "032x"), usage)
         finally:
+            usage_sink.reset(usage_token)
             replay_active.reset(token)
 
     def _retrying(self) -> dict[str, Any]:
@@ -111,31 +174,28 @@ class _Caller:
 
         return self.policy.retrying(self.flow.opened, on_retry)
 
-    def _failed(self, exc: Exception, latency_ms: float, trace_id: str | None) -> Call:
-        infra = self.policy.retryable(exc) or is_infrastructure(exc)
-        if infra:
-            self.flow.failed(exc, rate_limit=is_rate_limit(exc), retried=False)
-        return Call(None, error_text(exc), latency_ms, trace_id, infra=infra)
+    def _finish(self, call: Call) -> Call:
+        self.budget.finished(call)
+        return call
 
     def call(self, job: Job) -> Call | None:
-        """The call's outcome; `None` when the circuit breaker opened before it could start."""
+        """The call's outcome; `None` when it was not started (the circuit breaker opened, or the cost limit)."""
         import tenacity
 
         if not self.flow.acquire():
             return None
         try:
-            with self._context(job) as trace_id:
-                started = time.perf_counter()
-                output: Any = None
+            if not self.budget.admit():
+                return None
+            with self._context(job) as state:
                 try:
                     for attempt in tenacity.Retrying(sleep=self.flow.sleep, **self.retrying):
                         with attempt:
-                            started = time.perf_counter()  # latency is the answered attempt's, not the backoff
-                            output = self.target.call(self.inputs[job.index])
+                            state.attempt()
+                            state.output = self.target.call(self.inputs[job.index])
                 except Exception as exc:
-                    return self._failed(exc, (time.perf_counter() - started) * 1000, trace_id)
-                self.flow.succeeded()
-                return Call(output, None, (time.perf_counter() - started) * 1000, trace_id)
+                    return self._finish(state.failed(exc))
+                return self._finish(state.succeeded())
         finally:
             self.flow.release()
 
@@ -146,18 +206,17 @@ class _Caller:
         if not await self.flow.aacquire():
             return None
         try:
-            with self._context(job) as trace_id:
-                started = time.perf_counter()
-                output: Any = None
+            if not self.budget.admit():
+                return None
+            with self._context(job) as state:
                 try:
                     async for attempt in tenacity.AsyncRetrying(sleep=self.flow.asleep, **self.retrying):
                         with attempt:
-                            started = time.perf_counter()
-                            output = await self.target.acall(self.inputs[job.index])
+                            state.attempt()
+                            state.output = await self.target.acall(self.inputs[job.index])
                 except Exception as exc:
-                    return self._failed(exc, (time.perf_counter() - started) * 1000, trace_id)
-                self.flow.succeeded()
-                return Call(output, None, (time.perf_counter() - started) * 1000, trace_id)
+                    return self._finish(state.failed(exc))
+                return self._finish(state.succeeded())
         finally:
             self.flow.release()
 
@@ -169,7 +228,9 @@ def execute(
     *,
     flow: Flow,
     policy: RetryPolicy,
-    progress: Callable[[int], None] | None = None,
+    budget: Budget,
+    prices: PriceTable,
+    on_call: Callable[[Job, Call], None] | None = None,
 ) -> RunOutcome:
     """Run every job, at most `flow.ceiling` at a time; Ctrl-C (or the circuit breaker) keeps what finished.
 
@@ -179,25 +240,27 @@ def execute(
         jobs: The calls to make (a record's jobs should be adjacent, so an interrupted run leaves whole records).
         flow: Concurrency, rate cap and circuit breaker of the run.
         policy: Which failures are retried, and how.
-        progress: Called with 1 after each finished call (from the calling thread).
+        budget: The cost limit (`--max-cost`): no call starts once the estimate would pass it.
+        prices: Prices each call's reported usage.
+        on_call: Called with each finished call (from the calling thread): progress, the call store.
 
     Returns:
         The finished calls.
     """
-    caller = _Caller(target, inputs, flow, policy)
+    caller = _Caller(target, inputs, flow, policy, budget, prices)
     calls: dict[Job, Call] = {}
     if target.is_async:
-        interrupted = _execute_async(caller, jobs, calls, progress)
+        interrupted = _execute_async(caller, jobs, calls, on_call)
     else:
-        interrupted = _execute_threads(caller, jobs, calls, progress)
-    return RunOutcome(calls, interrupted, flow)
+        interrupted = _execute_threads(caller, jobs, calls, on_call)
+    return RunOutcome(calls, interrupted, flow, budget)
 
 
 def _execute_threads(
     caller: _Caller,
     jobs: Sequence[Job],
     calls: dict[Job, Call],
-    progress: Callable[[int], None] | None,
+    on_call: Callable[[Job, Call], None] | None,
 ) -> bool:
     workers = caller.flow.ceiling
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="promptops-replay")
@@ -207,21 +270,21 @@ def _execute_threads(
     try:
         # Keep a bounded window in flight: Ctrl-C then leaves little queued work, and memory stays flat.
         for job in queue:
-            if caller.flow.open:
+            if caller.flow.open or caller.budget.stopped is not None:
                 break
             future = executor.submit(caller.call, job)
             job_of[future] = job
             pending.add(future)
             if len(pending) >= workers * 2:
                 done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
-                _collect(done, job_of, calls, progress)
+                _collect(done, job_of, calls, on_call)
         while pending:
             done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
-            _collect(done, job_of, calls, progress)
+            _collect(done, job_of, calls, on_call)
     except KeyboardInterrupt:
         for future in pending:
             future.cancel()
-        _collect({future for future in pending if future.done() and not future.cancelled()}, job_of, calls, None)
+        _collect({future for future in pending if future.done() and not future.cancelled()}, job_of, calls, on_call)
         executor.shutdown(wait=False, cancel_futures=True)
         return True
     executor.shutdown(wait=True)
@@ -232,23 +295,23 @@ def _collect(
     done: set[concurrent.futures.Future[Call | None]],
     job_of: dict[concurrent.futures.Future[Call | None], Job],
     calls: dict[Job, Call],
-    progress: Callable[[int], None] | None,
+    on_call: Callable[[Job, Call], None] | None,
 ) -> None:
     for future in done:
         job = job_of.pop(future)
         call = future.result()  # _Caller never raises an Exception
-        if call is None:  # not started: the circuit breaker opened
+        if call is None:  # not started: the circuit breaker opened, or the cost limit was reached
             continue
         calls[job] = call
-        if progress is not None:
-            progress(1)
+        if on_call is not None:
+            on_call(job, call)
 
 
 def _execute_async(
     caller: _Caller,
     jobs: Sequence[Job],
     calls: dict[Job, Call],
-    progress: Callable[[int], None] | None,
+    on_call: Callable[[Job, Call], None] | None,
 ) -> bool:
     async def main() -> None:
         async def one(job: Job) -> None:
@@ -256,8 +319,8 @@ def _execute_async(
             if call is None:
                 return
             calls[job] = call
-            if progress is not None:
-                progress(1)
+            if on_call is not None:
+                on_call(job, call)
 
         await asyncio.gather(*(one(job) for job in jobs))
 

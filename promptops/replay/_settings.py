@@ -57,7 +57,8 @@ class ReplaySettings:
             errors promptops recognises (rate limits, timeouts, 5xx, connection errors).
         max_infra_errors: The run "could not measure" (fails, exit 1) when more than this fraction of calls are
             infrastructure errors: still failing on the provider's side after their retries.
-        max_cost: Stop before the estimated cost of the run (in USD) would exceed this.
+        max_cost: Stop before the estimated cost of the calls this run makes (in USD, by the price table) would
+            exceed this, keeping what finished; the calls must report their usage.
         fresh: Make every call again, ignoring call outputs stored by an earlier run of the same replay.
         executor: Where calls run: `"local"` (threads, or asyncio for async targets).
         ray_address: With the Ray executor: the cluster to join.
@@ -142,5 +143,5 @@ class ReplaySettings:
             raise ReplayError(f"rps must be above 0, got {self.rps}")
         if not 0.0 <= self.max_infra_errors <= 1.0:
             raise ReplayError(f"max_infra_errors is a fraction between 0 and 1, got {self.max_infra_errors}")
-        if self.max_cost is not None:
-            raise ReplayError("--max-cost is not available yet: no cost is measured")
+        if self.max_cost is not None and not self.max_cost > 0:
+            raise ReplayError(f"max_cost is a budget in USD above 0, got {self.max_cost}")

@@ -49,6 +49,7 @@ from ._internals import (
     log_internal_error,
     prompt_identity_attributes,
     record_exception,
+    report_usage,
 )
 
 if TYPE_CHECKING:
@@ -521,6 +522,12 @@ class PromptOpsCallbackHandler(BaseCallbackHandler):
         """End a model run's span with its output, token usage, finish reasons and response model."""
         try:
             output, attributes = _model_result(response)
+            # during a replay the tokens count towards the call's `tokens` and `cost` metrics (issue 13)
+            report_usage(
+                attributes.get(GEN_AI_INPUT_TOKENS),
+                attributes.get(GEN_AI_OUTPUT_TOKENS),
+                attributes.get(GEN_AI_RESPONSE_MODEL),
+            )
             self._end(run_id, output=output, attributes=attributes)
         except Exception:
             log_internal_error("langchain model end")

@@ -6,6 +6,7 @@ import datetime
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from .._cost import usage_line
 from ._diff import template_diff
 from ._format import change, duration, escape, fmt_num, plural, side_label, summary_tone, template_text
 from ._plots import plots_section
@@ -54,6 +55,11 @@ def verdict_section(result: ReplayResult, candidate: str, baseline: str) -> str:
     notice = ""
     if result.could_not_measure is not None:
         notice += f'<p class="alert">Could not measure: {escape(result.could_not_measure)}</p>'
+    if result.stopped is not None:
+        notice += (
+            f'<p class="alert">{escape(result.stopped[:1].upper() + result.stopped[1:])}: '
+            f"the results cover the {len(result.records):,} records that finished.</p>"
+        )
     if result.interrupted:
         notice += (
             '<p class="alert">The run was interrupted before every record finished: '
@@ -102,6 +108,7 @@ def facts_section(result: ReplayResult) -> str:
                 else ""
             ),
         ),
+        *([("Usage", escape(usage_line(result.usage, result.spent)))] if result.usage else []),
         ("Started", escape(started.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"))),
         ("Duration", duration(result.duration_s)),
         ("MLflow run", f"<code>{escape(result.mlflow_run_id)}</code>" if result.mlflow_run_id else "not logged"),
