@@ -164,6 +164,7 @@ class RolloutCache:
             self._publish(name, state, rollout_tags)
         except Exception as exc:
             self._note_failure(name, exc)
+            self._load_candidate(name)
             if raise_errors:
                 raise
             if not isinstance(exc, (RegistryError, PromptUnavailableError)):
@@ -187,6 +188,23 @@ class RolloutCache:
                 self._save_disk(name, tags)
             except OSError as exc:
                 logger.warning("cannot write the rollout state of %r to %s: %s", name, self.root, exc)
+
+    def _load_candidate(self, name: str) -> None:
+        """With the registry failing, the candidate of the state in force from wherever the prompt cache has it.
+
+        A process started during an outage takes the state from disk: without this its candidate's keys would
+        get the baseline until the registry answers (the prompt cache's background fetch does not use the disk).
+        """
+        entry = self.entries.get(name)
+        state = entry.state if entry is not None else None
+        if state is None or not state.running:
+            return
+        try:
+            prompts.resolver().resolve(name, ("version", state.candidate))  # memory, registry, then disk
+        except PromptUnavailableError:
+            pass  # no copy anywhere: those keys keep the baseline until the registry answers
+        except Exception as exc:
+            log_internal_error("rollout candidate load", exc)
 
     def _note_failure(self, name: str, exc: BaseException) -> None:
         with self._lock:
