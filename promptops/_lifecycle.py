@@ -27,6 +27,7 @@ from typing import Any
 from . import capture, prompts, tracing
 from ._errors import internal_error_count, log_internal_error
 from ._redact import redaction_failures
+from .rollout import flush_feedback
 
 __all__ = ["flush", "shutdown", "stats"]
 
@@ -35,7 +36,7 @@ CHILD_EXIT_TIMEOUT = 5.0  # the flush at a multiprocessing child's exit (as the 
 
 
 def flush(timeout: float = 5.0) -> bool:
-    """Wait until background work finishes: prompt fetches in flight, spans waiting for export, captured calls.
+    """Wait until background work finishes: prompt fetches, spans waiting for export, captured calls, feedback.
 
     Args:
         timeout: Seconds to wait at most.
@@ -49,7 +50,9 @@ def flush(timeout: float = 5.0) -> bool:
     # Spans: exported within what is left of the same deadline, even against a dead endpoint.
     finished = tracing.flush(max(deadline - time.monotonic(), 0.0)) and finished
     # Captured calls: written within what is left, even against a dead store.
-    return capture.flush(max(deadline - time.monotonic(), 0.0)) and finished
+    finished = capture.flush(max(deadline - time.monotonic(), 0.0)) and finished
+    # Feedback last: an assessment needs its trace exported, a capture id its record written.
+    return flush_feedback(max(deadline - time.monotonic(), 0.0)) and finished
 
 
 def shutdown(timeout: float = 5.0) -> bool:

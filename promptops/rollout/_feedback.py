@@ -48,6 +48,7 @@ def feedback_table() -> sa.Table:
     return _tables[0]
 
 
+_EXPORT_WAIT = 10.0  # seconds the worker waits for the span exporter before retrying an assessment
 _TRACE_ID = re.compile(r"^(tr-)?[0-9a-f]{32}$")
 _NAME = re.compile(r"^[\w.-]{1,200}$")
 
@@ -63,7 +64,7 @@ def feedback(trace_or_capture_id: str, name: str, value: float | bool, comment: 
 
     The rollout guard compares the arms on it (`feedback.NAME.mean noninferior 0.05`). Returns at once; the
     value is written on a background thread to the capture store and, when MLflow is the trace backend, as
-    an MLflow assessment on the trace.
+    an MLflow assessment on the trace (once the trace is exported). `promptops.flush()` waits for it.
 
     ```{.python test="skip"}
     promptops.feedback(trace_id, "thumbs", 1, comment="spot on")
@@ -179,11 +180,24 @@ def _log_assessment(settings: Settings, trace_id: str, name: str, value: float, 
         rationale=comment,
         source=AssessmentSource(source_type="HUMAN", source_id="promptops.feedback"),
     )
-    TracingClient(settings.tracking_uri).log_assessment(f"tr-{trace_id}", assessment)
+    client = TracingClient(settings.tracking_uri)
+    try:
+        client.log_assessment(f"tr-{trace_id}", assessment)
+    except Exception as exc:
+        if getattr(exc, "error_code", None) != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        # Feedback given right after the call: its trace may still wait in the span batch. Export, then retry.
+        from .. import tracing
+
+        tracing.flush(_EXPORT_WAIT)
+        client.log_assessment(f"tr-{trace_id}", assessment)
 
 
 def flush_feedback(timeout: float = 5.0) -> bool:
-    """Wait until every feedback given so far is written; `False` if the deadline passed first."""
+    """Wait until every feedback given so far is written; `False` if the deadline passed first.
+
+    `promptops.flush()` waits for feedback too; this waits for nothing else.
+    """
     with _lock:
         return _idle.wait_for(lambda: _pending == 0, timeout=timeout)
 

@@ -14,12 +14,15 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import promptops
+from promptops.capture import CaptureStore
 from promptops.rollout import read_rollout
 from tests.integration.conftest import MlflowServer, child_env
 from tests.unit.test_cli import run
@@ -233,3 +236,45 @@ def test_registry_down_during_a_rollout_keeps_every_arm(server: MlflowServer, ro
         server.start()
     wait_until([first, second], lambda answer: not answer["failing"], "the registry back")
     assert first.arms() == arms and second.arms() == arms
+
+
+def test_feedback_is_an_mlflow_assessment_once_flush_returns(server: MlflowServer, rolled: str, tmp_path) -> None:
+    import mlflow
+    from opentelemetry import trace
+
+    experiment = f"feedback-{uuid.uuid4().hex[:8]}"
+    capture = f"sqlite:///{tmp_path / 'captures.db'}"
+    promptops.configure(tracking_uri=server.url, experiment_name=experiment, trace_exporter="mlflow", capture=capture)
+
+    @promptops.track(prompt=rolled)
+    def reply(text: str, *, prompt: promptops.Prompt) -> str:
+        return format(trace.get_current_span().get_span_context().trace_id, "032x")
+
+    # Feedback at once, by trace id: the trace may still wait in the span batch when the worker logs it.
+    at_once = reply("first")
+    promptops.feedback(at_once, "thumbs", 1, comment="spot on")
+    for index in range(20):
+        reply(f"later {index}")
+    assert promptops.flush(120)
+    later = [record for record in CaptureStore.open(capture).query() if record.inputs["text"] != "first"]
+    assert len(later) == 20 and all(record.trace_id for record in later)
+    for record in later:  # by capture id: the store finds the trace
+        promptops.feedback(record.id, "thumbs", int(record.inputs["text"].split()[1]) % 2)
+    assert promptops.flush(120)  # waits for the feedback too (20 writes): no polling below
+
+    experiment_id = mlflow.MlflowClient(server.url).get_experiment_by_name(experiment).experiment_id
+    mlflow.set_tracking_uri(server.url)
+    try:
+        traces = mlflow.search_traces(locations=[experiment_id], return_type="list")
+    finally:
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+    found = {
+        found_trace.info.trace_id.removeprefix("tr-"): [
+            (a.name, a.value, a.rationale, a.source.source_type) for a in found_trace.info.assessments
+        ]
+        for found_trace in traces
+    }
+    expected = {at_once: [("thumbs", 1.0, "spot on", "HUMAN")]}
+    for record in later:
+        expected[str(record.trace_id)] = [("thumbs", float(int(record.inputs["text"].split()[1]) % 2), None, "HUMAN")]
+    assert found == expected
