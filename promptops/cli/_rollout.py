@@ -18,6 +18,7 @@ from ..rollout._compare import Comparison, GateSyntaxError, compare, parse_gate,
 from ..rollout._state import RolloutState
 from ._app import CliError, State
 from ._captures import StoreOption
+from ._text import visible
 
 __all__ = ["rollout_app"]
 
@@ -32,6 +33,11 @@ NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The prompt's 
 
 def _client(ctx: typer.Context) -> Any:
     return State.of(ctx).client(ctx)
+
+
+def _say(line: str, *, err: bool = False) -> None:
+    # Names, ids, keys and decisions come from the registry's tags: no escape sequence reaches the terminal.
+    typer.echo(visible(line), err=err)
 
 
 def _share(text: str) -> float:
@@ -87,7 +93,7 @@ def start(
     state = _admin.start_rollout(
         _client(ctx), name, candidate=_version(candidate), share=_share(share), key=key or None, baseline=baseline
     )
-    typer.echo(f"started {_describe(state)}")
+    _say(f"started {_describe(state)}")
 
 
 @rollout_app.command("set-share")
@@ -98,21 +104,21 @@ def set_share(
 ) -> None:
     """Change the candidate's share. Raising it only moves callers from the baseline to the candidate."""
     state = _admin.set_share(_client(ctx), name, _share(share))
-    typer.echo(f"share set: {_describe(state)}")
+    _say(f"share set: {_describe(state)}")
 
 
 @rollout_app.command("promote")
 def promote(ctx: typer.Context, name: NameArgument) -> None:
     """Move the baseline alias to the candidate version and end the rollout."""
     state = _admin.promote(_client(ctx), name)
-    typer.echo(f"promoted: {state.prompt}@{state.baseline} now serves version {state.candidate} to every call")
+    _say(f"promoted: {state.prompt}@{state.baseline} now serves version {state.candidate} to every call")
 
 
 @rollout_app.command("rollback")
 def rollback(ctx: typer.Context, name: NameArgument) -> None:
     """End the rollout: every call goes back to the baseline alias."""
     state = _admin.rollback(_client(ctx), name)
-    typer.echo(f"rolled back: every call of {state.prompt} is back on {state.baseline}")
+    _say(f"rolled back: every call of {state.prompt} is back on {state.baseline}")
 
 
 @rollout_app.command("list")
@@ -120,10 +126,10 @@ def list_rollouts(ctx: typer.Context) -> None:
     """List the prompts with a rollout, running ones first."""
     found = _admin.list_rollouts(_client(ctx))
     if not found:
-        typer.echo(f"no rollouts at {State.of(ctx).display_uri}")
+        _say(f"no rollouts at {State.of(ctx).display_uri}")
         return
     for state in found:
-        typer.echo(_describe(state))
+        _say(_describe(state))
 
 
 GateOption = Annotated[
@@ -163,6 +169,7 @@ def _compare(
 def _print_comparison(comparison: Comparison) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console(soft_wrap=True, highlight=False)
     calls = comparison.calls
@@ -176,7 +183,7 @@ def _print_comparison(comparison: Comparison) -> None:
 
     for metric, sample in sorted(comparison.metrics.items()):
         table.add_row(
-            metric,
+            Text(visible(metric)),
             f"{fmt(sample.baseline_mean)} (n={sample.baseline_n})",
             f"{fmt(sample.candidate_mean)} (n={sample.candidate_n})",
             fmt(sample.delta),
@@ -185,7 +192,7 @@ def _print_comparison(comparison: Comparison) -> None:
         )
     console.print(table)
     for outcome in comparison.gates:
-        console.print(f"gate {outcome.gate.expr}: {outcome.verdict.upper()} ({outcome.reason})", markup=False)
+        console.print(visible(f"gate {outcome.gate.expr}: {outcome.verdict.upper()} ({outcome.reason})"), markup=False)
     console.print(f"verdict: {comparison.verdict}", markup=False)
 
 
@@ -207,20 +214,20 @@ def status(
             f"prompt {name!r} has never had a rollout; start one with: promptops rollout start {name} --candidate V"
         )
     gates = _gates(gate)
-    typer.echo(_describe(state))
+    _say(_describe(state))
     try:
         comparison = _compare(ctx, state, store, gates, min_calls)
     except CliError as exc:
         if store is not None:
             raise
-        typer.echo(f"no comparison: {exc}")  # the state is still worth showing without captures
+        _say(f"no comparison: {exc}")  # the state is still worth showing without captures
         return
     _print_comparison(comparison)
     if report:
         from ..rollout._report import write_report
 
         write_report(comparison, report)
-        typer.echo(f"report: {report}")
+        _say(f"report: {report}")
 
 
 def _check_once(ctx: typer.Context, name: str, gates: list[Any], min_calls: int, store: str | None) -> int:
@@ -232,7 +239,7 @@ def _check_once(ctx: typer.Context, name: str, gates: list[Any], min_calls: int,
         return 0
     reasons = "; ".join(f"{outcome.gate.expr}: {outcome.reason}" for outcome in comparison.failed)
     _admin.rollback(client, name, decision=f"rolled back by the guard: {reasons}")
-    typer.echo(f"rolled back {name}: {reasons}", err=True)
+    _say(f"rolled back {name}: {reasons}", err=True)
     return 1
 
 
@@ -287,7 +294,7 @@ def watch(
     while True:
         state = _admin.read_rollout(_client(ctx), name)
         if state is None or not state.running:
-            typer.echo(f"rollout of {name} is not running; stopping")
+            _say(f"rollout of {name} is not running; stopping")
             return
         if _check_once(ctx, name, gates, min_calls, store):
             raise typer.Exit(1)

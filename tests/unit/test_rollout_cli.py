@@ -9,15 +9,8 @@ from tests.conftest import Registry
 from tests.unit.test_cli import assert_usage_error, run
 
 
-@pytest.fixture
-def two_versions(registry: Registry, prompt_name: str) -> str:
-    registry.register(prompt_name, "v1 {{text}}", alias="production")
-    registry.register(prompt_name, "v2 {{text}}")
-    return prompt_name
-
-
-def test_start_set_share_status_list_rollback(registry: Registry, two_versions: str) -> None:
-    name = two_versions
+def test_start_set_share_status_list_rollback(registry: Registry, rollout_prompt: str) -> None:
+    name = rollout_prompt
     result = run(registry.uri, "rollout", "start", name, "--candidate", "2", "--share", "0.3", "--key", "user_id")
     assert result.exit_code == 0, result.output
     assert "candidate version 2 at share 0.3" in result.stdout
@@ -37,11 +30,11 @@ def test_start_set_share_status_list_rollback(registry: Registry, two_versions: 
     assert int(registry.client.get_prompt_version_by_alias(name, "production").version) == 1
 
 
-def test_promote_moves_the_alias(registry: Registry, two_versions: str) -> None:
-    assert run(registry.uri, "rollout", "start", two_versions, "--candidate", "2").exit_code == 0
-    result = run(registry.uri, "rollout", "promote", two_versions)
+def test_promote_moves_the_alias(registry: Registry, rollout_prompt: str) -> None:
+    assert run(registry.uri, "rollout", "start", rollout_prompt, "--candidate", "2").exit_code == 0
+    result = run(registry.uri, "rollout", "promote", rollout_prompt)
     assert result.exit_code == 0, result.output
-    assert int(registry.client.get_prompt_version_by_alias(two_versions, "production").version) == 2
+    assert int(registry.client.get_prompt_version_by_alias(rollout_prompt, "production").version) == 2
 
 
 @pytest.mark.parametrize(
@@ -58,12 +51,30 @@ def test_promote_moves_the_alias(registry: Registry, two_versions: str) -> None:
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
-    registry: Registry, two_versions: str, args: tuple[str, ...], fragments
+    registry: Registry, rollout_prompt: str, args: tuple[str, ...], fragments
 ) -> None:
-    result = run(registry.uri, "rollout", *(arg.format(name=two_versions) for arg in args))
+    result = run(registry.uri, "rollout", *(arg.format(name=rollout_prompt) for arg in args))
     assert_usage_error(result, *fragments)
 
 
-def test_a_second_start_is_refused(registry: Registry, two_versions: str) -> None:
-    assert run(registry.uri, "rollout", "start", two_versions, "--candidate", "2").exit_code == 0
-    assert_usage_error(run(registry.uri, "rollout", "start", two_versions, "--candidate", "2"), "already running")
+def test_a_second_start_is_refused(registry: Registry, rollout_prompt: str) -> None:
+    assert run(registry.uri, "rollout", "start", rollout_prompt, "--candidate", "2").exit_code == 0
+    assert_usage_error(run(registry.uri, "rollout", "start", rollout_prompt, "--candidate", "2"), "already running")
+
+
+def test_registry_text_is_printed_with_escapes(registry: Registry, rollout_prompt: str) -> None:
+    # Anyone who can write the prompt's tags chooses this text: it must not drive the terminal. (An OSC sequence
+    # and a bidi override: click strips only CSI sequences from output that is not a terminal.)
+    hostile = "\x1b]0;owned\x07\u202e"
+    assert run(registry.uri, "rollout", "start", rollout_prompt, "--candidate", "2", "--key", "user").exit_code == 0
+    registry.client.set_prompt_tag(rollout_prompt, "promptops.rollout.baseline", "production" + hostile)
+    for args in (
+        ("status", rollout_prompt),
+        ("list",),
+        ("set-share", rollout_prompt, "0.2"),
+        ("rollback", rollout_prompt),
+    ):
+        result = run(registry.uri, "rollout", *args)
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.output and "\x07" not in result.output and "\u202e" not in result.output
+        assert "production\\x1b]0;owned\\x07\\u202e" in result.stdout

@@ -12,7 +12,6 @@ import promptops
 from promptops import Prompt
 from promptops.capture import CaptureRecord, CaptureStore
 from promptops.rollout import feedback, flush_feedback, read_rollout, rollout_cache, start_rollout
-from promptops.rollout._cache import _install  # pyright: ignore[reportPrivateUsage]
 from promptops.rollout._compare import GateSyntaxError, compare, parse_gate
 from promptops.rollout._state import RolloutState
 from promptops.rollout._stats import always_valid_ci, two_sample
@@ -20,13 +19,6 @@ from tests.conftest import Registry
 from tests.unit.test_cli import assert_usage_error, run
 
 STATE = RolloutState(prompt="p", id="r-sim", status="running", candidate=2, baseline="production", share=0.5)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rollout_cache():
-    _install(None)
-    yield
-    _install(None)
 
 
 def _record(index: int, arm: str, *, failed: bool, latency: float = 10.0, rollout_id: str = "r-sim") -> CaptureRecord:
@@ -104,25 +96,17 @@ def test_a_worse_candidate_is_caught() -> None:
 # -- against the registry and the capture store, through the decorator ----------------------------------------
 
 
-@pytest.fixture
-def name(local_registry: Registry, prompt_name: str) -> str:
-    local_registry.register(prompt_name, "v1 {{text}}", alias="production")
-    local_registry.register(prompt_name, "v2 BROKEN {{text}}")
-    promptops.configure(tracking_uri=local_registry.uri, trace_exporter="none")
-    return prompt_name
-
-
-def test_injected_worse_candidate_is_rolled_back_by_check(registry: Registry, name: str, tmp_path) -> None:
+def test_injected_worse_candidate_is_rolled_back_by_check(registry: Registry, rollout_prompt: str, tmp_path) -> None:
     rng = random.Random(1)
 
-    @promptops.track(prompt=name, rollout_key="user")
+    @promptops.track(prompt=rollout_prompt, rollout_key="user")
     def reply(user: str, text: str, *, prompt: Prompt) -> str:
-        if "BROKEN" in str(prompt.template) and rng.random() < 0.4:  # the injected regression
+        if prompt.version == 2 and rng.random() < 0.4:  # the injected regression
             raise ValueError("model refused")
         return str(prompt.format(text=text))
 
-    start_rollout(registry.client, name, candidate=2, share=0.5)
-    rollout_cache().refresh(name)
+    start_rollout(registry.client, rollout_prompt, candidate=2, share=0.5)
+    rollout_cache().refresh(rollout_prompt)
     for index in range(600):
         try:
             reply(f"user-{index}", "hello")
@@ -132,49 +116,53 @@ def test_injected_worse_candidate_is_rolled_back_by_check(registry: Registry, na
 
     store = promptops.get_settings().capture
     assert store is not None
-    status = run(registry.uri, "rollout", "status", name, "--store", store, "--report", str(tmp_path / "s.html"))
+    status = run(
+        registry.uri, "rollout", "status", rollout_prompt, "--store", store, "--report", str(tmp_path / "s.html")
+    )
     assert status.exit_code == 0, status.output
     assert "verdict: fail" in status.stdout and "errors.rate" in status.stdout
     assert "Verdict: fail" in (tmp_path / "s.html").read_text()
 
-    result = run(registry.uri, "rollout", "check", name, "--store", store)
+    result = run(registry.uri, "rollout", "check", rollout_prompt, "--store", store)
     assert result.exit_code == 1, result.output
-    state = read_rollout(registry.client, name)
+    state = read_rollout(registry.client, rollout_prompt)
     assert state is not None and state.status == "rolled_back" and "errors.rate" in (state.decision or "")
-    tag = registry.client.get_prompt_version(name, 2).tags["promptops.rollout.decision"]
+    tag = registry.client.get_prompt_version(rollout_prompt, 2).tags["promptops.rollout.decision"]
     assert tag.startswith("rolled_back") and "guard" in tag
 
 
-def test_check_passes_an_equal_candidate_and_refuses_bad_gates(registry: Registry, name: str) -> None:
-    @promptops.track(prompt=name)
+def test_check_passes_an_equal_candidate_and_refuses_bad_gates(registry: Registry, rollout_prompt: str) -> None:
+    @promptops.track(prompt=rollout_prompt)
     def reply(text: str, *, prompt: Prompt) -> str:
         return "same answer"
 
-    start_rollout(registry.client, name, candidate=2, share=0.5)
-    rollout_cache().refresh(name)
+    start_rollout(registry.client, rollout_prompt, candidate=2, share=0.5)
+    rollout_cache().refresh(rollout_prompt)
     for _ in range(300):
         reply("x")
     assert promptops.flush(timeout=60)
     store = promptops.get_settings().capture
     assert store is not None
-    result = run(registry.uri, "rollout", "check", name, "--store", store, "--min-calls", "50")
+    result = run(registry.uri, "rollout", "check", rollout_prompt, "--store", store, "--min-calls", "50")
     assert result.exit_code == 0, result.output
-    assert read_rollout(registry.client, name).running  # type: ignore[union-attr]
-    watch = run(registry.uri, "rollout", "watch", name, "--store", store, "--every", "1s", "--checks", "2")
+    assert read_rollout(registry.client, rollout_prompt).running  # type: ignore[union-attr]
+    watch = run(registry.uri, "rollout", "watch", rollout_prompt, "--store", store, "--every", "1s", "--checks", "2")
     assert watch.exit_code == 0, watch.output
-    assert_usage_error(run(registry.uri, "rollout", "check", name, "--gate", "errors < 1"), "cannot read gate")
-    assert_usage_error(run(registry.uri, "rollout", "watch", name, "--every", "soon"), "--every")
+    assert_usage_error(
+        run(registry.uri, "rollout", "check", rollout_prompt, "--gate", "errors < 1"), "cannot read gate"
+    )
+    assert_usage_error(run(registry.uri, "rollout", "watch", rollout_prompt, "--every", "soon"), "--every")
 
 
-def test_feedback_lands_in_the_store_and_gates_on_it(registry: Registry, name: str) -> None:
+def test_feedback_lands_in_the_store_and_gates_on_it(registry: Registry, rollout_prompt: str) -> None:
     from promptops.testing import capture_spans
 
-    @promptops.track(prompt=name, rollout_key="user")
+    @promptops.track(prompt=rollout_prompt, rollout_key="user")
     def reply(user: str, text: str, *, prompt: Prompt) -> Prompt:
         return prompt
 
-    start_rollout(registry.client, name, candidate=2, share=0.5)
-    rollout_cache().refresh(name)
+    start_rollout(registry.client, rollout_prompt, candidate=2, share=0.5)
+    rollout_cache().refresh(rollout_prompt)
     with capture_spans() as spans:
         prompts = [reply(f"u{i}", "x") for i in range(300)]
     for prompt, span in zip(prompts, spans.finished(), strict=True):
@@ -189,10 +177,10 @@ def test_feedback_lands_in_the_store_and_gates_on_it(registry: Registry, name: s
 
     values = feedback_values(CaptureStore.open(url))
     assert len(values["thumbs"]) == 300
-    state = read_rollout(registry.client, name)
+    state = read_rollout(registry.client, rollout_prompt)
     assert state is not None
     comparison = compare(
-        state, CaptureStore.open(url).query(prompt=name), gates=["feedback.thumbs.mean noninferior 0.05"],
+        state, CaptureStore.open(url).query(prompt=rollout_prompt), gates=["feedback.thumbs.mean noninferior 0.05"],
         feedback=values, min_calls=50,
     )  # fmt: skip
     assert comparison.verdict == "fail"

@@ -23,23 +23,7 @@ from promptops.rollout import (
     set_share,
     start_rollout,
 )
-from promptops.rollout._cache import _install  # pyright: ignore[reportPrivateUsage]
 from tests.conftest import Registry
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rollout_cache():
-    _install(None)
-    yield
-    _install(None)
-
-
-@pytest.fixture
-def two_versions(local_registry: Registry, prompt_name: str) -> str:
-    local_registry.register(prompt_name, "v1 {{text}}", alias="production")
-    local_registry.register(prompt_name, "v2 {{text}}")
-    return prompt_name
-
 
 # -- assignment ---------------------------------------------------------------------------------------------
 
@@ -76,17 +60,17 @@ def test_tags_round_trip_and_malformed_tags_read_as_no_rollout() -> None:
 # -- writing the state --------------------------------------------------------------------------------------
 
 
-def test_start_set_share_promote(registry: Registry, two_versions: str) -> None:
+def test_start_set_share_promote(registry: Registry, rollout_prompt: str) -> None:
     client = registry.client
-    state = start_rollout(client, two_versions, candidate=2, share=0.2, key="user_id")
+    state = start_rollout(client, rollout_prompt, candidate=2, share=0.2, key="user_id")
     assert (state.candidate, state.baseline_version, state.share, state.running) == (2, 1, 0.2, True)
-    assert read_rollout(client, two_versions) == state
-    assert client.get_prompt_version_by_alias(two_versions, "candidate").version == 2  # visible in the UI
-    assert set_share(client, two_versions, 0.5).share == 0.5
-    ended = promote(client, two_versions)
+    assert read_rollout(client, rollout_prompt) == state
+    assert client.get_prompt_version_by_alias(rollout_prompt, "candidate").version == 2  # visible in the UI
+    assert set_share(client, rollout_prompt, 0.5).share == 0.5
+    ended = promote(client, rollout_prompt)
     assert ended.status == "promoted" and not ended.running
-    assert int(client.get_prompt_version_by_alias(two_versions, "production").version) == 2
-    decision = client.get_prompt_version(two_versions, 2).tags["promptops.rollout.decision"]
+    assert int(client.get_prompt_version_by_alias(rollout_prompt, "production").version) == 2
+    decision = client.get_prompt_version(rollout_prompt, 2).tags["promptops.rollout.decision"]
     assert decision.startswith("promoted") and state.id in decision
 
 
@@ -99,19 +83,19 @@ def test_start_set_share_promote(registry: Registry, two_versions: str) -> None:
         ({"candidate": 2, "share": 0.1, "baseline": "nope"}, "no alias 'nope'"),
     ],
 )
-def test_start_refuses_bad_input(registry: Registry, two_versions: str, kwargs: dict, fragment: str) -> None:
+def test_start_refuses_bad_input(registry: Registry, rollout_prompt: str, kwargs: dict, fragment: str) -> None:
     with pytest.raises(RolloutError, match=fragment):
-        start_rollout(registry.client, two_versions, **kwargs)
-    assert read_rollout(registry.client, two_versions) is None
+        start_rollout(registry.client, rollout_prompt, **kwargs)
+    assert read_rollout(registry.client, rollout_prompt) is None
 
 
-def test_one_rollout_at_a_time(registry: Registry, two_versions: str) -> None:
-    start_rollout(registry.client, two_versions, candidate=2, share=0.1)
+def test_one_rollout_at_a_time(registry: Registry, rollout_prompt: str) -> None:
+    start_rollout(registry.client, rollout_prompt, candidate=2, share=0.1)
     with pytest.raises(RolloutError, match="already running"):
-        start_rollout(registry.client, two_versions, candidate=2, share=0.2)
-    rollback(registry.client, two_versions)
+        start_rollout(registry.client, rollout_prompt, candidate=2, share=0.2)
+    rollback(registry.client, rollout_prompt)
     with pytest.raises(RolloutError, match="no rollout"):
-        set_share(registry.client, two_versions, 0.3)
+        set_share(registry.client, rollout_prompt, 0.3)
 
 
 # -- reading it in a process ----------------------------------------------------------------------------------
@@ -121,16 +105,16 @@ def _served(name: str) -> promptops.Prompt:
     return prompts.resolver().resolve(name, ("alias", "production"))
 
 
-def test_assignment_follows_the_registry(registry: Registry, two_versions: str) -> None:
+def test_assignment_follows_the_registry(registry: Registry, rollout_prompt: str) -> None:
     reader = KeyReader(lambda user_id, text: None, "user_id")
-    served = _served(two_versions)
-    assert assign(two_versions, served, reader, ("u1", "x"), {}, False) is served  # no rollout: untouched
+    served = _served(rollout_prompt)
+    assert assign(rollout_prompt, served, reader, ("u1", "x"), {}, False) is served  # no rollout: untouched
 
-    state = start_rollout(registry.client, two_versions, candidate=2, share=0.3)
-    assert rollout_cache().refresh(two_versions) == state
+    state = start_rollout(registry.client, rollout_prompt, candidate=2, share=0.3)
+    assert rollout_cache().refresh(rollout_prompt) == state
     arms = {}
     for index in range(2000):
-        prompt = assign(two_versions, served, reader, (f"user-{index}", "x"), {}, False)
+        prompt = assign(rollout_prompt, served, reader, (f"user-{index}", "x"), {}, False)
         assert prompt.rollout_id == state.id
         assert prompt.version == (2 if prompt.rollout_arm == "candidate" else 1)
         arms[index] = prompt.rollout_arm
@@ -138,40 +122,40 @@ def test_assignment_follows_the_registry(registry: Registry, two_versions: str) 
     assert 0.26 <= share <= 0.34
     # sticky: the same key, the same arm; a rollout_key() block wins over the argument
     assert all(
-        assign(two_versions, served, reader, (f"user-{i}", "y"), {}, False).rollout_arm == arms[i] for i in range(200)
+        assign(rollout_prompt, served, reader, (f"user-{i}", "y"), {}, False).rollout_arm == arms[i] for i in range(200)
     )
     with rollout_key("user-0"):
-        assert {assign(two_versions, served, reader, (f"user-{i}", "y"), {}, False).rollout_arm for i in range(50)} == {
-            arms[0]
-        }
+        assert {
+            assign(rollout_prompt, served, reader, (f"user-{i}", "y"), {}, False).rollout_arm for i in range(50)
+        } == {arms[0]}
 
-    rollback(registry.client, two_versions)
-    rollout_cache().refresh(two_versions)
-    assert assign(two_versions, served, reader, ("user-1", "x"), {}, False) is served
+    rollback(registry.client, rollout_prompt)
+    rollout_cache().refresh(rollout_prompt)
+    assert assign(rollout_prompt, served, reader, ("user-1", "x"), {}, False) is served
 
 
-def test_no_key_draws_per_call(registry: Registry, two_versions: str) -> None:
+def test_no_key_draws_per_call(registry: Registry, rollout_prompt: str) -> None:
     reader = KeyReader(lambda text: None, None)
-    served = _served(two_versions)
-    start_rollout(registry.client, two_versions, candidate=2, share=0.5)
-    rollout_cache().refresh(two_versions)
-    arms = [assign(two_versions, served, reader, ("x",), {}, False).rollout_arm for _ in range(400)]
+    served = _served(rollout_prompt)
+    start_rollout(registry.client, rollout_prompt, candidate=2, share=0.5)
+    rollout_cache().refresh(rollout_prompt)
+    arms = [assign(rollout_prompt, served, reader, ("x",), {}, False).rollout_arm for _ in range(400)]
     assert 120 <= arms.count("candidate") <= 280
 
 
-def test_other_aliases_and_fallbacks_do_not_take_part(registry: Registry, two_versions: str) -> None:
-    start_rollout(registry.client, two_versions, candidate=2, share=1.0)
-    rollout_cache().refresh(two_versions)
+def test_other_aliases_and_fallbacks_do_not_take_part(registry: Registry, rollout_prompt: str) -> None:
+    start_rollout(registry.client, rollout_prompt, candidate=2, share=1.0)
+    rollout_cache().refresh(rollout_prompt)
     reader = KeyReader(lambda text: None, None)
-    staging = dataclasses.replace(_served(two_versions), alias="staging")
-    assert assign(two_versions, staging, reader, ("x",), {}, False) is staging
-    assert assign(two_versions, _served(two_versions), reader, ("x",), {}, False).rollout_arm == "candidate"
+    staging = dataclasses.replace(_served(rollout_prompt), alias="staging")
+    assert assign(rollout_prompt, staging, reader, ("x",), {}, False) is staging
+    assert assign(rollout_prompt, _served(rollout_prompt), reader, ("x",), {}, False).rollout_arm == "candidate"
 
 
-def test_a_new_process_starts_from_the_disk_copy(registry: Registry, two_versions: str) -> None:
-    state = start_rollout(registry.client, two_versions, candidate=2, share=0.4)
-    rollout_cache().refresh(two_versions)
+def test_a_new_process_starts_from_the_disk_copy(registry: Registry, rollout_prompt: str) -> None:
+    state = start_rollout(registry.client, rollout_prompt, candidate=2, share=0.4)
+    rollout_cache().refresh(rollout_prompt)
     # Another process with the same settings: its first look answers from disk, before any registry read.
     other = RolloutCache(promptops.get_settings())
-    assert other.entry(two_versions).state == state
+    assert other.entry(rollout_prompt).state == state
     assert other.wait(30)

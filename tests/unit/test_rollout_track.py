@@ -10,39 +10,23 @@ import promptops
 from promptops import Prompt
 from promptops.capture import CaptureStore
 from promptops.rollout import rollback, rollout_cache, start_rollout
-from promptops.rollout._cache import _install  # pyright: ignore[reportPrivateUsage]
 from promptops.testing import capture_spans
 from tests.conftest import Registry
 
 
-@pytest.fixture(autouse=True)
-def _fresh_rollout_cache():
-    _install(None)
-    yield
-    _install(None)
-
-
-@pytest.fixture
-def name(local_registry: Registry, prompt_name: str) -> str:
-    local_registry.register(prompt_name, "v1 {{text}}", alias="production")
-    local_registry.register(prompt_name, "v2 {{text}}")
-    promptops.configure(tracking_uri=local_registry.uri, trace_exporter="none")
-    return prompt_name
-
-
-def _running(registry: Registry, name: str, share: float, **kwargs):
-    state = start_rollout(registry.client, name, candidate=2, share=share, **kwargs)
-    rollout_cache().refresh(name)
+def _running(registry: Registry, rollout_prompt: str, share: float, **kwargs):
+    state = start_rollout(registry.client, rollout_prompt, candidate=2, share=share, **kwargs)
+    rollout_cache().refresh(rollout_prompt)
     return state
 
 
-def test_rollout_key_argument_is_sticky_and_labelled(registry: Registry, name: str) -> None:
-    @promptops.track(prompt=name, rollout_key="user_id")
+def test_rollout_key_argument_is_sticky_and_labelled(registry: Registry, rollout_prompt: str) -> None:
+    @promptops.track(prompt=rollout_prompt, rollout_key="user_id")
     def reply(user_id: str, text: str, *, prompt: Prompt) -> Prompt:
         return prompt
 
     assert reply("u", "x").rollout_arm is None  # no rollout yet
-    state = _running(registry, name, 0.3)
+    state = _running(registry, rollout_prompt, 0.3)
     with capture_spans() as spans:
         arms = {f"u{i}": reply(f"u{i}", "x").rollout_arm for i in range(400)}
     assert set(arms.values()) == {"baseline", "candidate"}
@@ -66,36 +50,36 @@ def test_rollout_key_argument_is_sticky_and_labelled(registry: Registry, name: s
     assert all(r.tags["promptops.rollout.arm"] == arms[r.inputs["user_id"]] for r in records)
 
 
-def test_pins_overrides_and_versions_win(registry: Registry, name: str) -> None:
-    _running(registry, name, 1.0)
+def test_pins_overrides_and_versions_win(registry: Registry, rollout_prompt: str) -> None:
+    _running(registry, rollout_prompt, 1.0)
 
-    @promptops.track(prompt=name)
+    @promptops.track(prompt=rollout_prompt)
     def plain(text: str, *, prompt: Prompt) -> Prompt:
         return prompt
 
-    @promptops.track(prompt=name, version=1)
+    @promptops.track(prompt=rollout_prompt, version=1)
     def pinned(text: str, *, prompt: Prompt) -> Prompt:
         return prompt
 
     assert plain("x").rollout_arm == "candidate"  # share 1: every unpinned call
     assert pinned("x").rollout_arm is None and pinned("x").version == 1
-    with promptops.use_prompt(name, alias="production"):
+    with promptops.use_prompt(rollout_prompt, alias="production"):
         assert plain("x").rollout_arm is None
-    promptops.configure(tracking_uri=registry.uri, trace_exporter="none", pins={name: "production"})
+    promptops.configure(tracking_uri=registry.uri, trace_exporter="none", pins={rollout_prompt: "production"})
     assert plain("x").rollout_arm is None
 
 
-def test_rollout_key_block_async_and_rollback(registry: Registry, name: str) -> None:
-    @promptops.track(prompt=name)
+def test_rollout_key_block_async_and_rollback(registry: Registry, rollout_prompt: str) -> None:
+    @promptops.track(prompt=rollout_prompt)
     async def areply(text: str, *, prompt: Prompt) -> Prompt:
         return prompt
 
-    @promptops.track(prompt=name)
+    @promptops.track(prompt=rollout_prompt)
     def current(text: str) -> Prompt | None:
         return promptops.current_prompt()
 
     asyncio.run(areply("x"))
-    _running(registry, name, 0.5)
+    _running(registry, rollout_prompt, 0.5)
 
     async def arms(key: str) -> set[str | None]:
         with promptops.rollout_key(key):
@@ -106,14 +90,14 @@ def test_rollout_key_block_async_and_rollback(registry: Registry, name: str) -> 
         with promptops.rollout_key(key):
             assert {current("x").rollout_arm for _ in range(10)} == asyncio.run(arms(key))  # type: ignore[union-attr]
 
-    rollback(registry.client, name)
-    rollout_cache().refresh(name)
+    rollback(registry.client, rollout_prompt)
+    rollout_cache().refresh(rollout_prompt)
     assert asyncio.run(areply("x")).rollout_arm is None
 
 
-def test_a_rollout_key_that_is_not_an_argument_is_refused(name: str) -> None:
+def test_a_rollout_key_that_is_not_an_argument_is_refused(rollout_prompt: str) -> None:
     with pytest.raises(ValueError, match="no argument 'user'"):
 
-        @promptops.track(prompt=name, rollout_key="user")
+        @promptops.track(prompt=rollout_prompt, rollout_key="user")
         def reply(text: str) -> str:
             return text
