@@ -344,7 +344,7 @@ PARAMS: tuple[Param, ...] = (
         {},
         parse_prices,
         "dict[str, dict[str, float]]",
-        'Model prices in USD per million tokens, on top of the shipped table of common models: e.g. '
+        "Model prices in USD per million tokens, on top of the shipped table of common models: e.g. "
         '`{"my-model": {"input": 0.5, "output": 1.5}}`. Replay uses them for the `cost` metric and `--max-cost`. '
         "In the environment: JSON.",
     ),

@@ -95,12 +95,15 @@ def parse_prices(value: object) -> dict[str, Price]:
             entry: Mapping[object, object] = price  # pyright: ignore[reportUnknownVariableType]
             if set(entry) != {"input", "output"}:
                 raise ValueError(f'price of {name!r}: give exactly "input" and "output" (USD per million tokens)')
-            pair = (entry["input"], entry["output"])
+            pair: tuple[object, object] = (entry["input"], entry["output"])
         elif isinstance(price, list | tuple) and len(price) == 2:  # pyright: ignore[reportUnknownArgumentType]
-            pair = tuple(price)  # pyright: ignore[reportUnknownArgumentType, reportUnknownVariableType]
+            listed: list[object] = list(price)  # pyright: ignore[reportUnknownArgumentType]
+            pair = (listed[0], listed[1])
         else:
             raise ValueError(f'price of {name!r}: expected {{"input": USD, "output": USD}} or [input, output]')
-        prices[name] = Price(_amount(pair[0], f"input price of {name!r}"), _amount(pair[1], f"output price of {name!r}"))
+        prices[name] = Price(
+            _amount(pair[0], f"input price of {name!r}"), _amount(pair[1], f"output price of {name!r}")
+        )
     return prices
 
 

@@ -58,7 +58,11 @@ def _number(value: Any) -> int | None:
 
 def _field(holder: Any, *names: str) -> Any:
     for name in names:
-        value = holder.get(name) if isinstance(holder, Mapping) else getattr(holder, name, None)
+        if isinstance(holder, Mapping):
+            mapping: Mapping[str, Any] = holder  # pyright: ignore[reportUnknownVariableType]
+            value = mapping.get(name)
+        else:
+            value = getattr(holder, name, None)
         if value is not None:
             return value
     return None

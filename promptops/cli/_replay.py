@@ -222,10 +222,6 @@ class _Advance:
         self._progress.update(self._task, flow=text)
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
-
-
 def _cell(name: str, value: float | None, *, signed: bool = False) -> str:
     """A metric's value as the table shows it: latency in ms, tokens whole, cost in USD to 3 significant digits."""
     if value is None:

@@ -20,8 +20,10 @@ __all__ = ["Budget", "totals", "usage_line", "usd"]
 
 
 class Budget:
-    """The `--max-cost` limit: a call starts only while the spend so far, the calls in flight at the mean cost of
-    the calls finished so far, and this one stay within the limit.
+    """The `--max-cost` limit of one run.
+
+    A call starts only while the spend so far, the calls in flight at the mean cost of the calls finished so far,
+    and this one stay within the limit.
 
     Before the first call finishes there is no estimate: the first calls (at most `--workers`, the flow control's
     ceiling) start. A call that succeeds without a known cost (no usage reported, or a model the price table
@@ -70,7 +72,7 @@ class Budget:
             elif self.limit is not None and call.error is None and self.stopped is None:
                 model = call.usage.model if call.usage is not None else None
                 self.stopped = (
-                    f"--max-cost cannot be kept: a call reported no token usage (call promptops.record_usage() in "
+                    "--max-cost cannot be kept: a call reported no token usage (call promptops.record_usage() in "
                     "the function, or return the provider's response)"
                     if call.usage is None
                     else f"--max-cost cannot be kept: model {model!r} has no price (add it to the prices setting)"

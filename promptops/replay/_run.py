@@ -377,8 +377,7 @@ def _finished(prepared: _Prepared, outcome: RunOutcome) -> tuple[dict[int, dict[
 
 
 def _with_status(tick: Callable[[int], None] | None, flow: Flow) -> Callable[[Job, Call], None] | None:
-    """The progress callback per finished call; a `tick` with `status(retries=, concurrency=, rate_limited=)` hears
-    those too."""
+    """The progress callback per finished call (a `tick` with `status(...)` hears the flow's counters too)."""
     if tick is None:
         return None
     status = getattr(tick, "status", None)

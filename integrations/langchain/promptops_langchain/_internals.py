@@ -14,7 +14,6 @@ from promptops import Settings
 from promptops._errors import log_internal_error  # pyright: ignore[reportPrivateUsage]
 from promptops._redact import redactor_for  # pyright: ignore[reportPrivateUsage]
 from promptops._serialize import dumps_for_span  # pyright: ignore[reportPrivateUsage]
-from promptops._usage import report_usage  # pyright: ignore[reportPrivateUsage]
 from promptops._span import (  # pyright: ignore[reportPrivateUsage]
     FUNCTION,
     GEN_AI_FINISH_REASONS,
@@ -31,6 +30,7 @@ from promptops._span import (  # pyright: ignore[reportPrivateUsage]
     prompt_identity_attributes,
     record_exception,
 )
+from promptops._usage import report_usage  # pyright: ignore[reportPrivateUsage]
 
 __all__ = [
     "FUNCTION",
