@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import json
+import math
 import os
 import re
 import sys
@@ -149,6 +151,31 @@ def _to_capture(value: object) -> str | None:
     if "://" not in text:
         raise ValueError(f"expected a SQLAlchemy URL such as sqlite:///.promptops/captures.db, or none; got {value!r}")
     return text
+
+
+def _to_retention(value: object) -> float | None:
+    """Seconds to keep captured calls: a duration (`30d`, `12h`, `90s`), a number of seconds, or none."""
+    if value is None:
+        return None
+    if isinstance(value, datetime.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        text = _to_str(value).strip()
+        if text.lower() in {"", "none", "off"}:
+            return None
+        from ._moments import DURATION_FORMS, parse_duration
+
+        try:
+            seconds = (
+                float(text) if re.fullmatch(r"\d+(?:\.\d+)?", text) else parse_duration(text, option="").total_seconds()
+            )
+        except ValueError:
+            raise ValueError(f"expected a duration such as {DURATION_FORMS}, or none; got {value!r}") from None
+    if not seconds > 0 or math.isinf(seconds):
+        raise ValueError(f"expected a duration longer than zero, got {value!r}")
+    return seconds
 
 
 def _to_pins(value: object) -> dict[str, Selector]:
@@ -321,6 +348,16 @@ PARAMS: tuple[Param, ...] = (
         "down) new records are dropped and counted in `promptops.stats()`; the application never waits.",
     ),
     Param(
+        "capture_retention",
+        None,
+        _to_retention,
+        "str | float | None",
+        "How long captured calls are kept: a duration (`30d`, `12h`, `90s`) or seconds. Each capture writer "
+        "deletes older calls in the background (every 10 minutes, in small batches), except those a saved "
+        "dataset was made from. `None` keeps them until `promptops captures prune` deletes them.",
+        none="keeps captured calls until you delete them, whatever the environment or pyproject say",
+    ),
+    Param(
         "redact",
         (),
         _to_redact,
@@ -386,6 +423,7 @@ class Settings:
     sample_rate: float = 1.0
     app_version: str | None = None
     capture_queue_size: int = 50_000
+    capture_retention: float | None = None  # seconds
     redact: tuple[Any, ...] = ()
     file_mode: int = 0o600
     prices: Mapping[str, Price] = dataclasses.field(default_factory=dict[str, Price])
@@ -502,6 +540,7 @@ def _resolve(overrides: Mapping[str, Any], environ: Mapping[str, str], generatio
         sample_rate=values["sample_rate"],
         app_version=values["app_version"],
         capture_queue_size=values["capture_queue_size"],
+        capture_retention=values["capture_retention"],
         redact=values["redact"],
         file_mode=values["file_mode"],
         prices=dict(values["prices"]),
@@ -564,6 +603,7 @@ def configure(
     sample_rate: float = NOT_GIVEN,
     app_version: str | None = NOT_GIVEN,
     capture_queue_size: int = NOT_GIVEN,
+    capture_retention: str | float | datetime.timedelta | None = NOT_GIVEN,
     redact: Sequence[str | re.Pattern[str] | Callable[[str, Any], Any]] | None = NOT_GIVEN,
     file_mode: int | str = NOT_GIVEN,
     prices: Mapping[str, Mapping[str, float] | Sequence[float]] = NOT_GIVEN,
@@ -594,6 +634,7 @@ def configure(
         sample_rate: Fraction of calls captured, 0 to 1.
         app_version: Version string of the application, stored with captured records.
         capture_queue_size: Most captured calls waiting for the background writer before new ones are dropped.
+        capture_retention: How long captured calls are kept (`"30d"`, or seconds); `None` keeps them.
         redact: Extra redaction rules: regular expressions, or callables `(key, value) -> value`.
         file_mode: Permission of the files promptops creates (default `0o600`, owner only).
         prices: Model name to `{"input": USD, "output": USD}` per million tokens, on top of the shipped prices.
@@ -620,6 +661,7 @@ def configure(
         "sample_rate": sample_rate,
         "app_version": app_version,
         "capture_queue_size": capture_queue_size,
+        "capture_retention": capture_retention,
         "redact": redact,
         "file_mode": file_mode,
         "prices": prices,

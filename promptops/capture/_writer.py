@@ -20,6 +20,9 @@ Shaped like OpenTelemetry's `BatchProcessor` (`opentelemetry/sdk/_shared_interna
 * `flush()` and `shutdown()` work to one deadline. An `atexit` hook flushes (`EXIT_TIMEOUT`); SIGTERM and
   multiprocessing children are covered by `promptops._lifecycle` (`on_start`). After `os.fork()` the child
   gets an empty queue, its own thread and its own connections; a fork waits for a SQLite batch being written.
+* With the `capture_retention` setting, the thread deletes captured calls older than that when it has nothing to
+  write: a batch at a time (`promptops.capture._retention`), writes first, every `PRUNE_EVERY` seconds once
+  caught up.
 * OpenTelemetry instrumentation is suppressed in the writer thread, so an application that auto-instruments
   SQLAlchemy or psycopg does not trace promptops' own writes.
 
@@ -124,6 +127,7 @@ class Writer:
         """Start the thread; the store is opened by it, on the first batch."""
         self.url = url
         self.queue_size = queue_size
+        self.retention: float | None = None  # the capture_retention setting, in seconds (writer_for sets it)
         self.alive = True
         self._init_state()
         self._store: CaptureStore | None = None
@@ -147,6 +151,7 @@ class Writer:
         self._failures_since_warning = 0
         self._store_call_since = 0.0  # monotonic start of the store call in progress (0: none); the watchdog's
         self._cut = 0.0  # the store call the watchdog last cut (by its start), so it is cut once
+        self._next_prune = 0.0  # monotonic time of the next retention batch (capture_retention)
         # Set once the thread has imported what it uses: a fork waits for it, since a child whose parent forked
         # in the middle of an import finds that module locked for good (issue 10).
         self.ready = threading.Event()
@@ -216,6 +221,10 @@ class Writer:
             self._store = None
         return finished
 
+    def prune_soon(self) -> None:
+        """Apply `capture_retention` the next time the thread has nothing to write (a new setting, a test)."""
+        self._next_prune = 0.0
+
     def after_fork(self) -> None:
         """In a forked child: an empty queue, new locks, a new thread, the parent's connections forgotten."""
         self._init_state()
@@ -237,6 +246,8 @@ class Writer:
                 if not self._drain():
                     if self._stopping:
                         return
+                    if self._prune_if_due():
+                        continue  # more to delete: write what came meanwhile, then the next batch
                     self._wake.wait(DELAY)
                     self._wake.clear()
             except Exception:  # a bug of ours; keep the thread alive for the next batch
@@ -327,6 +338,24 @@ class Writer:
                 self._failing = False
                 logger.info("the capture store %s is reachable again; writing resumed", self._display())
             return
+
+    def _prune_if_due(self) -> bool:
+        """Apply `capture_retention` when due: one batch of old captures deleted. `True` when more are left."""
+        retention = self.retention
+        if retention is None or time.monotonic() < self._next_prune:
+            return False
+        from ._retention import PRUNE_BATCH, PRUNE_EVERY, prune_batch
+
+        deleted = 0
+        try:
+            with self.writing, self._watched():
+                deleted = prune_batch(self._store or self._open(), datetime.timedelta(seconds=retention))
+        except Exception as exc:  # the store is down (the next write says so) or a bug of ours; retried later
+            if not _environmental(exc):
+                log_internal_error("capture retention", exc)
+        more = deleted >= PRUNE_BATCH
+        self._next_prune = 0.0 if more else time.monotonic() + PRUNE_EVERY
+        return more
 
     def _write_one_by_one(self, store: CaptureStore, records: list[CaptureRecord]) -> None:
         for record in records:
@@ -631,6 +660,9 @@ def writer_for(settings: Settings) -> Writer:
         else:
             writer.queue_size = settings.capture_queue_size
             started = False
+        if writer.retention != settings.capture_retention:
+            writer.retention = settings.capture_retention
+            writer.prune_soon()
     if started:
         _run_start_hooks()
     return writer

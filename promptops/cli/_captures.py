@@ -1,4 +1,4 @@
-"""`promptops captures ...`: list, show and export the calls captured into the capture store.
+"""`promptops captures ...`: list, show, export and prune the calls captured into the capture store.
 
 The store is the `capture` setting (`PROMPTOPS_CAPTURE`, `[tool.promptops]`, default
 `sqlite:///.promptops/captures.db`) unless `--store URL` names another. Reading commands never create a store:
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 import typer
 
 from .._atomic import atomic_path
-from .._moments import parse_moment
+from .._moments import DURATION_FORMS, parse_duration, parse_moment
 from ._app import CliError, State
 from ._text import json_text, visible
 
@@ -28,7 +28,7 @@ __all__ = ["captures_app", "parse_moment"]
 
 captures_app = typer.Typer(
     name="captures",
-    help="List, show and export the calls captured by @promptops.track.",
+    help="List, show, export and prune the calls captured by @promptops.track.",
     no_args_is_help=True,
 )
 
@@ -56,7 +56,7 @@ SinceOption = Annotated[
     typer.Option(
         "--since",
         metavar="WHEN",
-        help="Only calls started at or after WHEN: a duration ago (30m, 24h, 7d, 2w) or an ISO timestamp "
+        help="Only calls started at or after WHEN: a duration ago (90s, 30m, 24h, 7d, 2w) or an ISO timestamp "
         "(2026-01-31, 2026-01-31T12:00:00+02:00; UTC when no offset).",
     ),
 ]
@@ -279,3 +279,43 @@ def export(
     except OSError as exc:
         raise CliError(f"cannot write {file}: {exc.strerror or exc}") from None
     typer.echo(f"exported {written} captured call{'s' if written != 1 else ''} to {file}", err=True)
+
+
+@captures_app.command("prune")
+def prune(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            metavar="DURATION",
+            help=f"Delete the calls started at least this long ago: {DURATION_FORMS}.",
+            show_default=False,
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only say how many calls would be deleted; delete nothing.")
+    ] = False,
+    store_url: StoreOption = None,
+) -> None:
+    """Delete old captured calls, except those a saved dataset was made from. Safe while applications capture."""
+    import sqlalchemy.exc
+
+    from ..capture._retention import prune as prune_store
+    from ..capture._store import display_url
+
+    age = parse_duration(older_than, option="--older-than")
+    store = _open_store(ctx, store_url)
+    try:
+        result = prune_store(store, age, dry_run=dry_run)
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise CliError(
+            f"cannot prune the capture store {display_url(store.url)}: {detail[0] if detail else type(exc).__name__}"
+        ) from None
+    calls = f"{result.deleted} captured call{'s' if result.deleted != 1 else ''}"
+    before = f"started before {result.cutoff:%Y-%m-%d %H:%M:%S} UTC"
+    line = f"would delete {calls} {before}" if dry_run else f"deleted {calls} {before}"
+    if result.kept:
+        line += f"; kept {result.kept} older one{'s' if result.kept != 1 else ''} that saved datasets were made from"
+    typer.echo(line)

@@ -457,3 +457,16 @@ def resolve_in_new_process(
         "timeout": timeout,
     }
     return run_python(_RESOLVE, json.dumps(args), cwd=cache_dir.parent)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A capture store URL: a SQLite file, then a throw-away PostgreSQL database (dropped afterwards)."""
+    from .capture_support import pg_url, postgres_database
+
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'captures.db'}"
+    else:
+        with postgres_database() as database:
+            yield pg_url(database)
+            promptops.shutdown(timeout=10)  # close our connections before the database is dropped

@@ -8,7 +8,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,16 +27,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def summarize(text: str, *, prompt: Prompt) -> str:
     return text
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'captures.db'}"
-    else:
-        with postgres_database() as database:
-            yield pg_url(database)
-            promptops.shutdown(timeout=10)  # close our connections before the database is dropped
 
 
 def hammer(cc: CallCapture, threads: int, calls: int, pause: float = 0.0) -> list[BaseException]:

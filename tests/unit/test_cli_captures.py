@@ -234,7 +234,7 @@ def test_export_nothing_matching_writes_an_empty_file(store: tuple[str, list[Cap
 
 
 def test_missing_sqlite_file_is_reported_not_created(tmp_path: Path) -> None:
-    for args in (("list",), ("show", "x"), ("export", "-")):
+    for args in (("list",), ("show", "x"), ("export", "-"), ("prune", "--older-than", "30d")):
         assert_usage_error(run(*args, "--store", "sqlite:///missing/captures.db"), "no capture store at missing/")
         assert_usage_error(run(*args), "no capture store at", str(tmp_path / ".promptops" / "captures.db"))
     assert list(tmp_path.iterdir()) == []
@@ -261,8 +261,65 @@ def test_bad_store_url() -> None:
 def test_help_lists_the_commands() -> None:
     result = run("--help")
     assert result.exit_code == 0
-    for command in ("list", "show", "export"):
+    for command in ("list", "show", "export", "prune"):
         assert command in result.stdout
+
+
+# ------------------------------------------------------------------------------------------------ prune
+
+
+def remaining(url: str) -> list[str]:
+    opened = CaptureStore.open(url)
+    try:
+        return [record.id for record in opened.query()]
+    finally:
+        opened.close()
+
+
+def test_prune_deletes_what_is_older_than_the_duration(store: tuple[str, list[CaptureRecord]]) -> None:
+    url, records = store
+    result = run("prune", "--older-than", "3d", "--store", url, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("would delete 1 captured call started before ")
+    assert remaining(url) == [r.id for r in records]
+    result = run("prune", "--older-than", "1d", "--store", url)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("deleted 2 captured calls started before ") and result.stdout.endswith(" UTC\n")
+    assert remaining(url) == [r.id for r in records[2:]]
+    result = run("prune", "--older-than", "600s", "--store", url)  # seconds too: the 20-minute-old call goes
+    assert (result.exit_code, result.stdout.split(" started")[0]) == (0, "deleted 2 captured calls")
+    assert remaining(url) == [records[4].id]
+
+
+def test_prune_keeps_the_calls_a_dataset_was_made_from(store: tuple[str, list[CaptureRecord]]) -> None:
+    from promptops import datasets
+
+    url, records = store
+    made = datasets.from_captures(store=url, function="app.llm:summarize", until=records[2].timestamp)
+    assert [record.id for record in made.records] == [records[0].id, records[1].id]
+    datasets.create("old-ones", made, store=url)
+    result = run("prune", "--older-than", "1h", "--store", url)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split(" started")[0] == "deleted 1 captured call"
+    assert result.stdout.rstrip().endswith("; kept 2 older ones that saved datasets were made from")
+    assert remaining(url) == [records[0].id, records[1].id, records[3].id, records[4].id]
+    assert datasets.load("old-ones", store=url).records == made.records
+
+
+@pytest.mark.parametrize("value", ["30", "30x", "yesterday", "2026-01-31", "-1d", ""])
+def test_prune_refuses_a_bad_duration(store: tuple[str, list[CaptureRecord]], value: str) -> None:
+    url, records = store
+    assert_usage_error(
+        run("prune", "--older-than", value, "--store", url),
+        f"--older-than {value!r} is not a duration; use a number and a unit, e.g. 90s, 30m, 24h, 7d or 2w",
+    )
+    assert remaining(url) == [r.id for r in records]
+
+
+def test_prune_needs_older_than(store: tuple[str, list[CaptureRecord]]) -> None:
+    url, _ = store
+    result = run("prune", "--store", url)
+    assert result.exit_code == 2 and "--older-than" in result.output
 
 
 # ------------------------------------------------------------------------------------------------ console script
