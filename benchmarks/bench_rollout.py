@@ -75,13 +75,17 @@ def measure(calls: int, repeats: int) -> dict[str, list[float]]:
     def random_arm(text: str, *, prompt: promptops.Prompt) -> str:
         return text
 
+    same = ["some text"] * calls
+    # A new sticky key on every call of a batch: no key's bucket is remembered (the worst case for the memo).
+    distinct = [f"user-{index}" for index in range(calls)]
     contenders = {
-        "bare call": bare,
-        "no rollout": no_rollout,
-        "rollout, sticky key": keyed,
-        "rollout, no key": random_arm,
+        "bare call": (bare, same),
+        "no rollout": (no_rollout, same),
+        "rollout, sticky key": (keyed, same),
+        "rollout, new key per call": (keyed, distinct),
+        "rollout, no key": (random_arm, same),
     }
-    for func in contenders.values():  # warm every cache
+    for func, _ in contenders.values():  # warm every cache
         for _ in range(1000):
             func("some text")
     promptops.flush()
@@ -89,11 +93,10 @@ def measure(calls: int, repeats: int) -> dict[str, list[float]]:
     order = list(contenders)
     for repeat in range(repeats):
         for name in order[repeat % len(order) :] + order[: repeat % len(order)]:
-            func = contenders[name]
-            loop = range(calls)
+            func, texts = contenders[name]
             start = time.perf_counter_ns()
-            for _ in loop:
-                func("some text")
+            for text in texts:
+                func(text)
             results[name].append((time.perf_counter_ns() - start) / calls)
     return results
 
@@ -125,13 +128,13 @@ def main() -> int:
     print(
         f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.calls:,} calls x {args.repeats} batches x {args.rounds} processes"
     )
-    print(f"{'checkout':15s} {'contender':22s} {'median':>9s} {'p90':>9s} {'added':>9s}")
+    print(f"{'checkout':15s} {'contender':26s} {'median':>9s} {'p90':>9s} {'added':>9s}")
     for label, rows in merged.items():
         bare = statistics.median(rows["bare call"])
         for name, values in rows.items():
             median = statistics.median(values)
             p90 = statistics.quantiles(values, n=10)[-1]
-            print(f"{label:15s} {name:22s} {median:8.0f}n {p90:8.0f}n {median - bare:8.0f}n")
+            print(f"{label:15s} {name:26s} {median:8.0f}n {p90:8.0f}n {median - bare:8.0f}n")
     return 0
 
 

@@ -122,10 +122,23 @@ def assign(
         if state is None or not state.running or served.alias != state.baseline:
             return served
         key = keys(args, kwargs, state, bound)
-        share = state.share
-        if (_random() if key is None else bucket(state.id, key)) < share:
+        if key is None:
+            point = _random()
+        else:
+            text = key if type(key) is str else str(key)
+            buckets = entry.buckets
+            point = buckets.get(text)
+            if point is None:
+                point = bucket(state.id, text)
+                if len(buckets) >= _cache.BUCKETS_KEPT:
+                    buckets.clear()
+                buckets[text] = point
+        if point < state.share:
             resolver = prompts.current
-            found = resolver.entries.get((name, ("version", state.candidate))) if resolver is not None else None
+            wanted = entry.candidate_key
+            if wanted is None:
+                wanted = entry.candidate_key = (name, ("version", state.candidate))
+            found = resolver.entries.get(wanted) if resolver is not None else None
             if found is not None:
                 candidate = found.served
                 memo = entry.candidate

@@ -19,7 +19,7 @@ import os
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -31,12 +31,13 @@ from ..prompts import Prompt
 from ..prompts._registry import MlflowRegistry, RegistryError, RestRegistry, redact_uri
 from ._state import RolloutState, tag_dict
 
-__all__ = ["Entry", "RolloutCache", "rollout_cache"]
+__all__ = ["BUCKETS_KEPT", "Entry", "RolloutCache", "rollout_cache"]
 
 logger = logging.getLogger("promptops")
 _REFRESH_AHEAD = 0.8
 _RETRY_AFTER = 5.0
 _FORMAT = 1
+BUCKETS_KEPT = 10_000  # sticky keys remembered per rollout (about 1 MB): a busy service's active users
 
 
 @dataclass(slots=True)
@@ -50,6 +51,11 @@ class Entry:
     # (copy from the prompt cache, the same copy labelled with the arm): one object per arm, reused per call.
     baseline: tuple[Prompt, Prompt] | None = None
     candidate: tuple[Prompt, Prompt] | None = None
+    # The candidate's key in the prompt cache, built at its first use rather than per call.
+    candidate_key: tuple[str, tuple[str, int]] | None = None
+    # Sticky keys' buckets in this rollout (`_state.bucket`), so a returning key costs a dict lookup, not a hash.
+    # Kept across reads while the rollout id is the same; emptied when it reaches `BUCKETS_KEPT` keys.
+    buckets: dict[str, float] = field(default_factory=dict[str, float])
 
 
 class _RestTags(RestRegistry):
@@ -177,7 +183,10 @@ class RolloutCache:
         refresh_at = time.monotonic() + self.settings.cache_ttl * _REFRESH_AHEAD
         with self._lock:
             previous = self.entries.get(name)
-            self.entries[name] = Entry(state, refresh_at, tags)
+            entry = self.entries[name] = Entry(state, refresh_at, tags)
+            if state is not None and previous is not None and previous.state is not None:
+                if previous.state.id == state.id:
+                    entry.buckets = previous.buckets  # a bucket depends only on the rollout id and the key
         if previous is not None and previous.failing:
             logger.warning("rollout state of %r read again from %s", name, redact_uri(self.uri))
         before = previous.state if previous is not None else None

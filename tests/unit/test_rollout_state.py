@@ -13,6 +13,7 @@ from promptops.rollout import (
     RolloutCache,
     RolloutError,
     RolloutState,
+    _cache,  # pyright: ignore[reportPrivateUsage]
     assign,
     bucket,
     promote,
@@ -132,6 +133,34 @@ def test_assignment_follows_the_registry(registry: Registry, rollout_prompt: str
     rollback(registry.client, rollout_prompt)
     rollout_cache().refresh(rollout_prompt)
     assert assign(rollout_prompt, served, reader, ("user-1", "x"), {}, False) is served
+
+
+def test_remembered_buckets_belong_to_one_rollout(
+    registry: Registry, rollout_prompt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = KeyReader(lambda user_id, text: None, "user_id")
+    served = _served(rollout_prompt)
+    keys = [f"user-{index}" for index in range(1000)]
+
+    def arms() -> list[str | None]:
+        return [assign(rollout_prompt, served, reader, (key, "x"), {}, False).rollout_arm for key in keys]
+
+    first = start_rollout(registry.client, rollout_prompt, candidate=2, share=0.5)
+    rollout_cache().refresh(rollout_prompt)
+    assert arms() == [first.arm_for(key) for key in keys]
+    raised = set_share(registry.client, rollout_prompt, 0.7)
+    rollout_cache().refresh(rollout_prompt)
+    assert arms() == [raised.arm_for(key) for key in keys]  # the same rollout: its buckets, the new share
+    rollback(registry.client, rollout_prompt)
+    rollout_cache().refresh(rollout_prompt)
+    second = start_rollout(registry.client, rollout_prompt, candidate=2, share=0.5)
+    rollout_cache().refresh(rollout_prompt)
+    assert arms() == [second.arm_for(key) for key in keys]  # a new rollout draws new buckets
+
+    monkeypatch.setattr(_cache, "BUCKETS_KEPT", 100)
+    for index in range(250):
+        assert assign(rollout_prompt, served, reader, (index, "x"), {}, False).rollout_arm == second.arm_for(index)
+    assert 0 < len(rollout_cache().entries[rollout_prompt].buckets) <= 100
 
 
 def test_no_key_draws_per_call(registry: Registry, rollout_prompt: str) -> None:
