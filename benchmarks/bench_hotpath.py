@@ -29,11 +29,13 @@ the last line is the ratio issue 11 sets a target for: tracing + capture at most
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -53,6 +55,10 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=2_000)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--wall", action="store_true", help="wall time instead of the calling thread's CPU time")
+    parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after the set-up (see the docstring)")
+    parser.add_argument(
+        "--profile", metavar="CONTENDER", help="instead: cProfile 20,000 calls of one contender (e.g. 'tracing only')"
+    )
     args = parser.parse_args()
 
     from mlflow import MlflowClient
@@ -119,21 +125,36 @@ def main() -> int:
     # CPU time of this thread: what the call costs its caller. The span export and capture writer threads run
     # meanwhile (as in production) but are not counted; on a loaded machine wall time mostly measures others.
     clock = time.perf_counter_ns if args.wall else time.thread_time_ns
+    if args.gc_freeze:
+        gc.collect()
+        gc.freeze()
+    in_gc = GcTime()
+    gc.callbacks.append(in_gc)
+    gc_samples: dict[str, list[float]] = {name: [] for name in contenders}
     samples: dict[str, list[float]] = {name: [] for name in contenders}
     names = list(contenders)
     for name in names:  # warm-up: the prompt is fetched once, every path runs once
         with tracing.use_provider(provider if name in traced else None):
             contenders[name]()
+    if args.profile:
+        with tracing.use_provider(provider if args.profile in traced or args.profile == "raw OTel span" else None):
+            profile(contenders[args.profile], 20_000)
+        provider.shutdown()
+        promptops.shutdown(10)
+        return 0
     for repeat in range(args.repeats + 1):
         for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
             run = contenders[name]
             with tracing.use_provider(provider if name in traced or name == "raw OTel span" else None):
+                collected = in_gc.ns
                 start = clock()
                 for _ in range(args.calls):
                     run()
                 elapsed = (clock() - start) / args.calls
+                collected = (in_gc.ns - collected) / args.calls
             if repeat:  # the first round warms every contender up
                 samples[name].append(elapsed)
+                gc_samples[name].append(collected)
             promptops.flush(60)
     provider.shutdown()
     promptops.shutdown(10)
@@ -143,9 +164,10 @@ def main() -> int:
     what = "wall time" if args.wall else "calling thread's CPU time"
     print(f"warm call of @promptops.track, {what}, {args.calls:,} calls x {args.repeats} repeats, interleaved")
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; python {sys.version.split()[0]}")
-    print(f"{'contender':22s} {'median/call':>12s} {'added':>10s}")
+    print(f"{'contender':22s} {'median/call':>12s} {'added':>10s} {'in gc':>10s}")
     for name, value in medians.items():
-        print(f"{name:22s} {value / 1000:10.2f} µs {(value - base) / 1000:8.2f} µs")
+        collecting = statistics.median(gc_samples[name])
+        print(f"{name:22s} {value / 1000:10.2f} µs {(value - base) / 1000:8.2f} µs {collecting / 1000:8.2f} µs")
     raw = medians["raw OTel span"] - base
     both = medians["tracing + capture"] - base
     alone = medians["tracing only"] - base
@@ -155,6 +177,45 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps({"medians_ns": medians, "ratio": both / raw, "tracing_ratio": alone / raw}))
     return 0
+
+
+class GcTime:
+    """A `gc.callbacks` entry adding up the wall time of the collections run in the calling thread."""
+
+    def __init__(self) -> None:
+        self.ns = 0
+        self._started = 0
+        self._thread = threading.get_ident()
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if threading.get_ident() != self._thread:
+            return
+        if phase == "start":
+            self._started = time.perf_counter_ns()
+        else:
+            self.ns += time.perf_counter_ns() - self._started
+
+
+def profile(run: Callable[[], None], calls: int) -> None:
+    """Print the 30 entries with the most own time over `calls` calls of `run` (cProfile inflates small frames)."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    gc.disable()  # a collection is charged to whichever frame allocated last: noise in a profile
+    profiler.enable()
+    for _ in range(calls):
+        run()
+    profiler.disable()
+    gc.enable()
+    stats = pstats.Stats(profiler)
+    rows = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)  # type: ignore[attr-defined]
+    print(f"{'own ns/call':>12s} {'cum ns/call':>12s} {'calls/call':>10s}  function")
+    for (filename, line, name), (_, ncalls, own, cumulative, _) in rows[:30]:
+        where = filename.split("site-packages/")[-1].split("/hotpath/")[-1]
+        print(
+            f"{own / calls * 1e9:12.0f} {cumulative / calls * 1e9:12.0f} {ncalls / calls:10.1f}  {where}:{line}({name})"
+        )
 
 
 if __name__ == "__main__":

@@ -39,7 +39,6 @@ import dataclasses
 import datetime
 import enum
 import json
-import math
 import re
 import sys
 from collections import deque
@@ -56,11 +55,13 @@ __all__ = [
     "MIN_MAX_CHARS",
     "TRUNCATION_MARGIN",
     "Encoded",
+    "EncodedText",
     "Jsonable",
     "bounded_text",
     "dumps_encoded",
     "dumps_for_span",
     "encode",
+    "encode_plain",
     "to_jsonable",
 ]
 
@@ -535,6 +536,24 @@ class Encoded:
     redacted: bool = False
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class EncodedText:
+    """Plain data converted straight to its JSON text, with nothing cut and nothing redacted (`encode_plain`).
+
+    What the hot path hands the capture writer instead of an `Encoded`: one string to keep while queued, parsed in
+    the writer thread (`decoded()`), and recorded on the span as it is.
+
+    Attributes:
+        text: The JSON text.
+    """
+
+    text: str
+
+    def decoded(self) -> Encoded:
+        """The `Encoded` form: the parsed data, replayable, not redacted."""
+        return Encoded(json.loads(self.text), True)
+
+
 def _limit(max_chars: int) -> int:
     return max_chars if max_chars >= MIN_MAX_CHARS else MIN_MAX_CHARS
 
@@ -614,7 +633,7 @@ def dumps_for_span(value: Any, *, max_chars: int, redactor: Redactor | None) -> 
         return _encode_str(f"<unrepresentable {kind.__name__}>")
 
 
-def dumps_encoded(encoded: Encoded, *, max_chars: int) -> str:
+def dumps_encoded(encoded: Encoded | EncodedText, *, max_chars: int) -> str:
     """The span text of a value `encode()`d already (converted, redacted): one conversion for span and capture.
 
     The data is only serialised; when its JSON is longer than `max_chars` it is cut like `dumps_for_span` cuts,
@@ -627,6 +646,10 @@ def dumps_encoded(encoded: Encoded, *, max_chars: int) -> str:
     Returns:
         JSON text, the same as `dumps_for_span(value, ...)` when the value fits.
     """
+    if isinstance(encoded, EncodedText):
+        if len(encoded.text) <= _limit(max_chars):
+            return encoded.text
+        encoded = encoded.decoded()
     data = encoded.data
     try:
         text = _to_json(data)
@@ -637,65 +660,133 @@ def dumps_encoded(encoded: Encoded, *, max_chars: int) -> str:
         return _encode_str(f"<unrepresentable {type(data).__name__}>")
 
 
-def _flat_scalar(item: Any, limit: int) -> str | None:
-    """JSON for a plain scalar the fast path may encode as is; `None` for anything needing the general walk."""
+def _flat_scalar(item: Any) -> tuple[str, int] | None:
+    """JSON for a plain scalar and what the walk's budget charges for it; `None` when the general walk must run.
+
+    Strings are not seen here (their length is checked first, by the caller).
+    """
     kind: type[Any] = type(item)  # pyright: ignore[reportUnknownVariableType]
-    if kind is str:
-        if len(item) > limit or not item.isascii():  # length first: a long string is cut before it is redacted
-            return None
-        return _encode_str(redact_with_defaults(item) if maybe_secret(item) else item)
     if kind is bool:
-        return "true" if item else "false"
+        return ("true" if item else "false"), 5
     if kind is int:
         # Long integers could be card numbers (the walk masks Luhn-valid ones): general path.
-        return str(item) if -(10**12) < item < 10**12 else None
+        return (int.__repr__(item), 5) if -_CARD_MIN < item < _CARD_MIN else None
     if kind is float:
-        return repr(item) if math.isfinite(item) else None
+        return (float.__repr__(item), 8) if item - item == 0.0 else None
     if item is None:
-        return "null"
+        return "null", 5
     return None
 
 
-def _flat_strings(value: dict[Any, Any], limit: int, redactor: Redactor) -> str | None:
-    """The common inputs, a small dict of scalars (or short lists of scalars) under plain keys, encoded directly.
+def _flat_value(item: Any, limit: int, redactor: Redactor, depth: int, parts: list[str]) -> int:
+    """Append `item`'s JSON to `parts`; return what the walk's budget charges for it, or -1 to give up.
 
-    Skips building a walk and a copy of the dict: a third of the cost for a one-argument function. Anything
-    else (a nested container, a key needing conversion, a size near the limit) returns `None` and goes the
-    general way, which produces the same text.
+    Plain data only: exact `str` (ASCII), small `int`, finite `float`, `bool`, `None`, and exact `dict` (plain
+    ASCII keys), `list` and `tuple` of those, three levels deep at most. The charge mirrors `_Walk`'s, so the
+    caller can tell the walk would have cut nothing.
     """
-    if len(value) > 8:
+    kind: type[Any] = type(item)  # pyright: ignore[reportUnknownVariableType]
+    if kind is str:
+        if len(item) >= limit or not item.isascii():  # length first: a long string is cut before it is redacted
+            return -1
+        parts.append(_encode_str(redact_with_defaults(item) if maybe_secret(item) else item))
+        return len(item) + 3
+    if kind is dict:
+        if depth >= 3 or len(item) > 16:
+            return -1
+        decisions = redactor.key_decisions
+        used = 2
+        parts.append("{")
+        first = True
+        for name, value in item.items():
+            if type(name) is not str or not name.isascii():
+                return -1
+            decision = decisions.get(name) or redactor.key(name)
+            if decision[1] is not name:  # the key's own text was redacted: two keys could collide; the walk decides
+                return -1
+            if first:
+                first = False
+            else:
+                parts.append(",")
+            parts.append(_encode_str(name))
+            parts.append(":")
+            if decision[0]:
+                if type(value) is not str:
+                    return -1
+                parts.append(_MASK_JSON)
+                used += len(name) + 3
+                continue
+            cost = _flat_value(value, limit, redactor, depth + 1, parts)
+            if cost < 0:
+                return -1
+            used += len(name) + 3 + cost
+        parts.append("}")
+        return used
+    if kind is list or kind is tuple:
+        if depth >= 3 or len(item) > 16:
+            return -1
+        used = 2
+        parts.append("[")
+        first = True
+        for element in item:
+            if first:
+                first = False
+            else:
+                parts.append(",")
+            cost = _flat_value(element, limit, redactor, depth + 1, parts)
+            if cost < 0:
+                return -1
+            used += 1 + cost
+        parts.append("]")
+        return used
+    scalar = _flat_scalar(item)
+    if scalar is None:
+        return -1
+    parts.append(scalar[0])
+    return scalar[1]
+
+
+def encode_plain(value: Any, *, max_chars: int, redactor: Redactor) -> EncodedText | None:
+    """`value` as JSON text when it is plain data needing no conversion, no cut and no redaction; else `None`.
+
+    Plain data: see `_flat_value`. Under the default rules only (`redactor.plain`); a value the rules would change
+    anywhere (a masked key, a secret in a string) returns `None`, and the caller goes the general way (`encode`).
+    Never raises.
+
+    Args:
+        value: Anything.
+        max_chars: The smallest string and total limit that applies (the span's and the capture's).
+        redactor: The redactor.
+
+    Returns:
+        The text, or `None`.
+    """
+    if not redactor.plain:
         return None
-    decisions = redactor.key_decisions
+    try:
+        parts: list[str] = []
+        used = _flat_value(value, max_chars, redactor, 0, parts)
+        if used < 0 or used >= max_chars:
+            return None
+        text = "".join(parts)
+        # Every mask contains "[REDACTED": without it, nothing was redacted (a user's own "[REDACTED" goes the
+        # general way, which knows).
+        return EncodedText(text) if len(text) <= max_chars and "[REDACTED" not in text else None
+    except Exception:  # pragma: no cover - plain data only; the general way decides
+        return None
+
+
+def _flat_strings(value: dict[Any, Any], limit: int, redactor: Redactor) -> str | None:
+    """The common inputs, a small dict of plain data (see `_flat_value`), encoded directly; else `None`.
+
+    Skips building a walk and a copy of the data. Only taken when the walk's budget (charged alike) would not run
+    out, so the text is the one the general walk produces; anything else goes the general way.
+    """
     parts: list[str] = []
-    used = 2
-    for name, item in value.items():
-        if type(name) is not str or not name.isascii():
-            return None
-        decision = decisions.get(name) or redactor.key(name)
-        if decision[0]:
-            if type(item) is not str:
-                return None
-            encoded = _MASK_JSON
-        elif type(item) in (list, tuple):
-            if len(item) > 16:
-                return None
-            pieces: list[str] = []
-            for element in item:
-                piece = _flat_scalar(element, limit)
-                if piece is None:
-                    return None
-                pieces.append(piece)
-            encoded = "[" + ",".join(pieces) + "]"
-        else:
-            piece = _flat_scalar(item, limit)
-            if piece is None:
-                return None
-            encoded = piece
-        used += len(name) + len(encoded) + 4
-        if used > limit:
-            return None
-        parts.append(f"{_encode_str(decision[1])}:{encoded}")
-    text = "{" + ",".join(parts) + "}"
+    used = _flat_value(value, limit, redactor, 0, parts)
+    if used < 0 or used >= limit:
+        return None
+    text = "".join(parts)
     return text if len(text) <= limit else None
 
 

@@ -322,6 +322,7 @@ class StreamSpan:
         "_parts",
         "_size",
         "_start_ns",
+        "convert",
         "inputs",
         "on_end",
         "settings",
@@ -334,12 +335,14 @@ class StreamSpan:
         span: Span | None,
         settings: Settings,
         context: Context | None,
-        on_end: Callable[[Any, BaseException | None, int, int | None, int], None] | None = None,
+        on_end: Callable[[Any, Any, BaseException | None, int, int | None, int], None] | None = None,
+        convert: Callable[[Any], Any] | None = None,
     ) -> None:
         self.span = span
         self.settings = settings
         self.token_context = context  # the context with this span current, attached around each step
-        self.on_end = on_end  # (output, exception, started_ns, first_item_ns, ended_ns)
+        self.on_end = on_end  # (output, converted output or None, exception, started_ns, first_item_ns, ended_ns)
+        self.convert = convert  # the capture's conversion of the output, shared with the span (issue 11)
         self._start_ns = time.perf_counter_ns()
         self._first_ns: int | None = None
         self._items = 0
@@ -367,13 +370,23 @@ class StreamSpan:
         kwargs: dict[str, Any],
         *,
         bound: bool,
-        on_end: Callable[[Any, BaseException | None, int, int | None, int], None] | None = None,
+        inputs: Any = None,
+        on_end: Callable[[Any, Any, BaseException | None, int, int | None, int], None] | None = None,
+        convert: Callable[[Any], Any] | None = None,
     ) -> StreamSpan | None:
-        """Start the span (if `tracer`) without making it current: each step attaches it. `None` on failure."""
-        span = call.open(tracer, prompt, settings, args, kwargs, bound=bound) if tracer is not None else None
+        """Start the span (if `tracer`) without making it current: each step attaches it. `None` on failure.
+
+        `inputs`: the arguments as the capture converted them, if it did; `convert`: the capture's conversion of the
+        output (`None` when the record needs none now), whose result the span records too and `on_end` receives.
+        """
+        span = (
+            call.open(tracer, prompt, settings, args, kwargs, bound=bound, inputs=inputs)
+            if tracer is not None
+            else None
+        )
         try:
             context = _api()[0].set_span_in_context(span) if span is not None else None
-            stream = cls(span, settings, context, on_end)
+            stream = cls(span, settings, context, on_end, convert)
             stream.inputs = (call, args, kwargs, bound)
             return stream
         except Exception:
@@ -412,6 +425,12 @@ class StreamSpan:
         ended_ns = time.perf_counter_ns()
         parts = self._parts
         output = joined_items(parts)
+        encoded = None
+        if self.convert is not None and exc is None:
+            try:
+                encoded = self.convert(output)
+            except Exception:
+                log_internal_error("stream capture")
         span = self.span
         if span is not None:
             try:
@@ -419,10 +438,7 @@ class StreamSpan:
                 if self._first_ns is not None:
                     span.set_attribute(STREAM_FIRST_ITEM_MS, (self._first_ns - self._start_ns) / 1e6)
                 if self.settings.record_values:
-                    dumps, redactor = _values(self.settings)
-                    span.set_attribute(
-                        OUTPUT, dumps(output, max_chars=self.settings.max_value_chars, redactor=redactor)
-                    )
+                    span.set_attribute(OUTPUT, _value_text(self.settings, output, encoded))
                 if exc is not None:
                     inputs = self.inputs
                     masked = inputs[0].masked(self.settings, *inputs[1:3], bound=inputs[3]) if inputs else []
@@ -435,7 +451,7 @@ class StreamSpan:
                 log_internal_error("span end")
         if self.on_end is not None:
             try:
-                self.on_end(output, exc, self._start_ns, self._first_ns, ended_ns)
+                self.on_end(output, encoded, exc, self._start_ns, self._first_ns, ended_ns)
             except Exception:
                 log_internal_error("stream capture")
 

@@ -361,14 +361,29 @@ def _stream(
         return None
     settings = get_settings()
     capture = spec.capture
+    # As `_Observation`: admitted at the start, and arguments that must be converted now are converted once, for
+    # the span and the record alike; so is the joined output at the end (issue 11).
+    writer = capture.admit(settings) if capture.enabled else None
+    inputs: Any = DEFERRED
+    if writer is not None and not capture.deferrable(args, kwargs, bound):
+        named = capture.bind(args, kwargs, bound)
+        inputs = (named, capture.encode(settings, named))
 
-    def on_end(output: Any, exc: BaseException | None, began: int, first: int | None, ended: int) -> None:
-        capture.submit(
-            prompt, args, kwargs, bound=bound, output=output, error=exc, started_ns=began, ended_ns=ended,
-            first_item_ns=first, span_context=stream.span if stream is not None else None,
-        )  # fmt: skip
+    def convert(output: Any) -> Any:
+        return None if capture.immutable(output) else capture.encode(settings, output)
 
-    stream = StreamSpan.start(tracer, spec.call, prompt, settings, args, kwargs, bound=bound, on_end=on_end)
+    def on_end(output: Any, encoded: Any, exc: BaseException | None, began: int, first: int | None, ended: int) -> None:
+        if writer is not None:
+            capture.hand_over(
+                writer, settings, prompt, args, kwargs, bound, inputs, output if encoded is None else encoded,
+                encoded is not None, exc, began, ended, first, stream.span if stream is not None else None,
+            )  # fmt: skip
+
+    stream = StreamSpan.start(
+        tracer, spec.call, prompt, settings, args, kwargs, bound=bound,
+        inputs=inputs[1] if inputs is not DEFERRED else None,
+        on_end=on_end if writer is not None else None, convert=convert if writer is not None else None,
+    )  # fmt: skip
     return stream
 
 
@@ -520,8 +535,10 @@ def _leave(stream: StreamSpan | None, tokens: tuple[Any, object]) -> None:
 def _generator_wrapper(spec: _Spec) -> Callable[..., Any]:
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         # Resolved at call time, so a `use_prompt` block around the call applies however late it is iterated.
-        prompt = _prepare(spec, wrapped, args, kwargs)
+        # Asked before `_prepare` injects the prompt: injected, it would pass for the caller's (and the stream
+        # would go untraced and uncaptured, as it did for generators that declare `prompt`).
         observe = _supplied(spec, wrapped, args, kwargs) is None
+        prompt = _prepare(spec, wrapped, args, kwargs)
         stream = (
             _stream(spec, tracing.tracer(), prompt, args, kwargs, bound=hasattr(wrapped, "__self__"))
             if observe

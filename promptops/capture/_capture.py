@@ -35,7 +35,7 @@ _random = random.random
 _time_ns = time.time_ns
 DEFERRED: Any = ({}, None)
 """`hand_over(inputs=DEFERRED)`: the caller checked that the arguments are immutable (`deferrable()`)."""
-_encode_tools: Any = None  # (redactor_for, encode), imported on the first value converted on the hot path
+_encode_tools: Any = None  # (redactor_for, encode, encode_plain), imported on the first value converted on the hot path
 
 
 def _immutable(value: Any) -> bool:
@@ -326,13 +326,15 @@ class CallCapture:
         global _encode_tools
         if _encode_tools is None:
             from .._redact import redactor_for
-            from .._serialize import encode
+            from .._serialize import encode, encode_plain
 
-            _encode_tools = (redactor_for, encode)
-        redactor_for, encode = _encode_tools
-        return encode(
-            value,
-            max_chars=settings.capture_max_value_chars,
-            redactor=redactor_for(settings),
-            max_total_chars=settings.capture_max_value_chars * _writer.MAX_TOTAL_FACTOR,
-        )
+            _encode_tools = (redactor_for, encode, encode_plain)
+        redactor_for, encode, encode_plain = _encode_tools
+        redactor = redactor_for(settings)
+        limit = settings.capture_max_value_chars
+        # Plain data (the common arguments: strings, numbers, small dicts and lists of them) becomes its JSON text
+        # at once, within the span's limit too: the span records that text and the writer thread parses it.
+        plain = encode_plain(value, max_chars=min(limit, settings.max_value_chars), redactor=redactor)
+        if plain is not None:
+            return plain
+        return encode(value, max_chars=limit, redactor=redactor, max_total_chars=limit * _writer.MAX_TOTAL_FACTOR)

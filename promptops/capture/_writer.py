@@ -80,10 +80,10 @@ class Pending(NamedTuple):
     capture: Any  # the CallCapture: function name, argument binding, tags
     settings: Settings
     prompt: Any  # the Prompt the call used, or None
-    args: Any  # positional arguments, or an `Encoded` of the bound arguments (converted on the hot path)
+    args: Any  # positional arguments, or an `Encoded`/`EncodedText` of the bound arguments (converted on the hot path)
     kwargs: dict[str, Any]
     bound: bool  # `args` exclude the receiver of a method
-    output: Any  # the return value, or an `Encoded` of it; ignored when `error` is set
+    output: Any  # the return value, or an `Encoded`/`EncodedText` of it; ignored when `error` is set
     error: tuple[str, str] | None  # (type name, message) of the exception the call raised
     started_ns: int  # perf_counter_ns() at the call's start
     ended_ns: int
@@ -473,18 +473,20 @@ def _build_all(items: list[tuple[Any, ...]]) -> list[CaptureRecord]:
 _UTC = datetime.timezone.utc
 
 
-_tools: Any = None  # (redactor_for, Encoded, encode, CaptureRecord, input_hash, uuid7), imported on first use
+_tools: Any = (
+    None  # (redactor_for, Encoded, EncodedText, encode, CaptureRecord, input_hash, uuid7), imported on first use
+)
 _CARD_MIN = 10**12  # as in _serialize: smaller ints cannot be card numbers
 
 
 def _import_tools() -> Any:
     global _tools, _maybe_secret, _redact_with_defaults, _mask
     from .._redact import MASK, maybe_secret, redact_with_defaults, redactor_for
-    from .._serialize import Encoded, encode
+    from .._serialize import Encoded, EncodedText, encode
     from ._record import CaptureRecord, input_hash, uuid7
 
     _maybe_secret, _redact_with_defaults, _mask = maybe_secret, redact_with_defaults, MASK
-    _tools = (redactor_for, Encoded, encode, CaptureRecord, input_hash, uuid7)
+    _tools = (redactor_for, Encoded, EncodedText, encode, CaptureRecord, input_hash, uuid7)
     return _tools
 
 
@@ -540,7 +542,7 @@ def _plain_inputs(bound: dict[str, Any], redactor: Any, max_chars: int) -> tuple
 
 def build(item: tuple[Any, ...]) -> CaptureRecord:
     """Turn one queued call into a record: bind, serialise and redact what the hot path left for later."""
-    redactor_for, Encoded, encode, CaptureRecord, input_hash, uuid7 = _tools or _import_tools()
+    redactor_for, Encoded, EncodedText, encode, CaptureRecord, input_hash, uuid7 = _tools or _import_tools()
     pending = Pending._make(item)
     capture, settings, prompt = pending.capture, pending.settings, pending.prompt
     args, output, error = pending.args, pending.output, pending.error
@@ -548,7 +550,9 @@ def build(item: tuple[Any, ...]) -> CaptureRecord:
     max_chars = settings.capture_max_value_chars
     total = max_chars * MAX_TOTAL_FACTOR
     plain = redactor.plain
-    if type(args) is Encoded:
+    if type(args) is EncodedText:
+        inputs = args.decoded()
+    elif type(args) is Encoded:
         inputs = args
     else:
         arguments = capture.bind(args, pending.kwargs, pending.bound)
@@ -563,6 +567,8 @@ def build(item: tuple[Any, ...]) -> CaptureRecord:
     error_type: str | None = None
     error_message: str | None = None
     if error is None:
+        if type(output) is EncodedText:
+            output = output.decoded()
         if type(output) is Encoded:
             output_data, redacted = output.data, redacted or output.redacted
         else:

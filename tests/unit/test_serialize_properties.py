@@ -13,12 +13,13 @@ import collections
 import dataclasses
 import datetime
 import enum
+import json
 import re
 import uuid
 from typing import Any, NamedTuple
 
 import pydantic
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from promptops._redact import Redactor
@@ -26,8 +27,10 @@ from promptops._serialize import (
     _flat_strings,  # pyright: ignore[reportPrivateUsage]
     _to_json,  # pyright: ignore[reportPrivateUsage]
     _Walk,  # pyright: ignore[reportPrivateUsage]
+    dumps_encoded,
     dumps_for_span,
     encode,
+    encode_plain,
 )
 from promptops.capture import _writer  # pyright: ignore[reportPrivateUsage]
 
@@ -49,11 +52,18 @@ def walked(value: Any, limit: int) -> str:
     return _to_json(_Walk(limit, REDACTOR, limit).value(value, "", 0))
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    st.dictionaries(KEYS, SCALARS | st.lists(SCALARS, max_size=5) | st.tuples(SCALARS, SCALARS), max_size=6),
-    st.sampled_from([64, 200, 8192]),
+# Plain data as the fast paths take it: scalars, and dicts, lists and tuples of them nested a few levels.
+PLAIN = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=5) | st.tuples(inner, inner) | st.dictionaries(KEYS, inner, max_size=4),
+    max_leaves=12,
 )
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(KEYS, PLAIN, max_size=6), st.sampled_from([64, 200, 8192]))
+# The walk's budget charges 9 per item here, the text takes 6: the walk cuts the eighth item, so must the fast path.
+@example(dict.fromkeys("abcdefgh", 0), 64)
 def test_the_span_fast_path_matches_the_walk(value: dict[str, Any], limit: int) -> None:
     fast = _flat_strings(value, limit, REDACTOR)
     if fast is not None:
@@ -63,7 +73,30 @@ def test_the_span_fast_path_matches_the_walk(value: dict[str, Any], limit: int) 
     )
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(PLAIN, st.sampled_from([64, 200, 8192]))
+def test_the_plain_text_shortcut_is_what_encode_records(value: Any, limit: int) -> None:
+    # `encode_plain` (the hot path's one conversion of plain data, issue 11) must give what `encode` records, and
+    # the span text the walk would.
+    plain = encode_plain(value, max_chars=limit, redactor=REDACTOR)
+    if plain is not None:
+        expected = encode(value, max_chars=limit, redactor=REDACTOR, max_total_chars=limit * 10)
+        assert (expected.replayable, expected.redacted) == (True, False)
+        assert plain.decoded().data == json.loads(_to_json(expected.data))
+        assert plain.text == walked(value, limit)
+        assert dumps_encoded(plain, max_chars=limit) == plain.text
+
+
+def test_the_plain_text_shortcut_takes_the_common_arguments() -> None:
+    # A positive control for the property above: without it, a shortcut that always declined would pass.
+    value = {"query": "What changed?", "options": {"temperature": 0.2, "top_k": 5, "tags": ["news", "eu"]}}
+    plain = encode_plain(value, max_chars=8192, redactor=REDACTOR)
+    assert plain is not None and json.loads(plain.text) == value
+    assert encode_plain({"password": "hunter2"}, max_chars=8192, redactor=REDACTOR) is None  # masked: general way
+    assert encode_plain({"q": "x" * 100}, max_chars=64, redactor=REDACTOR) is None  # cut: general way
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(SCALARS, st.sampled_from([64, 200, 100_000]))
 def test_the_writer_scalar_shortcut_matches_encode(value: Any, limit: int) -> None:
     _writer._import_tools()  # pyright: ignore[reportPrivateUsage]

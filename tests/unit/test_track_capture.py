@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -194,3 +195,27 @@ def test_long_streams_are_captured_whole_up_to_the_capture_limit_and_marked_past
     assert len(cut.output) <= 60_000
     kept = cut.output.index("…[truncated ")
     assert cut.output[kept:] == f"…[truncated {100_000 - kept} chars]"
+
+
+def test_a_stream_records_its_arguments_as_called_and_its_span_shows_the_same_conversion(name: str) -> None:
+    # Issue 11: a stream's mutable arguments are converted once, at the call, for its span and its record alike
+    # (they were converted again when the stream ended, after the caller had changed them); so is its output.
+    @promptops.track(prompt=name)
+    def numbers(options: dict[str, Any], *, prompt: Prompt) -> Iterator[dict[str, int]]:
+        for index in range(options["n"]):
+            yield {"index": index}
+
+    options = {"n": 2, "tags": ["a", "b"]}
+    with capture_spans() as spans:
+        stream = numbers(options)
+        first = next(stream)
+        options["tags"].append("changed later")  # the caller reuses its dict while the stream runs
+        rest = list(stream)
+    assert [first, *rest] == [{"index": 0}, {"index": 1}]
+    (record,) = records()
+    assert record.inputs == {"options": {"n": 2, "tags": ["a", "b"]}}
+    assert record.output == [{"index": 0}, {"index": 1}]
+    (span,) = spans.finished()
+    attributes = dict(span.attributes or {})
+    assert json.loads(str(attributes["promptops.inputs"])) == record.inputs
+    assert json.loads(str(attributes["promptops.output"])) == record.output
