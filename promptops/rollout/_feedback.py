@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import logging
 import math
+import os
 import queue
 import re
 import threading
@@ -200,6 +201,24 @@ def flush_feedback(timeout: float = 5.0) -> bool:
     """
     with _lock:
         return _idle.wait_for(lambda: _pending == 0, timeout=timeout)
+
+
+def _after_fork_in_child() -> None:
+    # The parent's worker did not come along, and its lock may have been held at the fork: a child flushing at
+    # exit (promptops.flush() waits for feedback) would wait forever. The parent's queued feedback stays the
+    # parent's to write; pooled store connections are not shared with it.
+    global _lock, _idle, _pending, _worker, _queue
+    _lock = threading.Lock()
+    _idle = threading.Condition(_lock)
+    _pending = 0
+    _worker = None
+    _queue = queue.Queue(maxsize=10_000)
+    for engine in _engines.values():
+        engine.dispose(close=False)
+    _engines.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def feedback_values(store: Any) -> dict[str, dict[str, float]]:

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import datetime
+import os
 import random
+import signal
+import sys
+import time
+import traceback
 
 import numpy as np
 import pytest
@@ -11,7 +16,7 @@ import pytest
 import promptops
 from promptops import Prompt
 from promptops.capture import CaptureRecord, CaptureStore
-from promptops.rollout import feedback, flush_feedback, read_rollout, rollout_cache, start_rollout
+from promptops.rollout import feedback, feedback_values, flush_feedback, read_rollout, rollout_cache, start_rollout
 from promptops.rollout._compare import GateSyntaxError, compare, parse_gate
 from promptops.rollout._state import RolloutState
 from promptops.rollout._stats import always_valid_ci, two_sample
@@ -173,7 +178,6 @@ def test_feedback_lands_in_the_store_and_gates_on_it(registry: Registry, rollout
 
     url = promptops.get_settings().capture
     assert url is not None
-    from promptops.rollout import feedback_values
 
     values = feedback_values(CaptureStore.open(url))
     assert len(values["thumbs"]) == 300
@@ -191,3 +195,30 @@ def test_feedback_refuses_malformed_arguments() -> None:
     for args in (("", "thumbs", 1), ("abc", "no spaces", 1), ("abc", "thumbs", float("nan")), ("abc", "thumbs", "up")):
         with pytest.raises(ValueError, match="feedback"):
             feedback(*args)  # type: ignore[arg-type]
+
+
+def test_a_forked_child_gives_and_flushes_feedback_while_the_parent_held_its_lock(rollout_prompt: str) -> None:
+    from promptops.rollout import _feedback  # pyright: ignore[reportPrivateUsage]
+
+    url = promptops.get_settings().capture
+    assert url is not None
+    with _feedback._lock:  # pyright: ignore[reportPrivateUsage] - the worker holds it a moment after each write
+        pid = os.fork()
+        if pid == 0:  # child: its exit-time flush waits for feedback, so a lock held forever would hang it
+            code = 1
+            try:
+                promptops.feedback("0" * 32, "thumbs", 1)
+                code = 0 if promptops.flush(timeout=30) else 3
+            except BaseException:
+                traceback.print_exc(file=sys.__stderr__)
+            finally:
+                os._exit(code)
+    deadline = time.monotonic() + 60
+    while (waited := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung giving or flushing feedback", pytrace=False)
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(waited[1]) == 0
+    assert feedback_values(CaptureStore.open(url)) == {"thumbs": {"0" * 32: 1.0}}
