@@ -17,10 +17,34 @@ from promptops.capture import CaptureRecord, input_hash, uuid7
 
 from ..integration.capture_support import count
 from ..integration.conftest import child_env
+from ..support import Listener
 
-__all__ = ["FaultProxy", "count", "make_records", "run_child"]
+__all__ = ["APP", "FaultProxy", "app", "count", "make_record", "make_records", "run_child"]
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+APP = """
+import os, signal, sys, threading, time
+import promptops
+from promptops.prompts import Prompt
+
+promptops.configure(
+    capture="sqlite:///{db}", trace_exporter="none", tracking_uri="sqlite:///{mlflow}", cache_dir="{cache}",
+    cache_ttl=86400.0,
+)
+
+@promptops.track(prompt="faults-app", fallback="Summarize {{{{text}}}}")
+def summarize(text, *, prompt):
+    return prompt.format(text=text)
+"""
+
+
+def app(tmp_path: Path, body: str, db: Path | None = None) -> str:
+    """An application capturing into `db` (`tmp_path/captures.db`): the tracked `summarize` of `APP`, then `body`."""
+    db = db or tmp_path / "captures.db"
+    header = APP.format(db=db, mlflow=tmp_path / "mlflow.db", cache=tmp_path / "cache")
+    return header + body
 
 
 def make_record(
@@ -81,12 +105,10 @@ class FaultProxy:
     def __init__(self, upstream: int) -> None:
         self.upstream = upstream
         self.mode = "pass"
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self._listener.getsockname()[1])
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._listener = Listener(self._connect, name="fault-proxy")
+        self.port = self._listener.port
 
     def reset(self) -> None:
         with self._lock:
@@ -97,21 +119,19 @@ class FaultProxy:
                 sock.close()
 
     def close(self) -> None:
-        self._closed = True
         self._listener.close()
         self.reset()
 
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-                upstream = socket.create_connection(("127.0.0.1", self.upstream))
-            except OSError:
-                continue
-            with self._lock:
-                self._sockets += [client, upstream]
-            for source, target in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+    def _connect(self, client: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.upstream))
+        except OSError:
+            client.close()
+            return
+        with self._lock:
+            self._sockets += [client, upstream]
+        for source, target in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
 
     def _pump(self, source: socket.socket, target: socket.socket) -> None:
         try:

@@ -11,27 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .support import count, run_child
-
-APP = """
-import os, signal, sys, threading, time
-import promptops
-from promptops.prompts import Prompt
-
-promptops.configure(
-    capture="sqlite:///{db}", trace_exporter="none", tracking_uri="sqlite:///{mlflow}", cache_dir="{cache}",
-    cache_ttl=86400.0,
-)
-
-@promptops.track(prompt="faults-app", fallback="Summarize {{{{text}}}}")
-def summarize(text, *, prompt):
-    return prompt.format(text=text)
-"""
-
-
-def app(tmp_path: Path, body: str) -> str:
-    header = APP.format(db=tmp_path / "captures.db", mlflow=tmp_path / "mlflow.db", cache=tmp_path / "cache")
-    return header + body
+from .support import app, count, run_child
 
 
 def test_multiprocessing_fork_children_and_pool_workers_deliver_their_records(tmp_path: Path) -> None:

@@ -33,6 +33,8 @@ import pytest
 
 import promptops
 
+from ..support import Listener
+
 START_TIMEOUT = 60.0  # the server takes about 8-15 s to come up here
 SERVER_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -357,32 +359,16 @@ class Blackhole:
         self.port = port
         self.accepted = 0
         self._connections: list[socket.socket] = []
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", port))
-        self._sock.listen(128)
-        self._sock.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, name="blackhole", daemon=True)
-        self._thread.start()
+        self._listener = Listener(self._keep, port, name="blackhole")
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                connection, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self._connections.append(connection)
-            self.accepted += 1
+    def _keep(self, connection: socket.socket) -> None:
+        self._connections.append(connection)
+        self.accepted += 1
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self._listener.close()
         for connection in self._connections:
             connection.close()
-        self._sock.close()
 
 
 # -- a new process ------------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ import pytest
 from promptops import Prompt
 from promptops.prompts._registry import MAX_RESPONSE_BYTES, RegistryError, RestRegistry, prompt_from_tags
 
+from ..support import Listener
+
 TIMEOUT = 1.0
 # Generous for a loaded machine, far below what the hostile server would take (DRIP_SECONDS).
 LATE = TIMEOUT + 8.0
@@ -37,25 +39,15 @@ class HostileServer:
     def __init__(self) -> None:
         self.mode = "drip"
         self._stop = threading.Event()
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self._sock.settimeout(0.2)
-        self.port = self._sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
         self._threads: list[threading.Thread] = []
-        self._thread = threading.Thread(target=self._serve, name="hostile-registry", daemon=True)
-        self._thread.start()
+        self._listener = Listener(self._start_answer, name="hostile-registry")
+        self.port = self._listener.port
+        self.url = f"http://127.0.0.1:{self.port}"
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                connection, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            thread = threading.Thread(target=self._answer, args=(connection,), daemon=True)
-            thread.start()
-            self._threads.append(thread)
+    def _start_answer(self, connection: socket.socket) -> None:
+        thread = threading.Thread(target=self._answer, args=(connection,), daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def _answer(self, connection: socket.socket) -> None:
         mode = self.mode
@@ -109,8 +101,7 @@ class HostileServer:
 
     def close(self) -> None:
         self._stop.set()
-        self._sock.close()
-        self._thread.join(timeout=5)
+        self._listener.close()
         for thread in self._threads:
             thread.join(timeout=5)
 
