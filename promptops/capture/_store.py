@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from .._errors import PromptopsError
 from .._files import create_private_file
@@ -412,12 +412,19 @@ class CaptureStore:
         rows = [_row(record, sqlite) for record in records]
         if not rows:
             return 0
+        if self.dialect == "postgresql":
+            try:
+                with self._write() as connection:
+                    # Bounded: a lock held by another session or an overloaded server fails the batch (retried).
+                    connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(STATEMENT_TIMEOUT * 1000)}")
+                    self._copy(connection, rows)
+            except IntegrityError as exc:
+                if not _duplicate_id(exc):
+                    raise
+                self._write_missing(rows)
+            return len(rows)
         with self._write() as connection:
-            if self.dialect == "postgresql":
-                # Bounded: a lock held by another session or an overloaded server fails the batch (it is retried).
-                connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(STATEMENT_TIMEOUT * 1000)}")
-                self._copy(connection, rows)
-            elif self._insert_head is not None:
+            if self._insert_head is not None:
                 per_statement = self._rows_per_statement or self._sqlite_rows_per_statement(connection)
                 for start in range(0, len(rows), per_statement):
                     chunk = rows[start : start + per_statement]
@@ -427,6 +434,21 @@ class CaptureStore:
                 names = [column.name for column in captures_table.columns]
                 connection.execute(captures_table.insert(), [dict(zip(names, row)) for row in rows])
         return len(rows)
+
+    def _write_missing(self, rows: list[tuple[Any, ...]]) -> None:
+        """PostgreSQL: the rows again, skipping ids the store already has (after a COPY refused a duplicate id).
+
+        That happens when a COPY committed but its reply was lost with the connection: the writer retries the
+        batch, whose records are already stored. They were delivered, not rejected (issue 10: they used to be
+        counted as `store_error`, one by one).
+        """
+        from sqlalchemy.dialects.postgresql import insert
+
+        names = [column.name for column in captures_table.columns]
+        statement = insert(captures_table).on_conflict_do_nothing(index_elements=["id"])
+        with self._write() as connection:
+            connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(STATEMENT_TIMEOUT * 1000)}")
+            connection.execute(statement, [dict(zip(names, row, strict=True)) for row in rows])
 
     def _copy(self, connection: Connection, rows: list[tuple[Any, ...]]) -> None:
         """PostgreSQL: the rows in one `COPY ... FROM STDIN` (psycopg buffers them; a few GIL hand-offs)."""
@@ -615,6 +637,13 @@ class CaptureStore:
     def close(self) -> None:
         """Close pooled connections; the store reconnects if used again."""
         self.engine.dispose()
+
+
+def _duplicate_id(exc: IntegrityError) -> bool:
+    """Whether PostgreSQL refused a row because a record with its id is already stored (the primary key)."""
+    error: Any = exc.orig
+    constraint = getattr(getattr(error, "diag", None), "constraint_name", None)
+    return getattr(error, "sqlstate", None) == "23505" and constraint == f"{captures_table.name}_pkey"
 
 
 def _utc(moment: datetime.datetime) -> datetime.datetime:

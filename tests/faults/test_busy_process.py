@@ -125,3 +125,18 @@ def test_a_batch_written_beside_a_cpu_bound_thread_arrives_whole(pg_store: str, 
     finally:
         stop.set()
         busy.join()
+
+
+def test_a_batch_retried_after_its_copy_reply_was_lost_counts_as_written(pg_store: str) -> None:
+    # Issue 10: a COPY that committed, then lost its reply with the connection, is retried whole by the writer; its
+    # records are stored, so the retry must succeed (they used to come back as duplicate-id errors, each counted
+    # as a store_error, while in the store).
+    store = CaptureStore.open(pg_store)
+    try:
+        records = make_records(100)
+        assert store.write(records[:60]) == 60  # the COPY whose reply was lost
+        assert store.write(records) == 100  # the writer's retry of the whole batch
+        assert store.count() == 100
+        assert {record.id for record in store.query(limit=1000)} == {record.id for record in records}
+    finally:
+        store.close()
