@@ -17,7 +17,7 @@ Shaped like OpenTelemetry's `BatchProcessor` (`opentelemetry/sdk/_shared_interna
   GIL over a few times per batch and keeps up beside a CPU-bound thread (issue 10).
 * A watchdog thread (`check_progress`) cuts a store call that has not answered for `STALL_TIMEOUT` seconds (a
   connection open but passing no data) and warns; the batch is retried on a new connection.
-* `flush()` and `shutdown()` work to one deadline. An `atexit` hook flushes (`EXIT_TIMEOUT`); SIGTERM and
+* `flush()` and `shutdown()` work to one deadline. An `atexit` hook flushes while records get written (`_at_exit`); SIGTERM and
   multiprocessing children are covered by `promptops._lifecycle` (`on_start`). After `os.fork()` the child
   gets an empty queue, its own thread and its own connections; a fork waits for a SQLite batch being written.
 * With the `capture_retention` setting, the thread deletes captured calls older than that when it has nothing to
@@ -63,7 +63,8 @@ DELAY = 0.2  # seconds between drains when fewer than BATCH_SIZE records wait
 BACKOFF_MIN = 0.1
 BACKOFF_MAX = 5.0
 WARN_EVERY = 30.0
-EXIT_TIMEOUT = 5.0
+EXIT_TIMEOUT = 5.0  # seconds an exiting process waits for a store that writes nothing
+EXIT_MAX = 120.0  # seconds it waits at most while records are being written
 STALL_TIMEOUT = 30.0  # a store call with no answer this long is cut by the watchdog (a batch takes milliseconds)
 WATCH_EVERY = 1.0  # seconds between the watchdog's checks
 MAX_TOTAL_FACTOR = 10  # a record's inputs (or output) are cut past this many times capture_max_value_chars of JSON
@@ -780,10 +781,37 @@ def _after_fork_in_child() -> None:
 
 
 def _at_exit() -> None:
+    """Write what is queued while the store takes it (up to `EXIT_MAX`), then say what is lost, if anything.
+
+    `EXIT_TIMEOUT` seconds without a record written (and no writer still starting) end the wait: a dead store
+    costs the exit that much. A store that is merely slow, or a writer still importing its driver on a loaded
+    machine, gets the time it needs: a fixed 5 s lost records of a healthy store under load (issue 10).
+    """
     try:
-        flush(EXIT_TIMEOUT)
+        started = time.monotonic()
+        while True:
+            before = counters.written
+            if flush(EXIT_TIMEOUT) or time.monotonic() - started >= EXIT_MAX:
+                break
+            starting = any(not writer.ready.is_set() for writer in list(_writers.values()))
+            if counters.written == before and not starting:
+                break
+        _report_left()
     except Exception:  # pragma: no cover - never fail an interpreter's exit
         pass
+
+
+def _report_left() -> None:
+    """One WARNING naming what the exit could not write (the records are lost with the process)."""
+    for writer in list(_writers.values()):
+        if left := writer.queued:
+            logger.warning(
+                "%d captured calls could not be written to the capture store %s before this process exited and "
+                "are lost%s",
+                left,
+                writer._display(),  # pyright: ignore[reportPrivateUsage]
+                " (the store is failing: see the warnings above)" if writer._failing else "",  # pyright: ignore[reportPrivateUsage]
+            )
 
 
 os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
