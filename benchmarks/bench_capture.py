@@ -305,13 +305,38 @@ def sink_down(n: int) -> tuple[int, int, float, float]:
     return stats["captures_queued"], stats["captures_dropped"] - dropped, rss_half - rss_start, rss_end - rss_start
 
 
+def print_busy(folder: Path, pg: str, calls: int) -> None:
+    """Figure 4, both stores."""
+    print(
+        f"\n{f'{calls:,} tracked calls beside a CPU-bound thread':45s} {'calls/s':>9s} {'written':>9s} {'dropped':>9s}"
+    )
+    for label, url in (("SQLite", f"sqlite:///{folder / 'busy.db'}"), ("PostgreSQL", pg)):
+        rate, written, dropped = busy_process(url, folder, calls)
+        print(f"{label:45s} {rate:9.0f} {written:9d} {dropped:9d}", flush=True)
+
+
+def busy_figure(folder: Path, calls: int) -> int:
+    """Figure 4 alone, in a throw-away PostgreSQL database."""
+    database = f"promptops_bench_{uuid.uuid4().hex[:8]}"
+    psql(f"CREATE DATABASE {database}")
+    try:
+        print_busy(folder, f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}", calls)
+    finally:
+        promptops.shutdown(10)
+        psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--busy-only", action="store_true", help="figure 4 only: tracked calls beside a busy thread")
     options = parser.parse_args()
     n = 20_000 if options.quick else 100_000
     busy_calls = 20_000 if options.quick else 200_000
     folder = Path(tempfile.mkdtemp(prefix="promptops-bench-"))
+    if options.busy_only:
+        return busy_figure(folder, busy_calls)
     promptops.configure(
         capture=f"sqlite:///{folder / 'hot.db'}",
         trace_exporter="none",
@@ -349,12 +374,7 @@ def main() -> int:
                 alone, busy = rates[(way, False)], rates[(way, True)]
                 print(f"{label + ', ' + way:45s} {alone:9.0f} {busy:9.0f} {alone / busy:8.1f}x")
 
-        print(
-            f"\n{f'{busy_calls:,} tracked calls beside a CPU-bound thread':45s} {'calls/s':>9s} {'written':>9s} {'dropped':>9s}"
-        )
-        for label, url in (("SQLite", f"sqlite:///{folder / 'busy.db'}"), ("PostgreSQL", pg)):
-            rate, written, dropped = busy_process(url, folder, busy_calls)
-            print(f"{label:45s} {rate:9.0f} {written:9d} {dropped:9d}")
+        print_busy(folder, pg, busy_calls)
     finally:
         promptops.shutdown(10)
         psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")

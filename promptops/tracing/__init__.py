@@ -121,11 +121,12 @@ def stats() -> dict[str, int]:
         shutdown), `spans_failed` (in batches the exporter could not deliver), `export_failures` (such
         batches), `export_retries` (OTLP export attempts retried after a transient error, counted instead of
         logged), `prompt_links` and `prompt_links_failed` (traces the `mlflow` exporter linked, or could not
-        link, to their prompt versions) and `spans_queued` (waiting for export now).
+        link, to their prompt versions), `spans_queued` (waiting for export now) and `spans_exporting` (in
+        the batch being exported now, which may be retrying against a failing endpoint).
     """
     provider = sys.modules.get(_PROVIDER)
     if provider is None:  # don't import the OpenTelemetry SDK just to say nothing happened
         from ._counters import NAMES
 
-        return dict.fromkeys((*NAMES, "spans_queued"), 0)
+        return dict.fromkeys((*NAMES, "spans_queued", "spans_exporting"), 0)
     return provider.stats()

@@ -28,7 +28,17 @@ NAMES = (
 
 
 class ExportFailed(Exception):
-    """An expected, environmental export failure (endpoint down, refused, slow, store locked): a WARNING."""
+    """An expected, environmental export failure (endpoint down, refused, slow, store locked): a WARNING.
+
+    Attributes:
+        locked: The store stayed locked by other writers for the whole retry budget.
+        failed: How many of the batch's spans were not delivered (`None`: all of them).
+    """
+
+    def __init__(self, message: str, *, locked: bool = False, failed: int | None = None) -> None:
+        super().__init__(message)
+        self.locked = locked
+        self.failed = failed
 
 
 _lock = threading.Lock()
@@ -87,18 +97,35 @@ class RateLimitedWarning:
 
 
 class RetryNoise(logging.Filter):
-    """Counts the OTLP exporter's "Transient error ... retrying" lines as `export_retries` instead of logging them.
+    """Keeps the OTLP exporter's own lines about a failing endpoint out of the application's logs (issue 17).
 
-    A dead endpoint made OpenTelemetry print one WARNING per retry into the application's stderr (issue 17);
-    promptops already reports the batches that finally fail (`export_failures`, a rate-limited warning).
+    A dead endpoint made OpenTelemetry print a WARNING per retry ("Transient error ... retrying in 1.02s") and an
+    ERROR per lost batch ("Failed to export span batch ...") into the application's stderr. promptops reports
+    both itself: retries as `export_retries`, a lost batch as `export_failures`/`spans_failed` with one
+    rate-limited warning. The error each line names is kept (`last_error`) for those reports.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Drop and count a retry line; let everything else through."""
-        if isinstance(record.msg, str) and record.msg.startswith("Transient error"):
+        """Drop (and count) a retry or batch-failure line; let everything else through."""
+        global last_error
+        message = record.msg
+        if not isinstance(message, str):
+            return True
+        if message.startswith("Transient error"):
             count("export_retries")
-            return False
-        return True
+        elif not message.startswith("Failed to export"):
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        if message.startswith("Transient error") and args:
+            last_error = f"{args[0]}"[:300]
+        elif "code: %s, reason: %s" in message and len(args) >= 3:
+            last_error = f"HTTP {args[1]}: {args[2]}"[:300] if args[1] else f"{args[2]}"[:300]
+        return False
+
+
+# The error the OTLP exporter last reported (through its log lines, see RetryNoise); "" when none since the
+# current export started (CountingExporter clears it).
+last_error = ""
 
 
 def quiet_retries(logger_name: str) -> None:

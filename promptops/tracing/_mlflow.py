@@ -34,7 +34,7 @@ import uuid
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry.sdk.resources import Resource
@@ -42,6 +42,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ._counters import ExportFailed, RateLimitedWarning, add
+
+if TYPE_CHECKING:
+    from ._mlflow_bulk import BulkWriter
 
 logger = logging.getLogger("promptops")
 
@@ -106,8 +109,10 @@ def retry_when_locked(write: Callable[[], Any], what: str, budget: float = LOCK_
             try:
                 return write()
             except Exception as exc:
-                if not _is_locked(exc) or time.monotonic() + delay > deadline:
-                    raise ExportFailed(f"{what} failed: {type(exc).__name__}: {_first_line(exc)}") from None
+                locked = _is_locked(exc)
+                if not locked or time.monotonic() + delay > deadline:
+                    message = f"{what} failed: {type(exc).__name__}: {_first_line(exc)}"
+                    raise ExportFailed(message, locked=locked) from None
             time.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 0.25)
     finally:
@@ -148,16 +153,18 @@ def _link_in_one_transaction(store: Any, links: list[tuple[str, list[dict[str, s
             )
             .all()
         )
-        session.add_all(
-            model(
-                association_id=uuid.uuid4().hex,
-                source_type=EntityAssociationType.TRACE,
-                source_id=trace_id,
-                destination_type=EntityAssociationType.PROMPT_VERSION,
-                destination_id=destination,
-            )
+        rows = [
+            {
+                "association_id": uuid.uuid4().hex,
+                "source_type": EntityAssociationType.TRACE,
+                "source_id": trace_id,
+                "destination_type": EntityAssociationType.PROMPT_VERSION,
+                "destination_id": destination,
+            }
             for trace_id, destination in sorted(wanted - {tuple(row) for row in existing})
-        )
+        ]
+        if rows:  # one multi-row statement: ORM objects cost a flush's bookkeeping each (issue 10)
+            session.execute(model.__table__.insert(), rows)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -457,6 +464,8 @@ class MlflowStoreExporter(SpanExporter):
         self.uri = uri
         self.experiment_name = experiment_name
         self._store: Any = None
+        self._bulk: BulkWriter | None = None
+        self._bulk_decided = False  # on the first batch: MLflow is imported then
         self._experiment_id: str | None = None
         self._links = PromptLinks()
         self._warn = RateLimitedWarning()
@@ -466,6 +475,7 @@ class MlflowStoreExporter(SpanExporter):
     def reset_after_fork(self) -> None:
         """A forked child must not share the parent's database connections."""
         self._store = None
+        self._bulk, self._bulk_decided = None, False
         self._lock = threading.Lock()
 
     def _tracking_store(self) -> Any:
@@ -507,15 +517,42 @@ class MlflowStoreExporter(SpanExporter):
         return self._experiment_id
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Write one batch in one `log_spans` call."""
+        """Write one batch: its new whole traces in bulk (`_mlflow_bulk`), anything else in one `log_spans` call."""
         with self._lock:
             experiment_id = self.experiment_id()
             converted = [self.convert(span) for span in spans]
             links = self._links.take()
             store = self._store
-            retry_when_locked(lambda: store.log_spans(experiment_id, converted), "log_spans")
+            rest = converted
+            if (bulk := self._bulk_writer()) is not None:
+                rooted, rest = bulk.split(converted)
+                if rooted:
+                    try:
+                        rest += retry_when_locked(lambda: bulk.write(experiment_id, rooted), "storing new traces")
+                    except ExportFailed as exc:
+                        if exc.locked:
+                            raise
+                        # Not a lock: another writer created one of these traces meanwhile (a remote child's
+                        # process), or a row MLflow refuses. log_spans knows how to merge; let it decide.
+                        rest += [span for trace_spans in rooted.values() for span in trace_spans]
+            if rest:
+                try:
+                    retry_when_locked(lambda: store.log_spans(experiment_id, rest), "log_spans")
+                except ExportFailed as exc:
+                    raise ExportFailed(str(exc), locked=exc.locked, failed=len(rest)) from None
             self._link_all(links)
         return SpanExportResult.SUCCESS
+
+    def _bulk_writer(self) -> BulkWriter | None:
+        if not self._bulk_decided:
+            from ._mlflow_bulk import BulkWriter, Unsupported
+
+            self._bulk_decided = True
+            try:
+                self._bulk = BulkWriter(self._store)
+            except Unsupported as exc:
+                logger.debug("promptops stores spans with MLflow's log_spans only: %s", exc)
+        return self._bulk
 
     def _link_all(self, links: list[tuple[str, list[dict[str, str]]]]) -> None:
         """Link the batch's traces to their prompt versions: one transaction for the batch where the store allows.

@@ -27,6 +27,8 @@ from .. import _config, tracing  # pyright: ignore[reportPrivateUsage]
 from .._config import Settings, get_settings
 from .._errors import log_internal_error
 from .._version import __version__
+from ..prompts import replay_active
+from . import _counters
 from ._counters import ExportFailed, RateLimitedWarning, add, count, snapshot
 
 logger = logging.getLogger("promptops")
@@ -34,7 +36,8 @@ logger = logging.getLogger("promptops")
 SCOPE = "promptops"
 DEFAULT_SERVICE_NAME = "promptops-app"
 ATEXIT_TIMEOUT = 3.0  # seconds an exiting application waits for an export that makes no progress
-ATEXIT_MAX = 300.0  # seconds it waits at most while spans are still being stored (issue 10: none lost at exit)
+ATEXIT_MAX = 120.0  # seconds it waits at most while spans are still being stored (issue 10: none lost at exit)
+REPLAY_WAIT = 60.0  # seconds a replay's span waits for room in a full export queue (the application's never waits)
 LOCAL_QUEUE_SIZE = 20_000  # spans waiting for a local (sqlite) tracking store, at most; OTel's default is 2,048
 
 
@@ -48,6 +51,7 @@ class CountingExporter(SpanExporter):
         self.exporter = exporter
         self.description = description
         self._warn = RateLimitedWarning()
+        self.flush_warning = RateLimitedWarning()  # a flush that ended with spans pending and the export failing
         self.in_flight = 0  # spans of the batch being exported now (one export at a time: the SDK's worker)
         # A local store finishes or fails by itself (bounded lock retries): worth waiting for at exit; a network
         # endpoint may hang until its timeout, so the exit waits for it only while it makes progress.
@@ -56,6 +60,7 @@ class CountingExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Export one batch through the wrapped exporter; never raises."""
         self.in_flight = len(spans)
+        _counters.last_error = ""
         try:
             return self._export(spans)
         finally:
@@ -65,14 +70,17 @@ class CountingExporter(SpanExporter):
         try:
             result = self.exporter.export(spans)
         except ExportFailed as exc:
-            return self._failed(len(spans), str(exc))
+            failed = len(spans) if exc.failed is None else min(exc.failed, len(spans))
+            if delivered := len(spans) - failed:  # part of the batch was stored before the failure
+                count("spans_exported", delivered)
+            return self._failed(failed, str(exc))
         except Exception as exc:
             log_internal_error("tracing.export", exc)
             return self._failed(len(spans), f"{type(exc).__name__}: {exc}")
         if result is SpanExportResult.SUCCESS:
             count("spans_exported", len(spans))
             return result
-        return self._failed(len(spans), "the exporter reported a failure")
+        return self._failed(len(spans), _counters.last_error or "the exporter reported a failure")
 
     def _failed(self, spans: int, reason: str) -> SpanExportResult:
         total = add(spans_failed=spans, export_failures=1)["spans_failed"]
@@ -175,10 +183,29 @@ class BoundedBatchSpanProcessor(BatchSpanProcessor):
             full = len(queue) >= batch._max_queue_size
             if not full:
                 queue.appendleft(span)
+        if full and replay_active.get():
+            full = not self._admit_when_room(batch, span)
         if full:
             self._dropped(shutdown=False)
         elif len(queue) >= batch._max_export_batch_size and not batch._worker_awaken.is_set():
             batch._worker_awaken.set()
+
+    def _admit_when_room(self, batch: Any, span: ReadableSpan) -> bool:
+        """A replay's span: wait (at most `REPLAY_WAIT`) for room in the queue rather than drop it.
+
+        A replay is a batch job of promptops', not the application's call: it may wait for the exporter. A 20,000-
+        record replay into a sqlite store made spans faster than the store took them and dropped half (issue 10).
+        """
+        deadline = time.monotonic() + REPLAY_WAIT
+        queue = batch._queue
+        while time.monotonic() < deadline and not batch._shutdown:
+            batch._worker_awaken.set()
+            time.sleep(0.005)
+            with self._emit_lock:
+                if len(queue) < batch._max_queue_size:
+                    queue.appendleft(span)
+                    return True
+        return False
 
     def _dropped(self, *, shutdown: bool) -> None:
         total = add(spans_dropped=1)["spans_dropped"]
@@ -367,11 +394,24 @@ def _processors() -> list[BoundedBatchSpanProcessor]:
 
 def flush(timeout: float) -> bool:
     """See `promptops.tracing.flush`."""
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     finished = True
     for processor in _processors():
         remaining = max(deadline - time.monotonic(), 0.0)
         finished = processor.force_flush(int(remaining * 1000)) and finished
+    if not finished and (error := _counters.last_error) and (exporters := _exporters()):
+        # Say now what is known (issue 17): the export in flight has failed attempts and is retrying; its final
+        # outcome is counted later (`spans_failed`), when the exporter gives up or gets through.
+        counts = stats()
+        exporters[0].flush_warning(
+            "promptops.flush() returned after %.1f s with %d spans not yet exported to %s: %s. The exporter keeps "
+            "retrying in the background; promptops.stats() counts the outcome",
+            time.monotonic() - started,
+            counts["spans_queued"] + counts["spans_exporting"],
+            ", ".join(exporter.description for exporter in exporters),
+            error,
+        )
     return finished
 
 
@@ -395,6 +435,7 @@ def stats() -> dict[str, int]:
     """See `promptops.tracing.stats`."""
     result = snapshot()
     result["spans_queued"] = sum(processor.queued for processor in _processors())
+    result["spans_exporting"] = sum(exporter.in_flight for exporter in _exporters())
     return result
 
 
@@ -438,7 +479,7 @@ def _at_exit() -> None:
                 logger.warning(
                     "promptops is still exporting %d spans to %s before this process exits (at most %.0f s more; "
                     "interrupt to abandon them)",
-                    stats()["spans_queued"] + sum(exporter.in_flight for exporter in _exporters()),
+                    stats()["spans_queued"] + stats()["spans_exporting"],
                     ", ".join(exporter.description for exporter in _exporters()) or "the exporter",
                     ATEXIT_MAX - (time.monotonic() - started),
                 )
@@ -455,7 +496,7 @@ def _at_exit() -> None:
 def report_losses() -> None:
     """One WARNING with the process's final span counts if any span was dropped, failed or is still queued."""
     counts = stats()
-    in_flight = sum(exporter.in_flight for exporter in _exporters())
+    in_flight = counts["spans_exporting"]
     lost = counts["spans_dropped"] + counts["spans_failed"] + counts["spans_queued"] + in_flight
     if lost:
         logger.warning(

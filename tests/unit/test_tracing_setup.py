@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 
@@ -30,6 +31,7 @@ STATS_KEYS = {
     "prompt_links",
     "prompt_links_failed",
     "spans_queued",
+    "spans_exporting",
 }
 
 
@@ -311,3 +313,99 @@ def test_otlp_retry_noise_is_counted_not_logged(
             assert time.monotonic() < deadline, "no retry counted"
             tracing.flush(0.5)
     assert not [record for record in caplog.records if "Transient error" in record.getMessage()]
+
+
+def test_flush_against_a_dead_endpoint_says_at_once_what_it_knows(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 17: flush(timeout=2) against a refused endpoint returned with every counter at 0 (the batch was in
+    # the exporter, retrying) and OpenTelemetry's own lines went to stderr; the counts came 10 s later.
+    port = free_port()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://127.0.0.1:{port}/v1/traces")  # refused
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "6")
+    promptops.configure(trace_exporter="otlp")
+    before = tracing.stats()
+    tracer = tracing.tracer()
+    assert tracer is not None
+    with caplog.at_level(logging.DEBUG):
+        tracer.start_span("s").end()
+        assert promptops.flush(timeout=2) is False
+        during = tracing.stats()
+        deadline = time.monotonic() + 60  # the exporter gives up after its 6 s; a bounded wait, not a timing claim
+        while tracing.stats()["spans_failed"] == before["spans_failed"]:
+            assert time.monotonic() < deadline, "the batch never failed"
+            time.sleep(0.1)
+    after = tracing.stats()
+    # Right after the flush: the span is known to be pending, and the failed attempts are known.
+    assert during["spans_exporting"] == 1
+    assert during["spans_failed"] == before["spans_failed"]
+    assert during["export_retries"] > before["export_retries"]
+    # Once the exporter gave up: counted, and nothing pending.
+    assert after["spans_failed"] - before["spans_failed"] == 1
+    assert after["export_failures"] - before["export_failures"] == 1
+    assert after["spans_exporting"] == 0
+    messages = [record.getMessage() for record in caplog.records]
+    assert not [message for message in messages if "Transient error" in message or "Failed to export" in message]
+    ours = [record for record in caplog.records if record.name == "promptops"]
+    assert [record.levelno for record in ours] == [logging.WARNING, logging.WARNING]
+    flushed, lost = (record.getMessage() for record in ours)
+    assert "promptops.flush() returned after" in flushed
+    assert f"1 spans not yet exported to the OTLP endpoint http://127.0.0.1:{port}/v1/traces" in flushed
+    assert "Connection refused" in flushed  # the error of the attempts so far
+    assert "could not export 1 spans" in lost and "Connection refused" in lost
+
+
+@pytest.fixture
+def slow_collector() -> Iterator[str]:
+    """An OTLP/HTTP endpoint on 127.0.0.1 that takes 50 ms a batch: slower than a loop makes spans."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            time.sleep(0.05)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_a_replay_waits_for_room_in_the_export_queue_instead_of_dropping(
+    slow_collector: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 10: a 20,000-record replay made spans faster than a sqlite store took them and dropped half. Replay
+    # is promptops' batch job: its spans wait for room. The application's spans never wait: they are dropped.
+    from promptops.prompts import replay_active
+
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "8")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", slow_collector)
+    promptops.configure(trace_exporter="otlp")
+    tracer = tracing.tracer()
+    assert tracer is not None
+    before = tracing.stats()
+    token = replay_active.set(True)
+    try:
+        for index in range(100):
+            tracer.start_span(f"replayed {index}").end()
+    finally:
+        replay_active.reset(token)
+    assert promptops.flush(60)
+    replayed = tracing.stats()
+    assert replayed["spans_dropped"] == before["spans_dropped"]
+    assert replayed["spans_exported"] - before["spans_exported"] == 100
+    for index in range(100):  # the application's own calls: never held up, dropped and counted
+        tracer.start_span(f"application {index}").end()
+    assert tracing.stats()["spans_dropped"] > replayed["spans_dropped"]
