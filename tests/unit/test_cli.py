@@ -368,6 +368,31 @@ def test_unreachable_server() -> None:
     assert elapsed < 60  # MLflow's own defaults retry 5 times with back-off for minutes
 
 
+def test_an_unknown_host_is_one_line_with_what_to_do() -> None:
+    # Issue 17: `--tracking-uri http://mlflow:5000 datasets push` printed urllib3's NameResolutionError. The error
+    # MLflow raises then, built from urllib3's own exceptions (no DNS lookup is made here).
+    import socket
+
+    from mlflow.exceptions import MlflowException
+    from urllib3.connection import HTTPConnection
+    from urllib3.exceptions import MaxRetryError, NameResolutionError
+
+    from promptops.cli._prompts import translate_mlflow_error
+
+    cause = NameResolutionError(
+        "mlflow", HTTPConnection("mlflow", 5000), socket.gaierror(-2, "Name or service not known")
+    )
+    url = "/api/2.0/mlflow/logged-models/search"
+    error = MlflowException(
+        f"API request to http://mlflow:5000{url} failed with exception {MaxRetryError(None, url, cause)}"
+    )
+    line = str(translate_mlflow_error(error, "http://mlflow:5000"))
+    assert line == (
+        "cannot reach the MLflow server at http://mlflow:5000 (unknown host name); check the host name, or point "
+        "--tracking-uri or PROMPTOPS_TRACKING_URI at a running one"
+    )
+
+
 def test_unreachable_server_password_is_not_printed() -> None:
     port = closed_port()
     line = assert_usage_error(run(f"http://user:s3cret@127.0.0.1:{port}", "prompts", "list"), "cannot reach")
