@@ -47,10 +47,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._errors import log_internal_error
 from .._instrumentation import suppress_instrumentation
+from .._redact import MASK, maybe_secret, redact_with_defaults, redactor_for
+from ._record import CaptureRecord, input_hash, uuid7
 
 if TYPE_CHECKING:
     from .._config import Settings
-    from ._record import CaptureRecord
     from ._store import CaptureStore
 
 __all__ = ["DROP_REASONS", "Pending", "Writer", "flush", "shutdown", "stats", "writer_for"]
@@ -261,8 +262,9 @@ class Writer:
     def _import_everything(self) -> None:
         """Import up front what writing needs (the store, SQLAlchemy, the database driver), then say so."""
         try:
-            if _tools is None:
-                _import_tools()
+            from .. import _serialize  # the one module `build()` needs that `import promptops` leaves out
+
+            del _serialize
             import sqlalchemy as sa
 
             from ._store import CaptureStore
@@ -474,26 +476,7 @@ def _build_all(items: list[tuple[Any, ...]]) -> list[CaptureRecord]:
 _UTC = datetime.timezone.utc
 
 
-_tools: Any = (
-    None  # (redactor_for, Encoded, EncodedText, encode, CaptureRecord, input_hash, uuid7), imported on first use
-)
 _CARD_MIN = 10**12  # as in _serialize: smaller ints cannot be card numbers
-
-
-def _import_tools() -> Any:
-    global _tools, _maybe_secret, _redact_with_defaults, _mask
-    from .._redact import MASK, maybe_secret, redact_with_defaults, redactor_for
-    from .._serialize import Encoded, EncodedText, encode
-    from ._record import CaptureRecord, input_hash, uuid7
-
-    _maybe_secret, _redact_with_defaults, _mask = maybe_secret, redact_with_defaults, MASK
-    _tools = (redactor_for, Encoded, EncodedText, encode, CaptureRecord, input_hash, uuid7)
-    return _tools
-
-
-_maybe_secret: Any = None
-_redact_with_defaults: Any = None
-_mask: Any = None
 
 
 def _plain_scalar(value: Any, max_chars: int) -> tuple[bool, Any]:
@@ -507,7 +490,7 @@ def _plain_scalar(value: Any, max_chars: int) -> tuple[bool, Any]:
     if kind is str:
         if len(value) > max_chars or not value.isascii():
             return False, None
-        return True, _redact_with_defaults(value) if _maybe_secret(value) else value
+        return True, redact_with_defaults(value) if maybe_secret(value) else value
     if kind is int:
         return (True, value) if -_CARD_MIN < value < _CARD_MIN else (False, None)
     if kind is bool or value is None:
@@ -529,7 +512,7 @@ def _plain_inputs(bound: dict[str, Any], redactor: Any, max_chars: int) -> tuple
             return None
         masked, shown = decisions.get(name) or redactor.key(name)
         if masked:
-            data[shown] = _mask
+            data[shown] = MASK
             redacted = True
             continue
         ok, converted = _plain_scalar(value, max_chars)
@@ -543,7 +526,9 @@ def _plain_inputs(bound: dict[str, Any], redactor: Any, max_chars: int) -> tuple
 
 def build(item: tuple[Any, ...]) -> CaptureRecord:
     """Turn one queued call into a record: bind, serialise and redact what the hot path left for later."""
-    redactor_for, Encoded, EncodedText, encode, CaptureRecord, input_hash, uuid7 = _tools or _import_tools()
+    # Imported here, not with the module: `import promptops` does without the serialiser (issue 16).
+    from .._serialize import Encoded, EncodedText, encode
+
     pending = Pending._make(item)
     capture, settings, prompt = pending.capture, pending.settings, pending.prompt
     args, output, error = pending.args, pending.output, pending.error
@@ -590,9 +575,9 @@ def build(item: tuple[Any, ...]) -> CaptureRecord:
     latency_ns = max(pending.ended_ns - started_ns, 0)
     start_wall_ns = pending.wall_ns - latency_ns
     trace_id, span_id = _ids(pending.span)
-    data: Any = inputs.data
-    if not isinstance(data, dict):  # a fallback binder result is always a dict; be safe anyway
-        data = {"value": data}
+    data: dict[str, Any] = {"value": inputs.data}  # a binder result is always a dict; be safe anyway
+    if isinstance(inputs.data, dict):
+        data = inputs.data
     return CaptureRecord(
         id=uuid7(start_wall_ns),
         timestamp=datetime.datetime.fromtimestamp(start_wall_ns / 1e9, tz=_UTC),

@@ -99,7 +99,6 @@ def test_the_plain_text_shortcut_takes_the_common_arguments() -> None:
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(SCALARS, st.sampled_from([64, 200, 100_000]))
 def test_the_writer_scalar_shortcut_matches_encode(value: Any, limit: int) -> None:
-    _writer._import_tools()  # pyright: ignore[reportPrivateUsage]
     ok, converted = _writer._plain_scalar(value, limit)  # pyright: ignore[reportPrivateUsage]
     if ok:
         expected = encode(value, max_chars=limit, redactor=REDACTOR)
@@ -110,7 +109,6 @@ def test_the_writer_scalar_shortcut_matches_encode(value: Any, limit: int) -> No
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(KEYS, SCALARS, max_size=8), st.sampled_from([64, 100_000]))
 def test_the_writer_inputs_shortcut_matches_encode(value: dict[str, Any], limit: int) -> None:
-    _writer._import_tools()  # pyright: ignore[reportPrivateUsage]
     shortcut = _writer._plain_inputs(value, REDACTOR, limit)  # pyright: ignore[reportPrivateUsage]
     if shortcut is not None:
         expected = encode(value, max_chars=limit, redactor=REDACTOR, max_total_chars=limit * 10)
