@@ -39,7 +39,7 @@ def promptops_spans(tmp_path: Path) -> Iterator[SpanCapture]:
 def promptops_replay(tmp_path: Path) -> Iterator[Callable[..., ReplayResult]]:
     """Run `promptops.replay.run(target, **options)` and fail the test unless every gate passed.
 
-    ```{.python test="skip"}
+    ```{.python test="skip" reason="a test in the application's suite: needs its module and dataset"}
     def test_summarize_v5_is_safe(promptops_replay):
         promptops_replay("myapp.llm:summarize", candidate=5, dataset="summarize-nov",
                          gates=["rougeL noninferior 0.03", "latency.p95_ratio <= 1.3"])

@@ -89,7 +89,7 @@ def from_captures(
     Calls whose inputs could not be captured faithfully stay in, with `replayable` false, so that a replay can
     count them.
 
-    ```{.python test="skip"}
+    ```{.python test="skip" reason="reads the captures of an application that has been running"}
     from promptops import datasets
 
     recent = datasets.from_captures(function="app.llm:summarize", since=datetime.timedelta(days=7), sample=200)

@@ -1,6 +1,6 @@
 """Replay: re-run captured traffic on a candidate prompt version, score it against the baseline, and gate on it.
 
-```{.python test="skip"}
+```{.python test="skip" reason="needs the application's module and a saved dataset"}
 from promptops import replay
 
 result = replay.run("myapp.llm:summarize", candidate=5, dataset="summarize-nov", scorers=["rougeL", "semantic"],

@@ -203,7 +203,7 @@ def run(
 ) -> ReplayResult:
     """Replay a dataset through a tracked function on a candidate prompt version and compare with the baseline.
 
-    ```{.python test="skip"}
+    ```{.python test="skip" reason="needs the application's module and a saved dataset"}
     from promptops import replay
 
     result = replay.run("myapp.llm:summarize", candidate=5, dataset="summarize-nov", gates=["rougeL.mean >= 0.8"])

@@ -67,7 +67,7 @@ def feedback(trace_or_capture_id: str, name: str, value: float | bool, comment: 
     value is written on a background thread to the capture store and, when MLflow is the trace backend, as
     an MLflow assessment on the trace (once the trace is exported). `promptops.flush()` waits for it.
 
-    ```{.python test="skip"}
+    ```{.python test="skip" reason="needs the trace id of a call the application made"}
     promptops.feedback(trace_id, "thumbs", 1, comment="spot on")
     ```
 
