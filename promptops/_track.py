@@ -103,11 +103,14 @@ class _Spec:
             return assign(self.name, prompt, self.rollout_keys, args, kwargs, bound)
         return prompt
 
-    def memory_hit(self) -> Prompt | None:
-        """The fresh memory copy for this call, without walking the resolution order, or `None`.
+    def hit(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], bound: bool, *, rollout: bool = True
+    ) -> Prompt | None:
+        """The fresh memory copy for this call, in the call's rollout arm (`rollout`), or `None`.
 
-        Valid while the settings are the ones the cached key was computed for and no override is active.
-        (The plain-function wrapper inlines this body: keep the two in step.)
+        Skips the resolution-order walk: valid while the settings are the ones the cached key was computed for and
+        no override is active (which is also when a rollout may apply, so `arm`'s own checks are not repeated).
+        The warm path of every wrapper: one call, whose body is the only copy (issue 16).
         """
         settings, key = self.cached_key
         if settings is _config.current and overrides.get() is NO_OVERRIDES:
@@ -115,12 +118,18 @@ class _Spec:
             if current is not None:
                 entry = current.entries.get(key)
                 if entry is not None and monotonic() < entry.refresh_at:
+                    if rollout and self.rollout_settings is settings:
+                        return assign(self.name, entry.served, self.rollout_keys, args, kwargs, bound)
                     return entry.served
         return None
 
+    def cold(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], bound: bool) -> Prompt:
+        """The prompt for a call `hit` had none for: full resolution, then the call's rollout arm."""
+        return self.arm(self.resolve(self.selector()), args, kwargs, bound)
+
     def lookup(self) -> Prompt:
-        """The prompt for this call: a memory hit (the common case), else full resolution."""
-        return self.memory_hit() or self.resolve(self.selector())
+        """The prompt for this call, without a rollout arm: a memory hit (the common case), else full resolution."""
+        return self.hit((), {}, False, rollout=False) or self.resolve(self.selector())
 
     def resolve(self, selector: Selector) -> Prompt:
         try:
@@ -165,7 +174,8 @@ def _prepare(spec: _Spec, wrapped: Any, args: tuple[Any, ...], kwargs: dict[str,
         if given is not None:
             return given
         return spec.lookup()
-    prompt = spec.arm(spec.lookup(), args, kwargs, hasattr(wrapped, "__self__"))
+    bound = hasattr(wrapped, "__self__")
+    prompt = spec.hit(args, kwargs, bound) or spec.cold(args, kwargs, bound)
     if spec.inject:
         kwargs["prompt"] = prompt
     return prompt
@@ -205,8 +215,8 @@ def _sync_wrapper(spec: _Spec) -> Callable[..., Any]:
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if inject and "prompt" not in kwargs:
-            prompt = spec.arm(spec.lookup(), args, kwargs, hasattr(wrapped, "__self__"))
-            kwargs["prompt"] = prompt
+            bound = hasattr(wrapped, "__self__")
+            kwargs["prompt"] = prompt = spec.hit(args, kwargs, bound) or spec.cold(args, kwargs, bound)
         elif (given := _supplied(spec, wrapped, args, kwargs)) is not None:
             return _unobserved(given, wrapped, args, kwargs)
         else:
@@ -399,35 +409,21 @@ def _plain_function_wrapper(spec: _Spec, func: Callable[..., Any]) -> Callable[.
     """
     inject = spec.inject and spec.positional_index is None
     set_active, reset_active = active_prompt.set, active_prompt.reset
-    get_overrides = overrides.get
     get_tracer = tracing.tracer
-    config, prompts = _config, _prompts
-    capture = spec.capture
+    hit, cold = spec.hit, spec.cold  # bound once: every attribute load counts on this path (benchmarks/run.py)
 
     @functools.wraps(func)
     def tracked(*args: Any, **kwargs: Any) -> Any:
-        # Inlined spec.memory_hit(): every attribute load and call counts on this path (benchmarks/run.py).
-        settings, key = spec.cached_key
-        prompt: Prompt | None = None
-        if settings is config.current and get_overrides() is NO_OVERRIDES and prompts.current is not None:
-            entry = prompts.current.entries.get(key)
-            if entry is not None and monotonic() < entry.refresh_at:
-                prompt = entry.served
         if inject and "prompt" not in kwargs:
-            prompt = prompt or spec.resolve(spec.selector())
-            if spec.rollout_settings is config.current:  # a rollout may apply (issue 14)
-                prompt = spec.arm(prompt, args, kwargs, False)
-            kwargs["prompt"] = prompt
+            kwargs["prompt"] = prompt = hit(args, kwargs, False) or cold(args, kwargs, False)
         elif not spec.inject:  # reads it with current_prompt()
-            prompt = prompt or spec.resolve(spec.selector())
-            if spec.rollout_settings is config.current:
-                prompt = spec.arm(prompt, args, kwargs, False)
+            prompt = hit(args, kwargs, False) or cold(args, kwargs, False)
         elif (given := _supplied(spec, func, args, kwargs)) is not None:
             return _unobserved(given, func, args, kwargs)
         else:  # `prompt` is positional and the caller did not pass it
             prompt = _prepare(spec, func, args, kwargs)
         tracer = get_tracer()
-        if tracer is not None or (capture.enabled and (config.current is None or config.current.capture)):
+        if _observed(spec, tracer):
             return _run(spec, tracer, prompt, func, args, kwargs, bound=False)
         token = set_active(prompt)
         try:
@@ -447,16 +443,10 @@ def _plain_async_wrapper(spec: _Spec, func: Callable[..., Any]) -> Callable[...,
     async def tracked(*args: Any, **kwargs: Any) -> Any:
         if inject and "prompt" not in kwargs:
             # A memory hit needs no await; a miss waits for the registry in a thread, not on the loop.
-            prompt = spec.memory_hit()
-            prompt = (
-                spec.arm(prompt, args, kwargs, False) if prompt else await _resolve_off_loop(spec, func, args, kwargs)
-            )
+            prompt = spec.hit(args, kwargs, False) or await _resolve_off_loop(spec, func, args, kwargs)
             kwargs["prompt"] = prompt
         elif not spec.inject:
-            prompt = spec.memory_hit()
-            prompt = (
-                spec.arm(prompt, args, kwargs, False) if prompt else await _resolve_off_loop(spec, func, args, kwargs)
-            )
+            prompt = spec.hit(args, kwargs, False) or await _resolve_off_loop(spec, func, args, kwargs)
         elif (given := _supplied(spec, func, args, kwargs)) is not None:
             return await _aunobserved(given, func, args, kwargs)
         else:
