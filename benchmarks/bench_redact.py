@@ -15,30 +15,17 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
-from collections.abc import Callable
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The set-up (environment, import path, the 200-character prose, the batch timer) is bench_values.py's.
+from bench_values import PROSE, per_call_ns
 
 from promptops._redact import Redactor
 
-PROSE = (
-    "The committee reviewed the proposal in detail and agreed that the new schedule gives every team enough "
-    "time to prepare, provided the shared documents are updated before the end of the week, as discussed."
-)[:200]
 TEXTS = {
     "200-char prose": PROSE,
     "prose with 'Note:' headers": ("Note: " + PROSE[:94] + " Key: ") * 2,
     "a line with an API key": "export OPENAI_API_KEY=sk-proj-AbCdEfGhIjKlMnOpQrStUv0123456789",
 }
-
-
-def per_call_ns(function: Callable[[], object], number: int) -> float:
-    start = time.perf_counter_ns()
-    for _ in range(number):
-        function()
-    return (time.perf_counter_ns() - start) / number
 
 
 def main() -> int:
