@@ -59,13 +59,24 @@ _otel: Any = None  # (trace, context, Status, StatusCode), imported on first tra
 
 
 def _api() -> Any:
-    global _otel
+    global _otel, _mlflow_parent
     if _otel is None:
         from opentelemetry import context, trace
         from opentelemetry.trace import Status, StatusCode
 
+        from .tracing._mlflow_tracing import mlflow_parent
+
+        _mlflow_parent = mlflow_parent
         _otel = (trace, context, Status, StatusCode)
     return _otel
+
+
+def _first_mlflow_parent(settings: Settings) -> Any:
+    _api()  # binds `_mlflow_parent` to the real check
+    return _mlflow_parent(settings)
+
+
+_mlflow_parent: Callable[[Settings], Any] = _first_mlflow_parent
 
 
 _values_cache: tuple[Settings | None, Callable[..., str] | None, Any] = (None, None, None)
@@ -129,6 +140,9 @@ def prompt_identity_attributes(prompt: Prompt) -> dict[str, Any]:
 
 
 def _build_prompt_attributes(prompt: Prompt) -> dict[str, Any]:
+    from .tracing._conventions import remember_prompt  # once per prompt copy: the export thread reads it
+
+    remember_prompt(prompt)
     attributes = prompt_identity_attributes(prompt)
     config = prompt.model_config
     if config:
@@ -176,10 +190,13 @@ class CallSpan:
         *,
         bound: bool = False,
         inputs: Any = None,
+        current: bool = False,
     ) -> Span | None:
         """Start the call's span (child of the current one); `None` (the call goes on untraced) if that fails.
 
-        `inputs`: the arguments as the capture `encode()`d them, when it did (one conversion for both).
+        `inputs`: the arguments as the capture `encode()`d them, when it did (one conversion for both). `current`:
+        the caller makes the span current (it is then current in MLflow's context too, when MLflow's tracing makes
+        it: `tracing/_mlflow_tracing.py`).
         """
         try:
             attributes = _prompt_attributes(prompt)
@@ -190,6 +207,12 @@ class CallSpan:
                 attributes[INPUTS] = _value_text(
                     settings, None if inputs is not None else self.inputs(args, kwargs, bound=bound), inputs
                 )
+            if (parent := _mlflow_parent(settings)) is not None:  # inside MLflow's own tracing: one trace (issue 12)
+                from .tracing._mlflow_tracing import start_mlflow_span
+
+                span = start_mlflow_span(parent, self.name, attributes, prompt, current=current)
+                if span is not None:
+                    return span
             return tracer.start_span(self.name, attributes=attributes)
         except Exception:
             log_internal_error("span start")
@@ -207,7 +230,7 @@ class CallSpan:
         inputs: Any = None,
     ) -> tuple[Span, object] | None:
         """`open` the span and make it current; `None` if that fails."""
-        span = self.open(tracer, prompt, settings, args, kwargs, bound=bound, inputs=inputs)
+        span = self.open(tracer, prompt, settings, args, kwargs, bound=bound, inputs=inputs, current=True)
         if span is None:
             return None
         try:

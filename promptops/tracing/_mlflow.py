@@ -15,7 +15,8 @@ At export time promptops' span attributes are translated to the ones MLflow's UI
 |---|---|
 | `mlflow.spanInputs` | `promptops.inputs` (JSON text; stored as the decoded value) |
 | `mlflow.spanOutputs` | `promptops.output` (JSON text; stored as the decoded value) |
-| `mlflow.spanType` | `"LLM"` when the span carries any `gen_ai.*` attribute (the function reported a model call), else `"CHAIN"` |
+| `mlflow.spanType` | from `openinference.span.kind` when set (`TOOL`, `RETRIEVER`, `CHAT_MODEL` for a chat model run, ...); else `"LLM"` when the span carries any `gen_ai.*` attribute (the function reported a model call), else `"CHAIN"` |
+| `mlflow.chat.messages` | `gen_ai.input.messages` then `gen_ai.output.messages`, as `{role, content}` messages MLflow's trace view renders as a chat |
 | `mlflow.traceTag.mlflow.linkedPrompts` (root span) | every `promptops.prompt.name`/`promptops.prompt.version` in the trace; MLflow's store turns it into the trace tag `mlflow.linkedPrompts` the UI shows as linked prompt versions |
 
 Prompts served from a `fallback=` (version 0) are not linked: no registry version produced them.
@@ -41,6 +42,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from ._conventions import chat_prompt_messages, mlflow_chat_messages, mlflow_span_type, with_attributes
 from ._counters import ExportFailed, RateLimitedWarning, add
 
 if TYPE_CHECKING:
@@ -56,6 +58,7 @@ PROMPT_VERSION = "promptops.prompt.version"
 MLFLOW_INPUTS = "mlflow.spanInputs"
 MLFLOW_OUTPUTS = "mlflow.spanOutputs"
 MLFLOW_SPAN_TYPE = "mlflow.spanType"
+MLFLOW_CHAT_MESSAGES = "mlflow.chat.messages"
 MLFLOW_REQUEST_ID = "mlflow.traceRequestId"
 LINKED_PROMPTS_TAG = "mlflow.linkedPrompts"
 TRACE_TAG_PREFIX = "mlflow.traceTag."  # MLflow's store restores root-span attributes with it as trace tags
@@ -223,7 +226,12 @@ class PromptLinks:
             extra[MLFLOW_INPUTS] = _loads(attributes[INPUTS])
         if OUTPUT in attributes:
             extra[MLFLOW_OUTPUTS] = _loads(attributes[OUTPUT])
-        extra[MLFLOW_SPAN_TYPE] = "LLM" if any(key.startswith("gen_ai.") for key in attributes) else "CHAIN"
+        extra[MLFLOW_SPAN_TYPE] = mlflow_span_type(attributes)
+        if chat := chat_prompt_messages(attributes):  # a chat prompt's messages (GenAI conventions, issue 12)
+            extra.update(chat)
+            attributes = {**attributes, **chat}
+        if (messages := mlflow_chat_messages(attributes)) is not None:
+            extra[MLFLOW_CHAT_MESSAGES] = messages  # MLflow's trace view shows them as a conversation
         context = span.context
         if context is None:  # pragma: no cover - SDK spans always have one
             return extra
@@ -604,22 +612,9 @@ class MlflowStoreExporter(SpanExporter):
         attributes[MLFLOW_REQUEST_ID] = dump_span_attribute_value(
             generate_mlflow_trace_id_from_otel_trace_id(context.trace_id)
         )
-        otel = ReadableSpan(
-            name=span.name,
-            context=context,
-            parent=span.parent,
-            # No resource: the store turns each resource attribute into a trace tag, one database merge per
-            # trace each (about 0.6 ms of background CPU per trace per attribute into sqlite, issue 3).
-            resource=_EMPTY_RESOURCE,
-            attributes=attributes,
-            events=span.events,
-            kind=span.kind,
-            status=span.status,
-            start_time=span.start_time,
-            end_time=span.end_time,
-            instrumentation_scope=span.instrumentation_scope,
-        )
-        return Span(otel)
+        # No resource: the store turns each resource attribute into a trace tag, one database merge per trace each
+        # (about 0.6 ms of background CPU per trace per attribute into sqlite, issue 3).
+        return Span(with_attributes(span, attributes, _EMPTY_RESOURCE))
 
     def shutdown(self) -> None:
         """Nothing to release: the store's engine is MLflow's, shared with the rest of the process."""

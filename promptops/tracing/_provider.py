@@ -360,16 +360,21 @@ def _make_exporter(settings: Settings) -> tuple[SpanExporter, str]:
     if kind == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
+        from ._conventions import OpenInferenceExporter
+
         # sys.stdout as it is now: the SDK's default argument is the one of import time.
-        return ConsoleSpanExporter(out=sys.stdout), "the console"
+        return OpenInferenceExporter(ConsoleSpanExporter(out=sys.stdout)), "the console"
     if kind == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         from ._counters import quiet_retries
 
         quiet_retries("opentelemetry.exporter.otlp.proto.http.trace_exporter")  # retries counted, not logged
+        from ._conventions import OpenInferenceExporter
+
         exporter = OTLPSpanExporter()
-        return exporter, f"the OTLP endpoint {getattr(exporter, '_endpoint', '?')}"
+        # OpenInference attributes (Phoenix's input, output, span kind, prompt template) added in the export thread.
+        return OpenInferenceExporter(exporter), f"the OTLP endpoint {getattr(exporter, '_endpoint', '?')}"
     from ._mlflow import make_mlflow_exporter
 
     return make_mlflow_exporter(settings.tracking_uri, settings.experiment_name)

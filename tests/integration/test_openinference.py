@@ -1,0 +1,116 @@
+"""OpenInference attributes over OTLP (issue 12): what Arize Phoenix reads for its input, output, kind and template
+columns, added in the export thread. The OTLP receiver is a real `mlflow server` (its `/v1/traces`), which keeps
+every attribute as sent; the names are checked against the `openinference-semantic-conventions` package.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+import promptops
+from promptops.tracing import _conventions
+
+from .conftest import MlflowServer
+from .test_tracing_export import wait_for_traces
+
+
+def test_attribute_names_are_openinference_names() -> None:
+    from openinference.semconv.trace import OpenInferenceMimeTypeValues, OpenInferenceSpanKindValues, SpanAttributes
+
+    names = {value for key, value in vars(SpanAttributes).items() if key.isupper() and isinstance(value, str)}
+    ours = {
+        value
+        for key, value in vars(_conventions).items()
+        if key.isupper() and isinstance(value, str) and not value.startswith(("promptops.", "gen_ai.", "mlflow."))
+    }
+    ours.discard(_conventions.JSON)
+    assert ours and ours <= names, ours - names
+    assert _conventions.JSON == OpenInferenceMimeTypeValues.JSON.value
+    kinds = {kind.value for kind in OpenInferenceSpanKindValues}
+    assert set(_conventions._MLFLOW_TYPES) <= kinds  # pyright: ignore[reportPrivateUsage]
+
+
+def test_phoenix_columns_arrive_over_otlp(
+    server: MlflowServer, prompt_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow import MlflowClient
+
+    server.register(prompt_name, "Summarize {{ text }}", model_config={"model_name": "gpt-test"})
+    client = MlflowClient(tracking_uri=server.url)
+    experiment_id = client.create_experiment(f"oi-{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", server.url)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"x-mlflow-experiment-id={experiment_id}")
+    promptops.configure(tracking_uri=server.url, trace_exporter="otlp", capture=None)
+
+    @promptops.track(prompt=prompt_name)
+    def summarize(text: str, *, prompt: promptops.Prompt) -> str:
+        promptops.record_usage(input_tokens=7, output_tokens=2, provider="openai")
+        return f"short {text}"
+
+    @promptops.track(prompt=f"{prompt_name}-plain", name="plain", fallback="x")  # version 0: no template
+    def plain(text: str) -> str:
+        return summarize(text)
+
+    with promptops.use_prompt(prompt_name, version=1):
+        assert plain("doc") == "short doc"
+    assert promptops.flush(30)
+    (trace,) = wait_for_traces(client, experiment_id, 1)
+    spans = {span.name: span.attributes for span in trace.data.spans}
+    llm, chain = spans["summarize"], spans["plain"]
+    assert llm["openinference.span.kind"] == "LLM"  # a model config and usage: a model call
+    assert chain["openinference.span.kind"] == "CHAIN"
+    assert llm["input.value"] == {"text": "doc"}
+    assert llm["input.mime_type"] == "application/json"
+    assert llm["output.value"] == "short doc"
+    assert llm["output.mime_type"] == "application/json"
+    assert llm["llm.model_name"] == "gpt-test"
+    assert llm["llm.provider"] == "openai"
+    assert (llm["llm.token_count.prompt"], llm["llm.token_count.completion"]) == (7, 2)
+    assert llm["llm.prompt_template.template"] == "Summarize {{ text }}"
+    assert llm["llm.prompt_template.version"] == "1"
+    assert llm["llm.prompt_template.variables"] == {"text": "doc"}
+    assert "llm.model_name" not in chain
+
+
+def test_a_chat_prompt_call_carries_its_messages_into_mlflow(tmp_path: Path, prompt_name: str) -> None:
+    # gen_ai.input.messages / gen_ai.output.messages for a chat prompt, and the conversation MLflow's Chat tab shows.
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.register_prompt(
+        name=prompt_name,
+        template=[{"role": "system", "content": "You summarize."}, {"role": "user", "content": "Summarize {{ text }}"}],
+    )
+    promptops.configure(tracking_uri=uri, trace_exporter="mlflow", capture=None)
+
+    @promptops.track(prompt=prompt_name)
+    def summarize(text: str, *, prompt: promptops.Prompt) -> str:
+        return f"short {text}"
+
+    @promptops.track(prompt=prompt_name, name="other_arguments")
+    def other(document: str, *, prompt: promptops.Prompt) -> str:  # not the template's variables: no messages
+        return document
+
+    with promptops.use_prompt(prompt_name, version=1):
+        summarize("the doc")
+        other("x")
+    assert promptops.flush(60)
+    spans = {span.name: span for trace in client.search_traces(locations=["0"]) for span in trace.data.spans}
+    attributes = spans["summarize"].attributes
+    assert attributes["gen_ai.input.messages"] == [
+        {"role": "system", "parts": [{"type": "text", "content": "You summarize."}]},
+        {"role": "user", "parts": [{"type": "text", "content": "Summarize the doc"}]},
+    ]
+    assert attributes["gen_ai.output.messages"] == [
+        {"role": "assistant", "parts": [{"type": "text", "content": "short the doc"}], "finish_reason": "stop"}
+    ]
+    assert attributes["mlflow.chat.messages"] == [
+        {"role": "system", "content": "You summarize."},
+        {"role": "user", "content": "Summarize the doc"},
+        {"role": "assistant", "content": "short the doc"},
+    ]
+    assert "gen_ai.input.messages" not in spans["other_arguments"].attributes
