@@ -66,9 +66,31 @@ GEN_AI_TEMPERATURE = "gen_ai.request.temperature"
 GEN_AI_MAX_TOKENS = "gen_ai.request.max_tokens"
 GEN_AI_TOOL_NAME = "gen_ai.tool.name"
 GEN_AI_TOOL_CALL_ID = "gen_ai.tool.call.id"
+GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"  # issue 12: as opentelemetry-semantic-conventions names them
+GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
+SPAN_KIND = "openinference.span.kind"  # what MLflow (span type) and Phoenix (span kind) show the run as
+# LangChain's message types as the roles MLflow's chat view and the GenAI conventions know (issue 12).
+ROLES = {
+    "human": "user",
+    "HumanMessageChunk": "user",
+    "ai": "assistant",
+    "AIMessageChunk": "assistant",
+    "system": "system",
+    "SystemMessageChunk": "system",
+    "tool": "tool",
+    "ToolMessageChunk": "tool",
+    "function": "tool",
+    "FunctionMessageChunk": "tool",
+}
 
 _MISSING: Any = object()
 _otel_trace: Any = None  # opentelemetry.trace, imported with the first span
+
+
+def _client_kind() -> Any:
+    from opentelemetry.trace import SpanKind
+
+    return SpanKind.CLIENT
 
 
 def _set_span_in_context(span: Span) -> Any:
@@ -129,13 +151,46 @@ def _name(serialized: Mapping[str, Any] | None, kwargs: Mapping[str, Any], defau
     return default
 
 
+def _role(message: BaseMessage) -> str:
+    """The message's role as `user`/`assistant`/`system`/`tool` (a `ChatMessage` keeps its own role)."""
+    role = getattr(message, "role", None)  # ChatMessage(role=...), and tool messages' "tool"
+    if message.type in ("chat", "ChatMessageChunk") and isinstance(role, str) and role:
+        return role
+    return ROLES.get(message.type, message.type)
+
+
 def _message(message: BaseMessage) -> dict[str, Any]:
     """A chat message as the span records it: role and content (and tool calls), not LangChain's whole model."""
-    data: dict[str, Any] = {"role": message.type, "content": message.content}
+    data: dict[str, Any] = {"role": _role(message), "content": message.content}
     tool_calls = getattr(message, "tool_calls", None)
     if tool_calls:
         data["tool_calls"] = tool_calls
+    call_id = getattr(message, "tool_call_id", None)
+    if isinstance(call_id, str) and call_id:
+        data["tool_call_id"] = call_id
     return data
+
+
+def _parts(message: Mapping[str, Any]) -> dict[str, Any]:
+    """A recorded message in the GenAI conventions' shape: role and typed parts (text, tool calls, tool results)."""
+    content = message.get("content")
+    parts: list[dict[str, Any]] = []
+    if message.get("role") == "tool":
+        parts.append({"type": "tool_call_response", "id": message.get("tool_call_id"), "response": content})
+    elif isinstance(content, str):
+        if content:
+            parts.append({"type": "text", "content": content})
+    elif isinstance(content, list):
+        for item in content:  # pyright: ignore[reportUnknownVariableType]
+            if isinstance(item, str):
+                parts.append({"type": "text", "content": item})
+            elif isinstance(item, dict) and item.get("type") == "text":  # pyright: ignore[reportUnknownMemberType]
+                parts.append({"type": "text", "content": item.get("text", "")})  # pyright: ignore[reportUnknownMemberType]
+    for call in message.get("tool_calls") or ():
+        parts.append(
+            {"type": "tool_call", "id": call.get("id"), "name": call.get("name"), "arguments": call.get("args")}
+        )
+    return {"role": message.get("role"), "parts": parts}
 
 
 def _messages(value: object) -> TypeGuard[list[BaseMessage]]:
@@ -235,6 +290,7 @@ class PromptOpsCallbackHandler(BaseCallbackHandler):
         span_name: str,
         attributes: dict[str, Any],
         inputs: Any,
+        kind: Any = None,
     ) -> _Run:
         parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
         if parent is not None:
@@ -250,7 +306,10 @@ class PromptOpsCallbackHandler(BaseCallbackHandler):
                 if run.settings.record_values and inputs is not _MISSING:
                     attributes[INPUTS] = dump(run.settings, _compact(inputs))
                 context = _set_span_in_context(parent.span) if parent is not None and parent.span is not None else None
-                run.span = tracer.start_span(span_name, context=context, attributes=attributes)
+                if kind is None:
+                    run.span = tracer.start_span(span_name, context=context, attributes=attributes)
+                else:
+                    run.span = tracer.start_span(span_name, context=context, kind=kind, attributes=attributes)
             except Exception:
                 log_internal_error("langchain span start")
         with self._lock:
@@ -359,7 +418,7 @@ class PromptOpsCallbackHandler(BaseCallbackHandler):
         try:
             name = _name(serialized, kwargs, "chain")
             run_type = kwargs.get("run_type") or "chain"
-            attributes: dict[str, Any] = {RUN_TYPE: run_type}
+            attributes: dict[str, Any] = {RUN_TYPE: run_type, SPAN_KIND: "CHAIN"}
             root = parent_run_id is None or parent_run_id not in self._runs
             function = ""
             if root:
@@ -432,6 +491,7 @@ class PromptOpsCallbackHandler(BaseCallbackHandler):
         attributes: dict[str, Any] = {
             RUN_TYPE: "chat_model" if operation == "chat" else "llm",
             GEN_AI_OPERATION: operation,
+            SPAN_KIND: "LLM",
         }
         if isinstance(model, str) and model:
             attributes[GEN_AI_REQUEST_MODEL] = model
@@ -445,7 +505,13 @@ class PromptOpsCallbackHandler(BaseCallbackHandler):
         if max_tokens is not None:
             attributes[GEN_AI_MAX_TOKENS] = max_tokens
         span_name = f"{operation} {model}" if isinstance(model, str) and model else f"{operation} {name}"
-        self._start(run_id, parent_run_id, span_name, attributes, inputs)
+        if operation == "chat" and isinstance(inputs, list):
+            batch: list[dict[str, Any]] = inputs[0] if inputs and isinstance(inputs[0], list) else inputs  # pyright: ignore[reportUnknownVariableType]
+            settings = promptops.get_settings()
+            if settings.record_values:
+                attributes[GEN_AI_INPUT_MESSAGES] = dump(settings, [_parts(message) for message in batch])
+        # A model call leaves the process: CLIENT, as the GenAI conventions have it (issue 12).
+        self._start(run_id, parent_run_id, span_name, attributes, inputs, _client_kind())
 
     @override
     def on_chat_model_start(
@@ -521,13 +587,16 @@ class PromptOpsCallbackHandler(BaseCallbackHandler):
     ) -> None:
         """End a model run's span with its output, token usage, finish reasons and response model."""
         try:
-            output, attributes = _model_result(response)
+            output, attributes, replies = _model_result(response)
             # during a replay the tokens count towards the call's `tokens` and `cost` metrics (issue 13)
             report_usage(
                 attributes.get(GEN_AI_INPUT_TOKENS),
                 attributes.get(GEN_AI_OUTPUT_TOKENS),
                 attributes.get(GEN_AI_RESPONSE_MODEL),
             )
+            settings = promptops.get_settings()
+            if replies and settings.record_values:
+                attributes[GEN_AI_OUTPUT_MESSAGES] = dump(settings, replies)
             self._end(run_id, output=output, attributes=attributes)
         except Exception:
             log_internal_error("langchain model end")
@@ -565,7 +634,7 @@ class PromptOpsCallbackHandler(BaseCallbackHandler):
         """Start a retriever run's span, with the query as its input."""
         try:
             name = _name(serialized, kwargs, "retriever")
-            self._start(run_id, parent_run_id, name, {RUN_TYPE: "retriever"}, query)
+            self._start(run_id, parent_run_id, name, {RUN_TYPE: "retriever", SPAN_KIND: "RETRIEVER"}, query)
         except Exception:
             log_internal_error("langchain retriever start")
 
@@ -617,7 +686,12 @@ class PromptOpsCallbackHandler(BaseCallbackHandler):
         """Start a tool run's span (`execute_tool <name>`)."""
         try:
             name = _name(serialized, kwargs, "tool")
-            attributes: dict[str, Any] = {RUN_TYPE: "tool", GEN_AI_OPERATION: "execute_tool", GEN_AI_TOOL_NAME: name}
+            attributes: dict[str, Any] = {
+                RUN_TYPE: "tool",
+                GEN_AI_OPERATION: "execute_tool",
+                GEN_AI_TOOL_NAME: name,
+                SPAN_KIND: "TOOL",
+            }
             call_id = kwargs.get("tool_call_id")
             if isinstance(call_id, str) and call_id:
                 attributes[GEN_AI_TOOL_CALL_ID] = call_id
@@ -658,8 +732,8 @@ class PromptOpsCallbackHandler(BaseCallbackHandler):
             log_internal_error("langchain tool error")
 
 
-def _model_result(response: LLMResult) -> tuple[Any, dict[str, Any]]:
-    """A model run's output as the span records it, and its GenAI attributes (usage, finish reasons, model)."""
+def _model_result(response: LLMResult) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
+    """A model run's output as the span records it, its GenAI attributes, and its replies as GenAI messages."""
     generations = [generation for batch in response.generations for generation in batch]
     outputs: list[Any] = []
     input_tokens: int | None = None
@@ -702,5 +776,10 @@ def _model_result(response: LLMResult) -> tuple[Any, dict[str, Any]]:
         attributes[GEN_AI_FINISH_REASONS] = finish_reasons
     if response_model is not None:
         attributes[GEN_AI_RESPONSE_MODEL] = response_model
+    replies: list[dict[str, Any]] = []
+    messages: list[Mapping[str, Any]] = [output for output in outputs if isinstance(output, dict)]
+    for index, reply in enumerate(messages):
+        reason = finish_reasons[index] if index < len(finish_reasons) else "stop"
+        replies.append({**_parts(reply), "finish_reason": reason})
     output: Any = outputs[0] if len(outputs) == 1 else outputs
-    return output, attributes
+    return output, attributes, replies

@@ -21,6 +21,7 @@ from langchain_core.runnables import RunnablePassthrough
 from langchain_core.tools import tool
 from langchain_core.vectorstores import InMemoryVectorStore
 from langchain_support import FailingChat, ProviderChat, span_tree, trace_id
+from opentelemetry.trace import SpanKind
 
 import promptops
 from promptops import tracing
@@ -89,11 +90,23 @@ def test_prompt_model_parser_span_tree_with_genai_attributes() -> None:
     assert model["gen_ai.provider.name"] == "provider"  # LangChain's ls_provider, from the class name
     assert (model["gen_ai.usage.input_tokens"], model["gen_ai.usage.output_tokens"]) == (11, 3)
     assert list(model["gen_ai.response.finish_reasons"]) == ["stop"]
-    assert json.loads(model["promptops.inputs"]) == [{"role": "human", "content": "Summarize: a long text"}]
-    assert json.loads(model["promptops.output"]) == {"role": "ai", "content": "A short summary."}
+    # Roles as MLflow's chat view and the GenAI conventions know them, not LangChain's human/ai (issue 12).
+    assert json.loads(model["promptops.inputs"]) == [{"role": "user", "content": "Summarize: a long text"}]
+    assert json.loads(model["promptops.output"]) == {"role": "assistant", "content": "A short summary."}
+    assert json.loads(model["gen_ai.input.messages"]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Summarize: a long text"}]}
+    ]
+    assert json.loads(model["gen_ai.output.messages"]) == [
+        {"role": "assistant", "parts": [{"type": "text", "content": "A short summary."}], "finish_reason": "stop"}
+    ]
+    assert model["openinference.span.kind"] == "LLM"
     assert "promptops.stream.items" not in model  # not streamed
     parser = attributes(spans, "StrOutputParser")  # a message is recorded as role and content, not LangChain's dump
-    assert json.loads(parser["promptops.inputs"]) == {"role": "ai", "content": "A short summary."}
+    assert json.loads(parser["promptops.inputs"]) == {"role": "assistant", "content": "A short summary."}
+    assert parser["openinference.span.kind"] == "CHAIN"
+    kinds = {span.name: span.kind for span in spans.finished()}
+    assert kinds.pop("chat fake-chat-1") == SpanKind.CLIENT  # a model call leaves the process
+    assert set(kinds.values()) == {SpanKind.INTERNAL}
     assert "promptops.replay" not in root
     trace_ids = {trace_id(span) for span in spans.finished()}
     assert len(trace_ids) == 1
@@ -136,6 +149,9 @@ def test_chain_with_retriever_and_tool() -> None:
     used = attributes(spans, "execute_tool shout")
     assert (used["gen_ai.operation.name"], used["gen_ai.tool.name"]) == ("execute_tool", "shout")
     assert json.loads(used["promptops.output"]) == "DO CATS PURR?"
+    assert (used["openinference.span.kind"], retrieval["openinference.span.kind"]) == ("TOOL", "RETRIEVER")
+    model = attributes(spans, "chat ParrotFakeChatModel")
+    assert [message["role"] for message in json.loads(model["promptops.inputs"])] == ["system", "user"]
 
 
 def test_failing_model_records_a_redacted_error_on_each_span_up() -> None:
