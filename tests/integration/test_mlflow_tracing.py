@@ -6,6 +6,7 @@ Against a real sqlite tracking store and a real `mlflow server` subprocess; MLfl
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,14 +28,21 @@ def mlflow_tracing(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """MLflow's tracing as the application sets it up; reset afterwards (it is process-global)."""
     import mlflow
     from mlflow.tracing import provider
+    from mlflow.tracking import fluent
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     try:
         yield mlflow
     finally:
+        # Leave no MLflow state behind for later tests: URIs (and the variables MLflow sets for subprocesses),
+        # the active experiment, the tracer provider.
         mlflow.flush_trace_async_logging()
         provider.reset()
         mlflow.set_tracking_uri(None)  # pyright: ignore[reportArgumentType]
+        mlflow.set_registry_uri(None)  # pyright: ignore[reportArgumentType]
+        fluent._active_experiment_id = None  # pyright: ignore[reportPrivateUsage]
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID"):
+            os.environ.pop(name, None)
 
 
 def use_store(mlflow: Any, uri: str, prompt_name: str) -> str:
