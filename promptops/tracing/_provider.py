@@ -52,6 +52,7 @@ class CountingExporter(SpanExporter):
         self.description = description
         self._warn = RateLimitedWarning()
         self.flush_warning = RateLimitedWarning()  # a flush that ended with spans pending and the export failing
+        self.failing = False  # the last export failed: a replay stops waiting for room (see _admit_when_room)
         self.in_flight = 0  # spans of the batch being exported now (one export at a time: the SDK's worker)
         # A local store finishes or fails by itself (bounded lock retries): worth waiting for at exit; a network
         # endpoint may hang until its timeout, so the exit waits for it only while it makes progress.
@@ -67,6 +68,11 @@ class CountingExporter(SpanExporter):
             self.in_flight = 0
 
     def _export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        result = self._deliver(spans)
+        self.failing = result is not SpanExportResult.SUCCESS
+        return result
+
+    def _deliver(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
             result = self.exporter.export(spans)
         except ExportFailed as exc:
@@ -195,10 +201,13 @@ class BoundedBatchSpanProcessor(BatchSpanProcessor):
 
         A replay is a batch job of promptops', not the application's call: it may wait for the exporter. A 20,000-
         record replay into a sqlite store made spans faster than the store took them and dropped half (issue 10).
+        It waits for a working exporter only: once an export failed, its spans are dropped and counted.
         """
         deadline = time.monotonic() + REPLAY_WAIT
         queue = batch._queue
-        while time.monotonic() < deadline and not batch._shutdown:
+        exporter = batch._exporter
+        # A failing exporter (endpoint down) will not make room soon: drop and count, as for the application.
+        while time.monotonic() < deadline and not batch._shutdown and not getattr(exporter, "failing", False):
             batch._worker_awaken.set()
             time.sleep(0.005)
             with self._emit_lock:

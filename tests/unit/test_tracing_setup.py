@@ -409,3 +409,30 @@ def test_a_replay_waits_for_room_in_the_export_queue_instead_of_dropping(
     for index in range(100):  # the application's own calls: never held up, dropped and counted
         tracer.start_span(f"application {index}").end()
     assert tracing.stats()["spans_dropped"] > replayed["spans_dropped"]
+
+
+def test_a_replay_does_not_wait_for_a_failing_exporter(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The replay's wait for room is for a slow exporter, not a dead one: once an export failed, its spans are
+    # dropped and counted at once (else every call of a replay against a dead endpoint would wait the full bound).
+    from promptops.prompts import replay_active
+
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "8")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://127.0.0.1:{free_port()}/v1/traces")  # refused
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+    promptops.configure(trace_exporter="otlp")
+    tracer = tracing.tracer()
+    assert tracer is not None
+    from promptops.tracing import _provider
+
+    monkeypatch.setattr(_provider, "REPLAY_WAIT", 1.0)  # a wait per span, if it happened, shows within the bound
+    before = tracing.stats()
+    started = time.monotonic()
+    token = replay_active.set(True)
+    try:
+        for index in range(100):
+            tracer.start_span(f"replayed {index}").end()
+    finally:
+        replay_active.reset(token)
+    assert time.monotonic() - started < 45  # generous; 100 spans each waiting out the (1 s) bound take 100 s
+    assert tracing.stats()["spans_dropped"] - before["spans_dropped"] >= 50
