@@ -124,6 +124,13 @@ def replay(
             show_default=False,
         ),
     ] = None,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh",
+            help="Make every call again, ignoring (and replacing) the calls stored by an earlier run of this replay.",
+        ),
+    ] = False,
     report: Annotated[str | None, typer.Option("--report", metavar="FILE.html", help="Write the HTML report.")] = None,
     json_path: Annotated[str | None, typer.Option("--json", metavar="FILE", help="Write the JSON result.")] = None,
     junit: Annotated[str | None, typer.Option("--junit", metavar="FILE", help="Write JUnit XML.")] = None,
@@ -161,6 +168,7 @@ def replay(
             rps=rps,
             max_infra_errors=max_infra_errors,
             max_cost=max_cost,
+            fresh=fresh,
             store=store,
             report=report,
             json_path=json_path,
@@ -265,6 +273,8 @@ def _print_summary(result: ReplayResult, *, report: str | None) -> None:
     errors = sum(record.error is not None for record in result.records)
     facts = f"{len(result.records)} records from {result.dataset}" + (f"; skipped {skipped}" if skipped else "")
     facts += f"; {errors} candidate errors" if errors else ""
+    if result.reused:
+        facts += f"; {result.reused:,} of {result.calls:,} calls reused from an earlier run (--fresh makes them again)"
     if result.retries or result.infrastructure_errors:
         facts += f"; {result.retries} retries, {result.infrastructure_errors} infrastructure errors"
     console.print(facts, highlight=False)

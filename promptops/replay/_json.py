@@ -116,7 +116,7 @@ def result_to_json(result: ReplayResult) -> dict[str, Any]:
     Returns:
         `{"schema_version", "passed", "target", "prompt_name", "candidate", "baseline", "dataset", "dataset_fingerprint", "scorers",
         "gates", "metrics", "records", "skipped", "repeats", "workers", "interrupted", "started_at",
-        "duration_s", "mlflow_run_id", "calls", "infrastructure_errors", "retries", "rate_limited",
+        "duration_s", "mlflow_run_id", "calls", "reused", "infrastructure_errors", "retries", "rate_limited",
         "lowest_concurrency", "could_not_measure", "usage", "spent", "stopped"}`; `json.dumps(..., allow_nan=False)`
         accepts it.
     """
@@ -145,6 +145,7 @@ def result_to_json(result: ReplayResult) -> dict[str, Any]:
         "mlflow_run_id": result.mlflow_run_id,
         # issue 13: what the provider did to the run, and whether it could be measured at all
         "calls": result.calls,
+        "reused": result.reused,
         "infrastructure_errors": result.infrastructure_errors,
         "retries": result.retries,
         "rate_limited": result.rate_limited,

@@ -198,7 +198,10 @@ class ReplayResult:
         mlflow_run_id: The MLflow run the result was logged to, if any.
         dataset_fingerprint: The dataset's content hash (`Dataset.fingerprint`): the same figure means the same
             records, so two results can be compared.
-        calls: Calls made (each counted once, however many times it was retried).
+        calls: Calls behind the result (each counted once, however many times it was retried), including those
+            reused from an earlier run.
+        reused: Calls stored by an earlier run of the same replay and reused instead of made again (`fresh=True`
+            makes every call).
         infrastructure_errors: Calls that still failed on the provider's side after their retries (rate limits,
             overloads, 5xx, timeouts, refused connections or credentials); their records are left out of the
             metrics (`skipped["infrastructure_error"]`).
@@ -237,6 +240,7 @@ class ReplayResult:
     mlflow_run_id: str | None = None
     dataset_fingerprint: str | None = None
     calls: int = 0
+    reused: int = 0
     infrastructure_errors: int = 0
     retries: int = 0
     rate_limited: int = 0

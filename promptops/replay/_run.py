@@ -20,6 +20,7 @@ from .._config import Selector, get_settings, parse_selector
 from .._errors import ConfigError, PromptopsError
 from .._prices import PriceTable
 from ..prompts import Prompt, resolver, selector_for
+from ._calls import call_keys, open_call_store
 from ._cost import Budget, totals
 from ._flow import Flow
 from ._result import GateResult, MetricSummary, RecordResult, ReplayResult, UsageTotals, VersionInfo
@@ -166,6 +167,11 @@ class _Plan:
                 label=str(baseline), version=prompt.version, template=_template_text(prompt), versions=[prompt.version]
             )
 
+    @property
+    def prompts(self) -> dict[int, Prompt]:
+        """Every prompt version a job runs, by version."""
+        return {**self.baseline_prompts, self.candidate.version: self.candidate}
+
 
 def _production(target: Target) -> Prompt:
     selector = selector_for(target.prompt_name, target.selector, get_settings())
@@ -229,17 +235,32 @@ def run(
     clock = time.perf_counter()
     prepared = _prepare(target, settings)
     flow = Flow(settings.workers, rps=settings.rps)
-    tick = progress(len(prepared.plan.jobs), len(prepared.records)) if progress is not None else None
-    outcome = execute(
-        prepared.target,
-        [record.inputs for record in prepared.records],
-        prepared.plan.jobs,
-        flow=flow,
-        policy=RetryPolicy(settings.retry_on),
-        budget=Budget(settings.max_cost),
-        prices=PriceTable(get_settings().prices),
-        on_call=_with_status(tick, flow),
-    )
+    prices = PriceTable(get_settings().prices)
+    inputs = [record.inputs for record in prepared.records]
+    with open_call_store(settings.store, prepared.target.function_id) as store:
+        keys = call_keys(prepared.target, prepared.plan.jobs, prepared.plan.prompts, inputs) if store else {}
+        reused = store.load(keys, prices) if store is not None and not settings.fresh else {}
+        jobs = [job for job in prepared.plan.jobs if job not in reused]
+        tick = progress(len(jobs), len(prepared.records)) if progress is not None else None
+        advance = _with_status(tick, flow)
+
+        def finished(job: Job, call: Call) -> None:
+            if store is not None:
+                store.put(keys[job], job, call)
+            if advance is not None:
+                advance(job, call)
+
+        outcome = execute(
+            prepared.target,
+            inputs,
+            jobs,
+            flow=flow,
+            policy=RetryPolicy(settings.retry_on),
+            budget=Budget(settings.max_cost),
+            prices=prices,
+            on_call=finished,
+        )
+    outcome.calls.update(reused)
     by_index, complete = _finished(prepared, outcome)
     results, summaries, samples = _score(
         prepared.records,
@@ -450,6 +471,7 @@ def _judge(
         and outcome.budget.stopped is None
         and all(gate.passed for gate in gate_results),
         calls=len(outcome.calls),
+        reused=sum(call.reused for call in outcome.calls.values()),
         infrastructure_errors=sum(call.infra for call in outcome.calls.values()),
         retries=outcome.flow.retries,
         rate_limited=outcome.flow.rate_limited,

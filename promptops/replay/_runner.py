@@ -49,6 +49,7 @@ class Call:
         usage: The tokens the call reported (`record_usage()`, the LangChain handler, or the response object it
             returned); `None` when it reported none.
         cost: What those tokens cost in USD by the price table; `None` without usage or a price for the model.
+        reused: Stored by an earlier run of the same replay and reused, not made again (`_calls`).
     """
 
     output: Any
@@ -58,6 +59,7 @@ class Call:
     infra: bool = False
     usage: Usage | None = None
     cost: float | None = None
+    reused: bool = False
 
     @property
     def tokens(self) -> int | None:

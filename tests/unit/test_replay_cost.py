@@ -161,7 +161,7 @@ def test_max_cost_stops_before_the_estimate_passes_the_limit_keeping_what_finish
     _, full = cli(cost_app, "recorded", "same", tmp_path)
     limit = full["spent"] / 3
     server.reset()
-    code, document = cli(cost_app, "recorded", "same", tmp_path, "--max-cost", f"{limit:.10f}")
+    code, document = cli(cost_app, "recorded", "same", tmp_path, "--max-cost", f"{limit:.10f}", "--fresh")
     spent = (server.input_tokens * price.input + server.output_tokens * price.output) / 1_000_000
     assert code == 1 and not document["passed"]
     assert "cost limit" in document["stopped"] and document["skipped"]["over_budget"] > 0

@@ -100,7 +100,9 @@ def facts_section(result: ReplayResult) -> str:
         ("Workers", str(result.workers)),
         (
             "Provider",
-            f"{result.calls:,} calls · {result.infrastructure_errors:,} infrastructure errors · "
+            f"{result.calls:,} calls"
+            + (f" ({result.reused:,} reused from an earlier run)" if result.reused else "")
+            + f" · {result.infrastructure_errors:,} infrastructure errors · "
             f"{result.retries:,} retries ({result.rate_limited:,} rate limited)"
             + (
                 f" · concurrency down to {result.lowest_concurrency}"
