@@ -5,6 +5,10 @@ keeps a request alive forever (issue 11 measured a refresh stuck for the whole r
 write of a request made inside `deadline(seconds)` waits at most until that deadline, and fails with a timeout
 once it has passed. The deadline is per thread: each registry fetch runs in its own thread.
 
+A request sent over a kept-alive connection that the server has meanwhile closed (its idle timeout fired as the
+request went out) fails without an answer; such a request is sent once more, on a new connection, within the same
+deadline. A request that fails on a connection opened for it is not retried: that is the server's answer.
+
 Imported by `RestRegistry` only, so `import promptops` does not import httpx.
 """
 
@@ -82,12 +86,14 @@ class _Backend(httpcore.NetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
         bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        _local.connects = getattr(_local, "connects", 0) + 1
         return _Stream(self._backend.connect_tcp(host, port, bounded, local_address, socket_options))
 
     def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
     ) -> httpcore.NetworkStream:
         bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        _local.connects = getattr(_local, "connects", 0) + 1
         return _Stream(self._backend.connect_unix_socket(path, bounded, socket_options))
 
     def sleep(self, seconds: float) -> None:
@@ -101,6 +107,16 @@ class _Transport(httpx.HTTPTransport):
         super().__init__(verify=False, trust_env=False)  # builds a pool we replace: the cheap, unverified kind
         # httpx has no parameter for the network backend; `_pool` is the attribute every httpx since 0.18 uses.
         self._pool = httpcore.ConnectionPool(ssl_context=ssl_context, network_backend=_Backend())
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send `request`; once more if it went over a reused connection the server had closed (see above)."""
+        connects = getattr(_local, "connects", 0)
+        try:
+            return super().handle_request(request)
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+            if getattr(_local, "connects", 0) != connects or request.method not in ("GET", "HEAD"):
+                raise  # it failed on a new connection (or could change something): no retry
+            return super().handle_request(request)
 
 
 def deadline_client(

@@ -40,11 +40,14 @@ class HostileServer:
         self.mode = "drip"
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.connections = 0
+        self.requests = 0
         self._listener = Listener(self._start_answer, name="hostile-registry")
         self.port = self._listener.port
         self.url = f"http://127.0.0.1:{self.port}"
 
     def _start_answer(self, connection: socket.socket) -> None:
+        self.connections += 1
         thread = threading.Thread(target=self._answer, args=(connection,), daemon=True)
         thread.start()
         self._threads.append(thread)
@@ -54,6 +57,9 @@ class HostileServer:
         try:
             with connection:
                 connection.recv(65536)  # the request (small, one read)
+                self.requests += 1
+                if mode == "close":  # closes every connection without an answer
+                    return
                 body = version_body()
                 head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
                 if mode == "drip":  # headers at once, then the body a byte at a time
@@ -73,6 +79,13 @@ class HostileServer:
                             return
                         connection.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                     connection.sendall(b"0\r\n\r\n")
+                elif mode == "idle-close":
+                    # Keeps the connection alive after its answer, but has closed it by the time the next request
+                    # arrives on it: a server whose idle timeout fired as the client reused the connection.
+                    connection.sendall(head.encode() + body)
+                    connection.settimeout(5)
+                    if connection.recv(65536):
+                        self.requests += 1
                 elif mode.startswith("json:"):
                     # A keep-alive server, as MLflow's is: closing after one answer without saying so raced the
                     # client's next request on the reused connection (ECONNRESET in a loaded full run).
@@ -216,3 +229,32 @@ def test_a_malformed_cached_copy_is_refused() -> None:
     for template in ([1, 2], [{"content": "x"}], {"role": "user"}):
         with pytest.raises(ValueError):
             Prompt.from_dict({**good, "template": template})
+
+
+def test_a_reused_connection_the_server_closed_is_retried_once() -> None:
+    # Issue 11: a kept-alive connection the server closed as the next refresh went out cost that refresh (the
+    # stale copy was served until the next TTL). The request is sent once more, on a new connection.
+    server = HostileServer()
+    server.mode = "idle-close"
+    registry = RestRegistry(server.url, timeout=LATE)
+    try:
+        first = registry.fetch("p", ("alias", "production"))
+        second = registry.fetch("p", ("alias", "production"))  # over the connection the server closes
+        assert (first.version, second.version) == (3, 3)
+        assert (server.connections, server.requests) == (2, 3)  # the closed connection's request, then a new one
+    finally:
+        registry.close()
+        server.close()
+
+
+def test_a_request_failing_on_a_new_connection_is_not_retried() -> None:
+    server = HostileServer()
+    server.mode = "close"
+    registry = RestRegistry(server.url, timeout=LATE)
+    try:
+        with pytest.raises(RegistryError):
+            registry.fetch("p", ("alias", "production"))
+        assert (server.connections, server.requests) == (1, 1)
+    finally:
+        registry.close()
+        server.close()
