@@ -83,6 +83,24 @@ def test_one_side_only_still_gets_its_own_figures() -> None:
     assert summary.delta is None and summary.ci_low is None and summary.ratio is None and summary.p95_ratio is None
 
 
+def test_one_sided_summary_keeps_its_name_and_direction() -> None:
+    # Closes mutmut survivors (issue 16): the no-pairs branch's name, direction and missing baseline went unread.
+    summary, _ = summarize("latency", [None, None], [1.0, 2.0], higher_is_better=False)
+    assert (summary.name, summary.higher_is_better, summary.n) == ("latency", False, 0)
+    assert (summary.baseline, summary.candidate, summary.baseline_p50) == (None, pytest.approx(1.5), None)
+
+
+def test_one_resample_is_the_smallest_bootstrap() -> None:
+    # The boundary of the resamples check (a mutmut survivor, issue 16): 1 is accepted, 0 is not. With one
+    # resample the interval collapses onto that resample's mean, whatever it is.
+    summary, sample = summarize("m", [0.1, 0.2, 0.3], [0.2, 0.2, 0.5], higher_is_better=True, resamples=1)
+    assert sample.n == 3 and summary.ci_low is not None
+    assert summary.ci_low == summary.ci_high
+    assert min(sample.deltas) <= summary.ci_low <= max(sample.deltas)
+    with pytest.raises(ValueError, match="at least 1"):
+        summarize("m", [0.1], [0.2], higher_is_better=True, resamples=0)
+
+
 def test_one_pair_interval_is_its_delta() -> None:
     summary, sample = summarize("m", [None, 0.25], [0.5, 0.875], higher_is_better=True)
     assert summary.n == 1
