@@ -278,8 +278,9 @@ def main() -> None:
         )
         # Issue 12: every trace is linked to its prompt version through MLflow's own link; say where to look.
         print(
-            "  then open http://127.0.0.1:5000 -> Prompts -> summarize -> Version 2 -> Traces: the calls made with\n"
-            "  version 2 (in code: mlflow.search_traces(filter_string='prompt = \"summarize/2\"'))"
+            "  then open http://127.0.0.1:5000 -> Experiments -> Default -> Traces: every call with its input and output;\n"
+            "  the calls made with version 2: mlflow.search_traces(filter_string='prompt = \"summarize/2\"') (a prompt\n"
+            "  version's own Traces tab opens from a named experiment's Prompts page: set experiment_name, see docs/tracing.md)"
         )
     finally:
         stop_server(server)

@@ -41,4 +41,4 @@ def test_demo_runs_end_to_end_offline(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     # Issue 12: MLflow's own prompt filter finds the calls served by version 2, and the demo says where to click.
     assert int(lines['MLflow filter prompt = "summarize/2"'].split()[0]) >= 2
-    assert "Prompts -> summarize -> Version 2 -> Traces" in done.stdout
+    assert "Experiments -> Default -> Traces" in done.stdout
