@@ -19,7 +19,6 @@ from promptops.cli._captures import parse_moment
 
 runner = CliRunner()
 PROMPTOPS = Path(sys.executable).parent / "promptops"
-NOW = datetime.datetime.now(datetime.timezone.utc)
 
 
 def make_record(
@@ -32,7 +31,9 @@ def make_record(
     output: Any = "a summary",
     error: tuple[str, str] | None = None,
 ) -> CaptureRecord:
-    timestamp = NOW - age
+    # Relative to the moment the record is made, not to the module's import: in a full run a test starts many
+    # minutes after collection, and a 20-minute-old record would fall out of `--since 30m`.
+    timestamp = datetime.datetime.now(datetime.timezone.utc) - age
     inputs = {"text": "hello world"} if inputs is None else inputs
     return CaptureRecord(
         id=uuid7(int(timestamp.timestamp() * 1e9)),
@@ -165,7 +166,7 @@ def test_list_filters(store: tuple[str, list[CaptureRecord]], args: tuple[str, .
 
 def test_list_iso_since_and_truncation_note(store: tuple[str, list[CaptureRecord]]) -> None:
     url, records = store
-    since = (NOW - datetime.timedelta(days=3)).isoformat()
+    since = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=3)).isoformat()
     result = run("list", "--since", since, "--limit", "1", "--store", url)
     assert result.exit_code == 0, result.output
     assert ids_listed(result.stdout, records) == [records[4].id]
