@@ -23,7 +23,12 @@ Each figure is the median over repeats of a batch's time per call: the calling t
 (`time.thread_time_ns()`, so the background threads' work and other processes on a loaded machine are left
 out; `--wall` for wall time) around a plain `for` loop; contenders run interleaved, the order rotating each
 repeat. `added` is the figure minus `bare`;
-the last line is the ratio issue 11 sets a target for: tracing + capture at most 1.5x the raw span.
+the last line is the ratio issue 11 sets a target for: tracing + capture at most 1.5x the raw span. `in gc` is the
+wall time per call of the garbage collections run in the calling thread during the batch (a collection is charged
+to whichever call allocates when it is due, so allocation-heavy paths pay for the heap they make others scan).
+
+`--gc-freeze` moves the set-up's objects out of the collector's reach first (`gc.freeze()`, what a server does
+after start-up); `--profile CONTENDER` prints a cProfile of 20,000 calls of one contender instead (collector off).
 """
 
 from __future__ import annotations
