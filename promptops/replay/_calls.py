@@ -30,6 +30,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -224,9 +225,10 @@ class CallStore:
             if item is None:
                 break
             batch.append(item)
+            deadline = time.monotonic() + _FLUSH_S  # from the first call waiting, not an idle gap: calls keep coming
             try:
                 while len(batch) < _BATCH:
-                    item = self._queue.get(timeout=_FLUSH_S)
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                     if item is None:
                         done = True
                         break

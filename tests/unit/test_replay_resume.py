@@ -96,7 +96,7 @@ def interrupted_run(application: App, tmp_path: Path, server: ProviderServer, ho
         command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     deadline = time.monotonic() + 120
-    while server.by_status[200] < PLANNED // 2 and process.poll() is None and time.monotonic() < deadline:
+    while server.by_status[200] < PLANNED * 2 // 3 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     process.send_signal(how)
     output, _ = process.communicate(timeout=60)
