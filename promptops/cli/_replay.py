@@ -33,8 +33,13 @@ def replay(
         ),
     ],
     candidate: Annotated[
-        str,
-        typer.Option("--candidate", metavar="V", help="Candidate prompt version number or alias.", show_default=False),
+        list[str],
+        typer.Option(
+            "--candidate",
+            metavar="V",
+            help="Candidate prompt version number or alias; repeat to compare several against one baseline.",
+            show_default=False,
+        ),
     ],
     baseline: Annotated[
         str,
@@ -155,7 +160,7 @@ def replay(
     console = Console(stderr=True)
     with _Progress(console) as bar:
         settings = ReplaySettings(
-            candidate=candidate,
+            candidate=candidate[0] if len(candidate) == 1 else list(candidate),
             baseline=baseline,
             dataset=dataset,
             since=since,
@@ -240,6 +245,33 @@ def _cell(name: str, value: float | None, *, signed: bool = False) -> str:
     return f"{value:{sign}.{1 if name in ('latency', 'tokens') else 3}f}"
 
 
+def _print_matrix(console: Any, result: ReplayResult) -> None:
+    """Every candidate side by side (issue 13): each metric's mean and delta against the shared baseline."""
+    from rich.table import Table
+
+    table = Table(title=f"{len(result.candidates)} candidates vs baseline {result.baseline.label}")
+    table.add_column("metric")
+    table.add_column("baseline", justify="right")
+    for candidate in result.candidates:
+        mark = "[green]pass[/]" if candidate.passed else "[red]FAIL[/]"
+        table.add_column(
+            f"{candidate.label} {mark}" + (" (best)" if candidate.label == result.best else ""), justify="right"
+        )
+    names = list(dict.fromkeys(name for candidate in result.candidates for name in candidate.metrics))
+    for name in names:
+        baseline = next((c.metrics[name].baseline for c in result.candidates if name in c.metrics), None)
+        cells = [
+            f"{_cell(name, m.candidate)} ({_cell(name, m.delta, signed=True)})" if m is not None else "—"
+            for m in (candidate.metrics.get(name) for candidate in result.candidates)
+        ]
+        table.add_row(name, _cell(name, baseline), *cells)
+    console.print(table)
+    for candidate in result.candidates[1:]:
+        for gate in candidate.gates:
+            mark = "[green]pass[/]" if gate.passed else "[red]FAIL[/]"
+            console.print(f"{mark} candidate {candidate.label}: {gate.expr}: {gate.detail}", highlight=False)
+
+
 def _print_summary(result: ReplayResult, *, report: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -266,6 +298,8 @@ def _print_summary(result: ReplayResult, *, report: str | None) -> None:
         )
         table.add_row(name, _cell(name, metric.baseline), _cell(name, metric.candidate), delta, verdict)
     console.print(table)
+    if len(result.candidates) > 1:
+        _print_matrix(console, result)
     for gate in result.gates:
         mark = "[green]pass[/]" if gate.passed else "[red]FAIL[/]"
         console.print(f"{mark} {gate.expr}: {gate.detail}", highlight=False)
@@ -292,6 +326,11 @@ def _print_summary(result: ReplayResult, *, report: str | None) -> None:
         console.print(f"MLflow run: {result.mlflow_run_id}", highlight=False)
     if result.interrupted:
         console.print("[yellow]interrupted: the results cover the records that finished[/]")
+    if len(result.candidates) > 1:
+        console.print(
+            f"best passing candidate: {result.best}" if result.best is not None else "no candidate passed",
+            highlight=False,
+        )
     verdict = "[bold green]PASSED[/]" if result.passed else "[bold red]FAILED[/]"
     console.print(f"{verdict} candidate {result.candidate.label} vs baseline {result.baseline.label}")
     sys.stdout.flush()

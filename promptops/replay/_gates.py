@@ -39,6 +39,7 @@ __all__ = [
     "check_metrics",
     "default_gates",
     "evaluate",
+    "evaluate_many",
     "parse_gate",
     "parse_gates",
 ]
@@ -509,18 +510,47 @@ def evaluate(
     Returns:
         One result per gate, in the gates' order.
     """
-    results: list[GateResult | None] = [None] * len(gates)
-    family: list[int] = []
+    return evaluate_many(gates, [(summaries, samples)], alpha=alpha, resamples=resamples, seed=seed)[0]
+
+
+def evaluate_many(
+    gates: Sequence[Gate],
+    candidates: Sequence[
+        tuple[Mapping[str, MetricSummary], Mapping[str, PairedSample | Sequence[float | None] | FloatArray]]
+    ],
+    *,
+    alpha: float = ALPHA,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> list[list[GateResult]]:
+    """Judge the same gates for several candidates against one baseline (issue 13: `--candidate` given twice).
+
+    As `evaluate()`, with one family for the Holm correction: every non-inferiority gate of every candidate, so
+    the chance that *any* candidate passes any of them while in fact worse by the margin stays at `alpha`.
+
+    Args:
+        gates: The parsed gates.
+        candidates: Per candidate, its summaries and paired samples by metric name.
+        alpha: Family-wise error rate of the non-inferiority gates, across all candidates.
+        resamples: Bootstrap resamples for raw deltas.
+        seed: Seed of the resampling for raw deltas.
+
+    Returns:
+        Per candidate, one result per gate in the gates' order.
+    """
+    results: list[list[GateResult | None]] = [[None] * len(gates) for _ in candidates]
+    family: list[tuple[int, int]] = []
     tests: list[_Test] = []
-    for index, gate in enumerate(gates):
-        summary = summaries.get(gate.metric)
-        if gate.noninferior:
-            family.append(index)
-            tests.append(_noninferior_test(gate, summary, samples, resamples, seed))
-        else:
-            results[index] = _threshold(gate, summary)
-    for index, result in zip(family, _noninferior_results(tests, alpha)):
-        results[index] = result
-    final = [result for result in results if result is not None]
-    assert len(final) == len(gates)
+    for arm, (summaries, samples) in enumerate(candidates):
+        for index, gate in enumerate(gates):
+            summary = summaries.get(gate.metric)
+            if gate.noninferior:
+                family.append((arm, index))
+                tests.append(_noninferior_test(gate, summary, samples, resamples, seed))
+            else:
+                results[arm][index] = _threshold(gate, summary)
+    for (arm, index), result in zip(family, _noninferior_results(tests, alpha)):
+        results[arm][index] = result
+    final = [[result for result in row if result is not None] for row in results]
+    assert all(len(row) == len(gates) for row in final)
     return final

@@ -20,12 +20,17 @@ from typing import TYPE_CHECKING, Any, Final
 from .._serialize import to_jsonable
 
 if TYPE_CHECKING:
-    from ._result import GateResult, MetricSummary, RecordResult, ReplayResult, VersionInfo
+    from ._result import CandidateResult, GateResult, MetricSummary, RecordResult, ReplayResult, VersionInfo
 
 __all__ = ["SCHEMA_VERSION", "json_text", "jsonable", "result_to_json"]
 
-SCHEMA_VERSION: Final = 1
-"""Version of the document's schema; bumped when a key changes meaning (adding keys does not bump it)."""
+SCHEMA_VERSION: Final = 2
+"""Version of the document's schema; bumped when a key changes meaning (adding keys does not bump it).
+
+2: several candidates in one run: `passed` means every candidate passed; `candidates` lists each (`label`,
+`version`, `passed`, `metrics`, `gates`) and `best` names the best passing one; `candidate`, `gates`,
+`metrics` and `records` are the first candidate's, as in version 1.
+"""
 
 _GATE_KEYS: Final = ("expr", "passed", "value", "detail")
 _SURROGATES: Final = re.compile("[\ud800-\udfff]")
@@ -103,6 +108,16 @@ def _metric(summary: MetricSummary) -> dict[str, Any]:
     return _fields(summary)
 
 
+def _candidate(candidate: CandidateResult) -> dict[str, Any]:
+    return {
+        "label": candidate.label,
+        "version": candidate.version,
+        "passed": bool(candidate.passed),
+        "metrics": {str(name): _metric(summary) for name, summary in candidate.metrics.items()},
+        "gates": [_gate(gate) for gate in candidate.gates],
+    }
+
+
 def _record(record: RecordResult) -> dict[str, Any]:
     return _fields(record)
 
@@ -117,7 +132,7 @@ def result_to_json(result: ReplayResult) -> dict[str, Any]:
         `{"schema_version", "passed", "target", "prompt_name", "candidate", "baseline", "dataset", "dataset_fingerprint", "scorers",
         "gates", "metrics", "records", "skipped", "repeats", "workers", "interrupted", "started_at",
         "duration_s", "mlflow_run_id", "calls", "reused", "infrastructure_errors", "retries", "rate_limited",
-        "lowest_concurrency", "could_not_measure", "usage", "spent", "stopped"}`; `json.dumps(..., allow_nan=False)`
+        "lowest_concurrency", "could_not_measure", "usage", "spent", "stopped", "candidates", "best"}`; `json.dumps(..., allow_nan=False)`
         accepts it.
     """
     started_at = result.started_at
@@ -155,6 +170,9 @@ def result_to_json(result: ReplayResult) -> dict[str, Any]:
         "usage": {str(side): _fields(total) for side, total in result.usage.items()},
         "spent": jsonable(result.spent),
         "stopped": result.stopped,
+        # schema 2: several candidates
+        "candidates": [_candidate(candidate) for candidate in result.candidates],
+        "best": result.best,
     }
 
 

@@ -12,7 +12,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GateResult", "MetricSummary", "RecordResult", "ReplayResult", "UsageTotals", "VersionInfo"]
+__all__ = [
+    "CandidateResult",
+    "GateResult",
+    "MetricSummary",
+    "RecordResult",
+    "ReplayResult",
+    "UsageTotals",
+    "VersionInfo",
+]
 
 
 @dataclasses.dataclass(slots=True)
@@ -175,6 +183,29 @@ class UsageTotals:
 
 
 @dataclasses.dataclass(slots=True)
+class CandidateResult:
+    """One candidate of a replay that compares several (`candidate=[4, 5]`, `--candidate` given twice).
+
+    Attributes:
+        label: The version number or alias as given.
+        version: The registry version it resolved to.
+        template: Its template text.
+        passed: Every gate held for it (and the run completed).
+        metrics: Its summary per metric, against the shared baseline.
+        gates: Its gates' verdicts (the non-inferiority gates of all candidates form one Holm family).
+        records: Its per-record results.
+    """
+
+    label: str
+    version: int
+    template: str | None
+    passed: bool
+    metrics: dict[str, MetricSummary]
+    gates: list[GateResult]
+    records: list[RecordResult]
+
+
+@dataclasses.dataclass(slots=True)
 class ReplayResult:
     """The outcome of `promptops.replay.run()`.
 
@@ -188,7 +219,7 @@ class ReplayResult:
         gates: Each gate's verdict.
         metrics: Summary per metric.
         records: Per-record results, in dataset order.
-        passed: Every gate held, and the run was not interrupted.
+        passed: Every gate of every candidate held, and the run was not interrupted or stopped.
         skipped: Records not replayed, counted by reason (`non_replayable`, ...).
         repeats: How many times the baseline was re-run per record to measure the noise floor.
         workers: Parallel calls.
@@ -215,6 +246,10 @@ class ReplayResult:
             result covers; empty when no call reported usage.
         spent: USD spent on the calls made by this run (calls reused from an earlier run are free); `None` when
             no call could be priced.
+        candidates: Every candidate, in the order given; `candidate`, `gates`, `metrics` and `records` are the
+            first one's.
+        best: The label of the passing candidate with the best mean on the first scorer (against `expected`
+            when the records have it); `None` when none passed.
         stopped: Why the run stopped before making every call (the `max_cost` limit); a stopped run has not
             passed, and its results cover the records that finished.
     """
@@ -249,6 +284,8 @@ class ReplayResult:
     usage: dict[str, UsageTotals] = dataclasses.field(default_factory=dict[str, UsageTotals])
     spent: float | None = None
     stopped: str | None = None
+    candidates: list[CandidateResult] = dataclasses.field(default_factory=list[CandidateResult])
+    best: str | None = None
 
     # -- outputs -------------------------------------------------------------------------------------------------
 

@@ -23,7 +23,15 @@ from ..prompts import Prompt, resolver, selector_for
 from ._calls import call_keys, open_call_store
 from ._cost import Budget, totals
 from ._flow import Flow
-from ._result import GateResult, MetricSummary, RecordResult, ReplayResult, UsageTotals, VersionInfo
+from ._result import (
+    CandidateResult,
+    GateResult,
+    MetricSummary,
+    RecordResult,
+    ReplayResult,
+    UsageTotals,
+    VersionInfo,
+)
 from ._retry import RetryPolicy
 from ._runner import Call, Job, RunOutcome, execute
 from ._settings import ReplaySettings
@@ -115,12 +123,13 @@ class _Plan:
         self,
         target: Target,
         records: Sequence[DatasetRecord],
-        candidate: Prompt,
+        candidates: Sequence[Prompt],
         baseline: str | int,
         repeats: int,
     ) -> None:
         self.records = records
-        self.candidate = candidate
+        self.candidates = list(candidates)
+        arms = list(enumerate(self.candidates))
         self.repeats = repeats
         self.captured = baseline == "captured"
         self.jobs: list[Job] = []
@@ -128,7 +137,7 @@ class _Plan:
         if self.captured:
             production: Prompt | None = None
             for index, record in enumerate(records):
-                self.jobs.append(Job(index, "candidate", candidate.version))
+                self.jobs.extend(Job(index, "candidate", prompt.version, arm) for arm, prompt in arms)
                 if not repeats:
                     continue
                 version = record.prompt_version
@@ -160,7 +169,7 @@ class _Plan:
                 prompt = _resolve(target, _selector(baseline, "--baseline"), f"--baseline {baseline}")
             self.baseline_prompts[prompt.version] = prompt
             for index in range(len(records)):
-                self.jobs.append(Job(index, "candidate", candidate.version))
+                self.jobs.extend(Job(index, "candidate", candidate.version, arm) for arm, candidate in arms)
                 self.jobs.append(Job(index, "reference", prompt.version))
                 self.jobs.extend(Job(index, "noise", prompt.version) for _ in range(repeats))
             self.baseline_info = VersionInfo(
@@ -170,7 +179,7 @@ class _Plan:
     @property
     def prompts(self) -> dict[int, Prompt]:
         """Every prompt version a job runs, by version."""
-        return {**self.baseline_prompts, self.candidate.version: self.candidate}
+        return {**self.baseline_prompts, **{prompt.version: prompt for prompt in self.candidates}}
 
 
 def _production(target: Target) -> Prompt:
@@ -195,7 +204,6 @@ class _Prepared:
     scorers: list[Scorer]
     gates: list[Gate]
     has_expected: bool
-    candidate: Prompt
     plan: _Plan
 
 
@@ -262,16 +270,20 @@ def run(
         )
     outcome.calls.update(reused)
     by_index, complete = _finished(prepared, outcome)
-    results, summaries, samples = _score(
-        prepared.records,
-        complete,
-        by_index,
-        prepared.plan.captured,
-        prepared.scorers,
-        prepared.has_expected,
-        settings.seed,
-    )
-    result = _judge(target, settings, prepared, results, summaries, samples, outcome)
+    arms = [
+        _score(
+            prepared.records,
+            complete,
+            by_index,
+            prepared.plan.captured,
+            prepared.scorers,
+            prepared.has_expected,
+            settings.seed,
+            arm,
+        )
+        for arm in range(len(prepared.plan.candidates))
+    ]
+    result = _judge(target, settings, prepared, arms, outcome)
     result.started_at, result.duration_s = started_at, time.perf_counter() - clock
     _write_outputs(result, settings)
     return result
@@ -288,8 +300,10 @@ def _prepare(target: str, settings: ReplaySettings) -> _Prepared:
     data = _load_dataset(
         loaded, settings.dataset, store=settings.store, since=settings.since, until=settings.until, limit=settings.limit
     )
-    candidate = settings.candidates[0]
-    candidate_prompt = _resolve(loaded, _selector(candidate, "--candidate"), f"--candidate {candidate}")
+    candidate_prompts = [
+        _resolve(loaded, _selector(candidate, "--candidate"), f"--candidate {candidate}")
+        for candidate in settings.candidates
+    ]
     records, skipped = _replayable(loaded, data)
     has_expected = any(record.expected is not None for record in records)
     metric_names = _metric_names(scorer_list, has_expected)
@@ -300,9 +314,9 @@ def _prepare(target: str, settings: ReplaySettings) -> _Prepared:
         gated = [name for name in metric_names if not golden or name.endswith(_EXPECTED_SUFFIX) or name in _ALWAYS]
         gate_list = _default_gates(scorer_list, gated)
     check_metrics(gate_list, metric_names)
-    plan = _Plan(loaded, records, candidate_prompt, "production" if golden else settings.baseline, settings.repeats)
+    plan = _Plan(loaded, records, candidate_prompts, "production" if golden else settings.baseline, settings.repeats)
     _load_models(scorer_list)
-    return _Prepared(loaded, data, records, skipped, scorer_list, gate_list, has_expected, candidate_prompt, plan)
+    return _Prepared(loaded, data, records, skipped, scorer_list, gate_list, has_expected, plan)
 
 
 def _has_capture(record: DatasetRecord) -> bool:
@@ -436,40 +450,53 @@ def _judge(
     target: str,
     settings: ReplaySettings,
     prepared: _Prepared,
-    results: list[RecordResult],
-    summaries: dict[str, MetricSummary],
-    samples: dict[str, Any],
+    arms: Sequence[tuple[list[RecordResult], dict[str, MetricSummary], dict[str, Any]]],
     outcome: RunOutcome,
 ) -> ReplayResult:
-    """Evaluate the gates (and whether the provider let the run measure anything) and assemble the result."""
-    from ._gates import evaluate
+    """Evaluate every candidate's gates in one Holm family, and whether the provider let the run measure; assemble."""
+    from ._gates import evaluate_many
 
-    gate_results = evaluate(prepared.gates, summaries, samples) if results else []
+    measured = bool(arms[0][0])
+    verdicts: list[list[GateResult]] = [[] for _ in arms]
+    if measured:
+        verdicts = evaluate_many(prepared.gates, [(summaries, samples) for _, summaries, samples in arms])
     could_not_measure, infra_gate = _could_not_measure(settings, outcome)
-    if infra_gate is not None:
-        gate_results.insert(0, infra_gate)
     interrupted = outcome.interrupted
-    candidate = prepared.candidate
+    complete_run = measured and not interrupted and outcome.budget.stopped is None
+    candidates: list[CandidateResult] = []
+    for label, prompt, (results, summaries, _), gate_results in zip(
+        settings.candidates, prepared.plan.candidates, arms, verdicts
+    ):
+        if infra_gate is not None:
+            gate_results.insert(0, infra_gate)
+        candidates.append(
+            CandidateResult(
+                label=str(label),
+                version=prompt.version,
+                template=_template_text(prompt),
+                passed=complete_run and all(gate.passed for gate in gate_results),
+                metrics=summaries,
+                gates=gate_results,
+                records=results,
+            )
+        )
+    first = candidates[0]
     return ReplayResult(
         target=target,
         prompt_name=prepared.target.prompt_name,
         candidate=VersionInfo(
-            label=str(settings.candidates[0]),
-            version=candidate.version,
-            template=_template_text(candidate),
-            versions=[candidate.version],
+            label=first.label, version=first.version, template=first.template, versions=[first.version]
         ),
         baseline=prepared.plan.baseline_info,
         dataset=prepared.data.name,
         dataset_fingerprint=prepared.data.fingerprint,
         scorers=[scorer.name for scorer in prepared.scorers],
-        gates=gate_results,
-        metrics=summaries,
-        records=results,
-        passed=bool(results)
-        and not interrupted
-        and outcome.budget.stopped is None
-        and all(gate.passed for gate in gate_results),
+        gates=first.gates,
+        metrics=first.metrics,
+        records=first.records,
+        passed=all(candidate.passed for candidate in candidates),
+        candidates=candidates,
+        best=_best(candidates, prepared),
         calls=len(outcome.calls),
         reused=sum(call.reused for call in outcome.calls.values()),
         infrastructure_errors=sum(call.infra for call in outcome.calls.values()),
@@ -485,6 +512,20 @@ def _judge(
         workers=settings.workers,
         interrupted=interrupted,
     )
+
+
+def _best(candidates: Sequence[CandidateResult], prepared: _Prepared) -> str | None:
+    """The passing candidate with the best mean on the first scorer (against `expected` when records have it)."""
+    first = prepared.scorers[0]
+    name = first.name + _EXPECTED_SUFFIX if prepared.has_expected and first.name not in _ALWAYS else first.name
+    ranked: list[tuple[float, int, str]] = []
+    for position, candidate in enumerate(candidates):
+        summary = candidate.metrics.get(name)
+        if candidate.passed and summary is not None and summary.candidate is not None:
+            ranked.append(
+                (summary.candidate if first.higher_is_better else -summary.candidate, -position, candidate.label)
+            )
+    return max(ranked)[2] if ranked else None
 
 
 def _usage_totals(prepared: _Prepared, outcome: RunOutcome) -> dict[str, UsageTotals]:
@@ -530,8 +571,9 @@ def _score(
     scorer_list: Sequence[Scorer],
     has_expected: bool,
     seed: int,
+    arm: int,
 ) -> tuple[list[RecordResult], dict[str, MetricSummary], dict[str, Any]]:
-    """Score every finished record, both sides, one batched `score()` call per scorer; then summarise."""
+    """Score every finished record (candidate `arm` and the baseline), one batched `score()` per scorer; summarise."""
     from . import _stats
 
     results: list[RecordResult] = []
@@ -541,7 +583,7 @@ def _score(
         calls = by_index[index]
         side = _Sides(
             record,
-            calls["candidate"][0],
+            calls["candidate"][arm],
             _captured_call(record) if captured else calls["reference"][0],
             calls.get("noise", []),
         )

@@ -69,11 +69,15 @@ class Call:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Job:
-    """One call to make: record `index` on prompt `version`, as `role` (`candidate`, `reference`, `noise`)."""
+    """One call: record `index` on prompt `version` as `role` (`candidate`, `reference`, `noise`).
+
+    `arm` is the candidate's position when several candidates are compared.
+    """
 
     index: int
     role: str
     version: int
+    arm: int = 0
 
 
 @dataclasses.dataclass(slots=True)

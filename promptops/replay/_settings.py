@@ -131,8 +131,6 @@ class ReplaySettings:
         """
         if not self.candidates:
             raise ReplayError("no candidate: give at least one version number or alias")
-        if len(self.candidates) > 1:
-            raise ReplayError("several candidates in one run are not available yet; replay them one at a time")
         if self.repeats < 0:
             raise ReplayError(f"repeats must be 0 or more, got {self.repeats}")
         if self.workers < 1:

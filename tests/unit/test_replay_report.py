@@ -123,7 +123,7 @@ def test_json_document_has_the_stable_schema() -> None:
         "prompt_name", "dataset", "scorers", "skipped", "repeats", "workers", "interrupted", "started_at",
         "duration_s", "mlflow_run_id",
     }  # fmt: skip
-    assert data["schema_version"] == SCHEMA_VERSION == 1
+    assert data["schema_version"] == SCHEMA_VERSION == 2  # 2: several candidates (`candidates`, `best`)
     assert data["passed"] is False
     assert data["candidate"] == {"label": "5", "version": 5, "template": result.candidate.template, "versions": []}
     assert data["baseline"]["versions"] == [3, 4]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Final
 from ..._version import __version__
 from ._format import escape, side_label
 from ._records import records_section
-from ._sections import facts_section, metrics_section, prompt_section, verdict_section
+from ._sections import candidates_section, facts_section, metrics_section, prompt_section, verdict_section
 
 if TYPE_CHECKING:
     from .._result import ReplayResult
@@ -158,6 +158,7 @@ def render_html(
         verdict_section(result, candidate, baseline),
         '<nav><a href="#facts">Run</a><a href="#metrics">Metrics</a><a href="#prompt">Prompt diff</a>'
         f'<a href="#records">Records ({len(result.records):,})</a></nav>',
+        candidates_section(result),
         facts_section(result),
         metrics_section(result, candidate, baseline),
         prompt_section(result),

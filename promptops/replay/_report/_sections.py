@@ -119,6 +119,41 @@ def facts_section(result: ReplayResult) -> str:
     return f'<section id="facts"><h2>Run</h2><dl class="facts">{cells}</dl></section>'
 
 
+def candidates_section(result: ReplayResult) -> str:
+    """The comparison matrix of a replay with several candidates: metric x version, the best passing one marked."""
+    if len(result.candidates) < 2:
+        return ""
+    head = (
+        '<tr><th>Metric</th><th class="num">Baseline</th>'
+        + "".join(
+            f'<th class="num">{escape(candidate.label)}<div class="sub">{"PASS" if candidate.passed else "FAIL"}'
+            + (' · <span class="best">best</span>' if candidate.label == result.best else "")
+            + "</div></th>"
+            for candidate in result.candidates
+        )
+        + "</tr>"
+    )
+    names = list(dict.fromkeys(name for candidate in result.candidates for name in candidate.metrics))
+    rows: list[str] = []
+    for name in names:
+        baseline = next((c.metrics[name].baseline for c in result.candidates if name in c.metrics), None)
+        cells = "".join(
+            f'<td class="num">{fmt_num(m.candidate)}<div class="ci">{fmt_num(m.delta, signed=True)}</div></td>'
+            if m is not None
+            else '<td class="num">–</td>'
+            for m in (candidate.metrics.get(name) for candidate in result.candidates)
+        )
+        rows.append(
+            f'<tr><th scope="row"><code>{escape(name)}</code></th><td class="num">{fmt_num(baseline)}</td>{cells}</tr>'
+        )
+    return (
+        f'<section id="candidates"><h2>Candidates</h2><div class="card tablecard"><table class="metrics"><thead>{head}'
+        f'</thead><tbody>{"".join(rows)}</tbody></table><p class="note muted small">Each cell: the candidate\'s mean, '
+        "and below it the mean paired delta against the baseline. The sections below detail the first candidate, "
+        f"{escape(result.candidates[0].label)}.</p></div></section>"
+    )
+
+
 def metrics_section(result: ReplayResult, candidate: str, baseline: str) -> str:
     if not result.metrics:
         return '<section id="metrics"><h2>Metrics</h2><p class="muted">No metrics were computed.</p></section>'
