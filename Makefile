@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE := 1
+# MLflow prices a span that has a model name and token usage from a catalog it downloads from github.com
+# (in the export thread): empty keeps it to the catalog bundled with MLflow.
+export MLFLOW_MODEL_CATALOG_URI :=
 # mkdocs-material 9.8 prints an end-of-life banner on every build otherwise.
 export NO_MKDOCS_2_WARNING := 1
 

@@ -31,6 +31,7 @@ import urllib.request
 from pathlib import Path
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_MODEL_CATALOG_URI", "")  # MLflow's price catalog: the bundled copy, no download
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PROMPTOPS_DEMO_SEED", "0")  # production's model seed (replay runs with another one)

@@ -13,6 +13,7 @@ import pytest
 
 # Before anything imports MLflow: it would otherwise try to reach the internet.
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ["MLFLOW_MODEL_CATALOG_URI"] = ""  # no price-catalog download from github.com when spans carry usage
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 for _name in [name for name in os.environ if name.startswith("PROMPTOPS_")] + ["MLFLOW_TRACKING_URI"]:
