@@ -198,11 +198,16 @@ def test_cli_push_and_pull(uri: str, name: str, tmp_path: Path) -> None:
     )
 
 
-def test_push_and_pull_through_a_tracking_server(server: MlflowServer, name: str) -> None:
+def check_push_and_pull(url: str, name: str) -> None:
+    """A dataset pushed through a tracking server comes back the same, and its name is not reused."""
     dataset = awkward_dataset(name)
-    result = datasets.push(dataset, tracking_uri=server.url, experiment=f"exp-{name}")
-    assert result.pushed == len(dataset) and result.tracking_uri == server.url
-    pulled = datasets.pull(name, tracking_uri=server.url)
+    result = datasets.push(dataset, tracking_uri=url, experiment=f"exp-{name}")
+    assert result.pushed == len(dataset) and result.tracking_uri == url
+    pulled = datasets.pull(name, tracking_uri=url)
     assert pulled.records == dataset.records and pulled.fingerprint == dataset.fingerprint
     with pytest.raises(DatasetExistsError):
-        datasets.push(dataset, tracking_uri=server.url)
+        datasets.push(dataset, tracking_uri=url)
+
+
+def test_push_and_pull_through_a_tracking_server(server: MlflowServer, name: str) -> None:
+    check_push_and_pull(server.url, name)

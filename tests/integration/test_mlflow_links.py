@@ -97,12 +97,17 @@ def test_sqlite_store_links_every_trace_to_its_prompt_version(tmp_path: Path, pr
     check_links(uri, prompt_name, experiment)
 
 
-def test_mlflow_server_links_every_trace_to_its_prompt_version(server: MlflowServer, prompt_name: str) -> None:
-    server.register(prompt_name, "Summarize {{ text }}")
-    server.register(prompt_name, "Summarize briefly {{ text }}")
+def check_server_links(server: MlflowServer, name: str) -> None:
+    """`check_links` against a tracking server (whatever its backend store): two versions registered through it."""
+    server.register(name, "Summarize {{ text }}")
+    server.register(name, "Summarize briefly {{ text }}")
     experiment = f"links-{uuid.uuid4().hex[:8]}"
     promptops.configure(tracking_uri=server.url, experiment_name=experiment, trace_exporter="mlflow", capture=None)
-    check_links(server.url, prompt_name, experiment)
+    check_links(server.url, name, experiment)
+
+
+def test_mlflow_server_links_every_trace_to_its_prompt_version(server: MlflowServer, prompt_name: str) -> None:
+    check_server_links(server, prompt_name)
 
 
 def test_a_trace_whose_root_is_not_ours_is_linked_too(tmp_path: Path, prompt_name: str) -> None:

@@ -15,15 +15,13 @@ from pathlib import Path
 import pytest
 
 import promptops
-from promptops import datasets, replay
-from promptops.datasets import DatasetExistsError
 from tests.conftest import Registry
-from tests.unit.test_datasets import awkward_dataset
-from tests.unit.test_replay import ECHO_APP, PRODUCTION, TEXTS, App, captured_rows, write_dataset
+from tests.unit.test_replay import ECHO_APP, PRODUCTION, App, check_logged_run
 
 from .capture_support import pg_url, postgres_database, psql
 from .conftest import MlflowServer
-from .test_mlflow_links import check_links
+from .test_datasets_mlflow import check_push_and_pull
+from .test_mlflow_links import check_server_links
 from .test_server_reads import tracked, wait_for
 
 
@@ -65,41 +63,18 @@ def test_resolution_and_an_alias_moved_by_another_client(pg_server: MlflowServer
 
 
 def test_every_trace_is_linked_to_its_prompt_version(pg_server: MlflowServer, prompt_name: str) -> None:
-    pg_server.register(prompt_name, "Summarize {{ text }}")
-    pg_server.register(prompt_name, "Summarize briefly {{ text }}")
-    experiment = f"links-{uuid.uuid4().hex[:8]}"
-    promptops.configure(tracking_uri=pg_server.url, experiment_name=experiment, trace_exporter="mlflow", capture=None)
-    check_links(pg_server.url, prompt_name, experiment)
+    check_server_links(pg_server, prompt_name)
 
 
 def test_a_replay_run_is_logged_with_params_metrics_and_report(
     pg_server: MlflowServer, prompt_name: str, tmp_path: Path
 ) -> None:
-    from mlflow import MlflowClient
-
     promptops.configure(tracking_uri=pg_server.url, trace_exporter="none", capture=False)
     application = App(Registry(pg_server.url), prompt_name, tmp_path, ECHO_APP)
     application.register("v1", PRODUCTION, alias="production")
-    bad = application.register("bad", "TL;DR.")
-    data = write_dataset(tmp_path / "tickets.jsonl", captured_rows(TEXTS[:4]))
-
-    result = replay.run(application.target, candidate=bad, dataset=data)
-    assert result.mlflow_run_id is not None and not result.passed
-    client = MlflowClient(tracking_uri=pg_server.url)
-    run = client.get_run(result.mlflow_run_id)
-    assert run.data.params["candidate_version"] == str(bad)
-    assert run.data.tags["promptops.replay.verdict"] == "failed"
-    assert run.data.metrics["rougeL.delta"] == pytest.approx(result.metrics["rougeL"].delta)
-    artifacts = {artifact.path for artifact in client.list_artifacts(result.mlflow_run_id)}
-    assert {"replay_records.json", "replay_report.html"} <= artifacts
+    application.register("bad", "TL;DR.")
+    check_logged_run(application, tmp_path)
 
 
 def test_datasets_push_and_pull(pg_server: MlflowServer) -> None:
-    name = f"ds-{uuid.uuid4().hex[:10]}"
-    dataset = awkward_dataset(name)
-    result = datasets.push(dataset, tracking_uri=pg_server.url, experiment=f"exp-{name}")
-    assert result.pushed == len(dataset) and result.tracking_uri == pg_server.url
-    pulled = datasets.pull(name, tracking_uri=pg_server.url)
-    assert pulled.records == dataset.records and pulled.fingerprint == dataset.fingerprint
-    with pytest.raises(DatasetExistsError):
-        datasets.push(dataset, tracking_uri=pg_server.url)
+    check_push_and_pull(pg_server.url, f"ds-{uuid.uuid4().hex[:10]}")

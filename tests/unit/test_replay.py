@@ -266,14 +266,19 @@ def test_bad_input_is_one_clear_error_before_any_call(
 
 
 def test_mlflow_run_holds_params_metrics_records_and_report(echo: App, tmp_path: Path) -> None:
+    check_logged_run(echo, tmp_path)
+
+
+def check_logged_run(application: App, directory: Path) -> None:
+    """A failing replay of `application`'s "bad" version logs its run to the registry's tracking store."""
     from mlflow import MlflowClient
 
-    data = write_dataset(tmp_path / "tickets.jsonl", captured_rows(TEXTS[:4]))
-    result = replay.run(echo.target, candidate=echo.versions["bad"], dataset=data)
-    assert result.mlflow_run_id is not None
-    client = MlflowClient(tracking_uri=echo.registry.uri)
+    data = write_dataset(directory / "tickets.jsonl", captured_rows(TEXTS[:4]))
+    result = replay.run(application.target, candidate=application.versions["bad"], dataset=data)
+    assert result.mlflow_run_id is not None and not result.passed
+    client = MlflowClient(tracking_uri=application.registry.uri)
     run = client.get_run(result.mlflow_run_id)
-    assert run.data.params["candidate_version"] == str(echo.versions["bad"])
+    assert run.data.params["candidate_version"] == str(application.versions["bad"])
     assert run.data.tags["promptops.replay.verdict"] == "failed"
     assert run.data.metrics["rougeL.delta"] == pytest.approx(result.metrics["rougeL"].delta)
     artifacts = {artifact.path for artifact in client.list_artifacts(result.mlflow_run_id)}

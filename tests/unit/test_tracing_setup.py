@@ -16,6 +16,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -382,26 +383,37 @@ def slow_collector() -> Iterator[str]:
         thread.join(5)
 
 
+def otlp_tracer_with_a_small_queue(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> Any:
+    """promptops' tracer exporting over OTLP to `endpoint` through a queue of 8 spans, batches of 4."""
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "8")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint)
+    promptops.configure(trace_exporter="otlp")
+    tracer = tracing.tracer()
+    assert tracer is not None
+    return tracer
+
+
+def replay_spans(tracer: Any, count: int) -> None:
+    """End `count` spans as a replay's calls would (`replay_active` set)."""
+    from promptops.prompts import replay_active
+
+    token = replay_active.set(True)
+    try:
+        for index in range(count):
+            tracer.start_span(f"replayed {index}").end()
+    finally:
+        replay_active.reset(token)
+
+
 def test_a_replay_waits_for_room_in_the_export_queue_instead_of_dropping(
     slow_collector: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Issue 10: a 20,000-record replay made spans faster than a sqlite store took them and dropped half. Replay
     # is promptops' batch job: its spans wait for room. The application's spans never wait: they are dropped.
-    from promptops.prompts import replay_active
-
-    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "8")
-    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4")
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", slow_collector)
-    promptops.configure(trace_exporter="otlp")
-    tracer = tracing.tracer()
-    assert tracer is not None
+    tracer = otlp_tracer_with_a_small_queue(monkeypatch, slow_collector)
     before = tracing.stats()
-    token = replay_active.set(True)
-    try:
-        for index in range(100):
-            tracer.start_span(f"replayed {index}").end()
-    finally:
-        replay_active.reset(token)
+    replay_spans(tracer, 100)
     assert promptops.flush(60)
     replayed = tracing.stats()
     assert replayed["spans_dropped"] == before["spans_dropped"]
@@ -414,25 +426,13 @@ def test_a_replay_waits_for_room_in_the_export_queue_instead_of_dropping(
 def test_a_replay_does_not_wait_for_a_failing_exporter(monkeypatch: pytest.MonkeyPatch) -> None:
     # The replay's wait for room is for a slow exporter, not a dead one: once an export failed, its spans are
     # dropped and counted at once (else every call of a replay against a dead endpoint would wait the full bound).
-    from promptops.prompts import replay_active
-
-    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "8")
-    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4")
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://127.0.0.1:{free_port()}/v1/traces")  # refused
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
-    promptops.configure(trace_exporter="otlp")
-    tracer = tracing.tracer()
-    assert tracer is not None
+    tracer = otlp_tracer_with_a_small_queue(monkeypatch, f"http://127.0.0.1:{free_port()}/v1/traces")  # refused
     from promptops.tracing import _provider
 
     monkeypatch.setattr(_provider, "REPLAY_WAIT", 1.0)  # a wait per span, if it happened, shows within the bound
     before = tracing.stats()
     started = time.monotonic()
-    token = replay_active.set(True)
-    try:
-        for index in range(100):
-            tracer.start_span(f"replayed {index}").end()
-    finally:
-        replay_active.reset(token)
+    replay_spans(tracer, 100)
     assert time.monotonic() - started < 45  # generous; 100 spans each waiting out the (1 s) bound take 100 s
     assert tracing.stats()["spans_dropped"] - before["spans_dropped"] >= 50
