@@ -204,6 +204,25 @@ def test_price_lookup_snapshots_provider_prefixes_and_unknown_models() -> None:
             parse_prices(bad)
 
 
+def test_shipped_prices_agree_with_the_catalog_bundled_with_mlflow() -> None:
+    """The default table is checked against a maintained source that works offline: the provider catalogs MLflow
+    ships (`mlflow/utils/model_catalog/*.json`, standard tier). A model missing from the provider's own file is
+    not compared (Vertex AI's file prices some Claude models differently from Anthropic's)."""
+    import importlib.resources
+
+    catalog = importlib.resources.files("mlflow.utils").joinpath("model_catalog")
+    compared: dict[str, tuple[Price, Price]] = {}
+    for provider in ("openai", "anthropic", "gemini"):
+        models = json.loads(catalog.joinpath(f"{provider}.json").read_text())["models"]
+        for name, ours in DEFAULT_PRICES.items():
+            pricing = models.get(name, {}).get("pricing")
+            if pricing:
+                theirs = Price(pricing["input_per_million_tokens"], pricing["output_per_million_tokens"])
+                compared[name] = (ours, theirs)
+    assert len(compared) >= 18, sorted(compared)  # most of the table has a counterpart: the check is not vacuous
+    assert {name: pair for name, pair in compared.items() if pair[0] != pair[1]} == {}
+
+
 def test_prices_setting_reads_the_environment_and_names_a_bad_value(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROMPTOPS_PRICES", '{"house-model": {"input": 0.5, "output": 1.5}}')
     assert promptops.get_settings().prices == {"house-model": Price(0.5, 1.5)}
