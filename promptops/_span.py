@@ -497,9 +497,11 @@ def record_usage(
 
     Sets `gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens`, `gen_ai.request.model`,
     `gen_ai.response.model`, `gen_ai.operation.name`, `gen_ai.response.finish_reasons` and
-    `gen_ai.provider.name` on the current span (the tracked call's). During a replay the tokens also count
-    towards the call's `tokens` and `cost` metrics (priced by `response_model`, else `model`); report each model
-    call once. Does nothing outside a traced call or a replay. Never raises.
+    `gen_ai.provider.name` on the current span (the tracked call's). The tokens, the model (`response_model`,
+    else `model`) and the provider are also kept with the call's capture record, where `promptops rollout
+    status` compares the arms' tokens and cost, and during a replay they count towards the call's `tokens` and
+    `cost` metrics. Report each model call once (a call's reports are summed). Does nothing outside a traced,
+    captured or replayed call. Never raises.
 
     ```python
     @promptops.track(prompt="summarize")
@@ -519,8 +521,8 @@ def record_usage(
         provider: Who served the model, e.g. `"openai"` or `"anthropic"` (`gen_ai.provider.name`).
     """
     try:
-        if usage_sink.get() is not None:  # a replay is counting this call's tokens (issue 13)
-            report_usage(input_tokens, output_tokens, response_model or model)
+        if usage_sink.get() is not None:  # a replay or the call's capture record counts its tokens (issues 13, 14)
+            report_usage(input_tokens, output_tokens, response_model or model, provider)
         if _otel is None:
             return  # nothing was ever traced in this process
         span = _otel[0].get_current_span()

@@ -13,6 +13,7 @@ import functools
 import inspect
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from contextvars import Token
 from time import monotonic, perf_counter_ns
 from typing import Any, NamedTuple, TypeVar, overload
 
@@ -25,6 +26,7 @@ from ._config import Selector, Settings, get_settings, parse_selector
 from ._errors import PromptUnavailableError, log_internal_error
 from ._span import CallSpan, StreamSpan
 from ._uri import redact_uri
+from ._usage import Usage, passed_on, usage_of, usage_sink
 from .capture import CallCapture
 from .capture._capture import DEFERRED
 from .prompts import NO_OVERRIDES, Prompt, Template, active_prompt, overrides, resolver, selector_for
@@ -250,7 +252,9 @@ class _Observation:
     the span and the record alike (issue 11: they were converted twice); so is a mutable return value.
     """
 
-    __slots__ = ("args", "began", "bound", "inputs", "kwargs", "prompt", "settings", "spec", "started", "writer")
+    __slots__ = (
+        "args", "began", "bound", "inputs", "kwargs", "prompt", "settings", "spec", "started", "usage", "writer",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -265,6 +269,7 @@ class _Observation:
         self.settings = settings = get_settings()
         capture = spec.capture
         self.writer = writer = capture.admit(settings) if capture.enabled else None
+        self.usage: Usage | None = None  # what the call reports while it is the usage sink (`add`)
         self.inputs: Any = DEFERRED
         if writer is not None and not capture.deferrable(args, kwargs, bound):
             named = capture.bind(args, kwargs, bound)
@@ -279,33 +284,49 @@ class _Observation:
         )  # fmt: skip
         self.began = perf_counter_ns()
 
-    def failed(self, exc: BaseException) -> None:
+    def add(
+        self, input_tokens: int | None, output_tokens: int | None, model: str | None, provider: str | None = None
+    ) -> None:
+        """`record_usage()` during the call: kept with its record (issue 14). `_run` makes this the usage sink."""
+        usage = self.usage
+        if usage is None:
+            usage = self.usage = Usage()
+        usage.add(input_tokens, output_tokens, model, provider)
+
+    def failed(self, exc: BaseException, listened: Token[Any] | None = None) -> None:
         ended = perf_counter_ns()
         if self.started is not None:
             masked = self.spec.call.masked(self.settings, self.args, self.kwargs, bound=self.bound)
             self.spec.call.fail(self.started, self.settings, exc, masked)
-        self._hand_over(ended, None, False, exc)
+        self._hand_over(ended, None, False, exc, listened)
 
-    def succeeded(self, result: Any) -> None:
+    def succeeded(self, result: Any, listened: Token[Any] | None = None) -> None:
         ended = perf_counter_ns()
         encoded = None
         if self.writer is not None and not self.spec.capture.immutable(result):
+            if self.usage is None:
+                self.usage = usage_of(result)  # a returned provider response carries its usage
             encoded = self.spec.capture.encode(self.settings, result)  # one conversion for span and record
         if self.started is not None:
             self.spec.call.finish(self.started, self.settings, result, encoded=encoded)
         if encoded is not None:
-            self._hand_over(ended, encoded, True, None)
+            self._hand_over(ended, encoded, True, None, listened)
         else:
-            self._hand_over(ended, result, False, None)
+            self._hand_over(ended, result, False, None, listened)
 
-    def _hand_over(self, ended: int, output: Any, encoded: bool, error: BaseException | None) -> None:
+    def _hand_over(
+        self, ended: int, output: Any, encoded: bool, error: BaseException | None, listened: Token[Any] | None
+    ) -> None:
         writer = self.writer
         if writer is None:
             return
+        usage = self.usage
+        if usage is not None and listened is not None:
+            passed_on(listened, usage)  # an enclosing tracked call (or replay) counts these tokens too
         span = self.started[0] if self.started is not None else None
         self.spec.capture.hand_over(
             writer, self.settings, self.prompt, self.args, self.kwargs, self.bound, self.inputs, output, encoded,
-            error, self.began, ended, None, span,
+            error, self.began, ended, None, span, usage,
         )  # fmt: skip
 
 
@@ -319,17 +340,25 @@ def _run(
     *,
     bound: bool,
 ) -> Any:
-    """Call `func` inside its span (if `tracer`) and submit the capture record afterwards."""
+    """Call `func` inside its span (if `tracer`) and submit the capture record afterwards.
+
+    A call whose record is kept is the usage sink while it runs: `record_usage()` inside it lands in its record.
+    """
     observation = _Observation(spec, tracer, prompt, args, kwargs, bound)
     token = active_prompt.set(prompt)
+    listened = usage_sink.set(observation) if observation.writer is not None else None
     try:
         result = func(*args, **kwargs)
     except BaseException as exc:
         active_prompt.reset(token)
-        observation.failed(exc)
+        if listened is not None:
+            usage_sink.reset(listened)
+        observation.failed(exc, listened)
         raise
     active_prompt.reset(token)
-    observation.succeeded(result)
+    if listened is not None:
+        usage_sink.reset(listened)
+    observation.succeeded(result, listened)
     return result
 
 
@@ -346,14 +375,19 @@ async def _arun(
     """`_run` for coroutine functions."""
     observation = _Observation(spec, tracer, prompt, args, kwargs, bound)
     token = active_prompt.set(prompt)
+    listened = usage_sink.set(observation) if observation.writer is not None else None
     try:
         result = await func(*args, **kwargs)
     except BaseException as exc:
         active_prompt.reset(token)
-        observation.failed(exc)
+        if listened is not None:
+            usage_sink.reset(listened)
+        observation.failed(exc, listened)
         raise
     active_prompt.reset(token)
-    observation.succeeded(result)
+    if listened is not None:
+        usage_sink.reset(listened)
+    observation.succeeded(result, listened)
     return result
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-__all__ = ["Listener"]
+__all__ = ["Listener", "write_as_older_schema"]
 
 
 class Listener:
@@ -43,3 +44,19 @@ class Listener:
         self._stop.set()
         self._thread.join(timeout=5)
         self._sock.close()
+
+
+def write_as_older_schema(engine: Any, records: Iterable[Any]) -> None:
+    """Write capture records into a captures table an older promptops made, into the columns it has.
+
+    What that promptops' writer did (`CaptureStore.write` names the current schema's columns, so it cannot).
+    """
+    import sqlalchemy as sa
+
+    from promptops.capture import _store
+
+    table = sa.Table(_store.captures_table.name, sa.MetaData(), autoload_with=engine)
+    names = [column.name for column in _store.captures_table.columns]
+    rows = [dict(zip(names, _store._row(record, sqlite=False), strict=True)) for record in records]  # pyright: ignore[reportPrivateUsage]
+    with engine.begin() as connection:
+        connection.execute(table.insert(), [{key: row[key] for key in table.columns.keys()} for row in rows])

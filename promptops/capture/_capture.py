@@ -25,6 +25,7 @@ from typing import Any
 from .. import _config  # pyright: ignore[reportPrivateUsage]
 from .._config import get_settings
 from .._errors import log_internal_error
+from .._usage import Usage
 from ..prompts import Prompt, replay_active
 from . import _writer  # pyright: ignore[reportPrivateUsage]
 
@@ -259,6 +260,7 @@ class CallCapture:
         ended_ns: int,
         first_item_ns: int | None,
         span_context: Any,
+        usage: Usage | None = None,
     ) -> None:
         """Queue a call `admit()` accepted: the one hand-over to the writer. Never raises, never blocks.
 
@@ -279,6 +281,7 @@ class CallCapture:
             ended_ns: When it ended, same clock.
             first_item_ns: When a stream produced its first item, same clock.
             span_context: The call's OpenTelemetry span or `SpanContext`, if one was recording.
+            usage: The tokens the call reported (`promptops._usage`), if it reported any.
         """
         try:
             if inputs is DEFERRED:
@@ -302,7 +305,7 @@ class CallCapture:
             writer.put(
                 (
                     self, settings, prompt, args, kwargs, bound, output, error_info, started_ns, ended_ns,
-                    first_item_ns, span_context, _time_ns(),
+                    first_item_ns, span_context, _time_ns(), usage,
                 )
             )  # fmt: skip
         except Exception:

@@ -47,6 +47,11 @@ class CaptureRecord:
         app_version: The `app_version` setting when the call was made.
         input_hash: SHA-256 (hex) of `canonical_json(inputs)`, for de-duplication.
         redacted: Whether redaction changed anything in `inputs`, `output` or `error_message`.
+        input_tokens: Tokens the call's model requests used, when the call reported them (`record_usage()`, or
+            a returned OpenAI/Anthropic/LangChain response); summed over its model calls. `None`: not known.
+        output_tokens: Tokens generated, likewise.
+        model: The model that answered (the last one reported).
+        provider: Who served it (`openai`, `anthropic`, ...), when known.
     """
 
     id: str
@@ -70,6 +75,10 @@ class CaptureRecord:
     app_version: str | None
     input_hash: str
     redacted: bool = False
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    model: str | None = None
+    provider: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON-compatible data (the timestamp as ISO 8601 text), e.g. for export."""

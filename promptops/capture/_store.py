@@ -1,7 +1,7 @@
 """Capture stores: SQLite and PostgreSQL through SQLAlchemy Core, with a schema version and migrations.
 
 Tables: `promptops_schema` (one row: the schema version), `promptops_captures` (one row per call; JSON
-values as text) and, since version 2, `promptops_datasets` / `promptops_dataset_records` (named, immutable
+values as text; since version 3 with the call's token usage) and, since version 2, `promptops_datasets` / `promptops_dataset_records` (named, immutable
 datasets; read and written by `promptops.datasets`). `CaptureStore.open(url)` applies the pending migrations in order, once, under a lock that
 makes two processes opening the same store at once safe: PostgreSQL's `pg_advisory_xact_lock`, SQLite's
 `BEGIN IMMEDIATE`. A store written by a newer promptops (a schema version this one does not know) is refused
@@ -44,35 +44,55 @@ schema_table = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
 )
 
-captures_table = sa.Table(
-    "promptops_captures",
-    _metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("timestamp", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("function", sa.String(512), nullable=False),
-    sa.Column("prompt_name", sa.String(256)),
-    sa.Column("prompt_version", sa.Integer),
-    sa.Column("prompt_alias", sa.String(256)),
-    sa.Column("prompt_source", sa.String(16)),
-    sa.Column("inputs", sa.Text, nullable=False),
-    sa.Column("replayable", sa.Boolean, nullable=False),
-    sa.Column("replay_reason", sa.Text),
-    sa.Column("output", sa.Text),
-    sa.Column("error_type", sa.String(512)),
-    sa.Column("error_message", sa.Text),
-    sa.Column("latency_ms", sa.Float, nullable=False),
-    sa.Column("first_item_ms", sa.Float),
-    sa.Column("trace_id", sa.String(32)),
-    sa.Column("span_id", sa.String(16)),
-    sa.Column("tags", sa.Text, nullable=False),
-    sa.Column("app_version", sa.String(256)),
-    sa.Column("input_hash", sa.String(64), nullable=False),
-    sa.Column("redacted", sa.Boolean, nullable=False),
-    sa.Index("promptops_captures_timestamp", "timestamp"),
-    sa.Index("promptops_captures_function", "function", "timestamp"),
-    sa.Index("promptops_captures_prompt", "prompt_name", "prompt_version"),
-    sa.Index("promptops_captures_input_hash", "input_hash"),
-)
+
+def _v1_columns() -> list[sa.Column[Any]]:
+    """The captures table's columns as schema version 1 made them (new objects on each call: one table each)."""
+    return [
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("timestamp", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("function", sa.String(512), nullable=False),
+        sa.Column("prompt_name", sa.String(256)),
+        sa.Column("prompt_version", sa.Integer),
+        sa.Column("prompt_alias", sa.String(256)),
+        sa.Column("prompt_source", sa.String(16)),
+        sa.Column("inputs", sa.Text, nullable=False),
+        sa.Column("replayable", sa.Boolean, nullable=False),
+        sa.Column("replay_reason", sa.Text),
+        sa.Column("output", sa.Text),
+        sa.Column("error_type", sa.String(512)),
+        sa.Column("error_message", sa.Text),
+        sa.Column("latency_ms", sa.Float, nullable=False),
+        sa.Column("first_item_ms", sa.Float),
+        sa.Column("trace_id", sa.String(32)),
+        sa.Column("span_id", sa.String(16)),
+        sa.Column("tags", sa.Text, nullable=False),
+        sa.Column("app_version", sa.String(256)),
+        sa.Column("input_hash", sa.String(64), nullable=False),
+        sa.Column("redacted", sa.Boolean, nullable=False),
+    ]
+
+
+def _usage_columns() -> list[sa.Column[Any]]:
+    """Version 3: the tokens a call reported, and its model and provider (issue 14: cost per rollout arm)."""
+    return [
+        sa.Column("input_tokens", sa.Integer),
+        sa.Column("output_tokens", sa.Integer),
+        sa.Column("model", sa.String(256)),
+        sa.Column("provider", sa.String(64)),
+    ]
+
+
+def _capture_indexes() -> list[sa.Index]:
+    return [
+        sa.Index("promptops_captures_timestamp", "timestamp"),
+        sa.Index("promptops_captures_function", "function", "timestamp"),
+        sa.Index("promptops_captures_prompt", "prompt_name", "prompt_version"),
+        sa.Index("promptops_captures_input_hash", "input_hash"),
+    ]
+
+
+# Added columns go at the end, where `ALTER TABLE ... ADD COLUMN` puts them in a migrated store.
+captures_table = sa.Table("promptops_captures", _metadata, *_v1_columns(), *_usage_columns(), *_capture_indexes())
 
 
 datasets_table = sa.Table(
@@ -102,8 +122,10 @@ dataset_records_table = sa.Table(
 
 
 def _migrate_v1(connection: Connection) -> None:
-    """Version 1: the captures table and its indexes."""
-    captures_table.create(connection, checkfirst=True)
+    """Version 1: the captures table and its indexes, with version 1's columns (later ones add theirs)."""
+    sa.Table(captures_table.name, sa.MetaData(), *_v1_columns(), *_capture_indexes()).create(
+        connection, checkfirst=True
+    )
 
 
 def _migrate_v2(connection: Connection) -> None:
@@ -112,8 +134,20 @@ def _migrate_v2(connection: Connection) -> None:
     dataset_records_table.create(connection, checkfirst=True)
 
 
+def _migrate_v3(connection: Connection) -> None:
+    """Version 3: the usage columns on the captures table; existing calls read back with no usage.
+
+    Nullable without a default: a catalogue change on both backends, however many rows the table holds.
+    """
+    present = {column["name"] for column in sa.inspect(connection).get_columns(captures_table.name)}
+    for column in _usage_columns():
+        if column.name not in present:
+            kind = column.type.compile(dialect=connection.dialect)
+            connection.exec_driver_sql(f"ALTER TABLE {captures_table.name} ADD COLUMN {column.name} {kind}")
+
+
 # Ordered: MIGRATIONS[i] takes the schema from version i to i + 1. Append only; never edit a shipped one.
-MIGRATIONS: Sequence[Callable[[Connection], None]] = (_migrate_v1, _migrate_v2)
+MIGRATIONS: Sequence[Callable[[Connection], None]] = (_migrate_v1, _migrate_v2, _migrate_v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 STATEMENT_TIMEOUT = 60.0  # seconds a PostgreSQL statement of a capture write may run
 _FETCH_CHUNK = 500  # ids per `IN (...)`: well under SQLite's 32,766 bound parameters
@@ -226,6 +260,10 @@ def _row(record: CaptureRecord, sqlite: bool) -> tuple[Any, ...]:
         _text(record.app_version),
         record.input_hash,
         record.redacted,
+        record.input_tokens,
+        record.output_tokens,
+        _text(record.model[:256]) if record.model is not None else None,  # the columns' widths
+        _text(record.provider[:64]) if record.provider is not None else None,
     )
 
 
@@ -677,4 +715,8 @@ def _record(row: Any) -> CaptureRecord:
         app_version=row["app_version"],
         input_hash=row["input_hash"],
         redacted=bool(row["redacted"]),
+        input_tokens=row["input_tokens"],
+        output_tokens=row["output_tokens"],
+        model=row["model"],
+        provider=row["provider"],
     )

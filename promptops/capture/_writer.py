@@ -92,6 +92,7 @@ class Pending(NamedTuple):
     first_ns: int | None  # a stream's first item
     span: Any  # the call's span or SpanContext, if one was recording
     wall_ns: int  # time_ns() when it was queued (with the latency: the call's start in Unix time)
+    usage: Any  # the `promptops._usage.Usage` the call reported, or None
 
 
 class _Counters:
@@ -578,7 +579,7 @@ def build(item: tuple[Any, ...]) -> CaptureRecord:
     data: dict[str, Any] = {"value": inputs.data}  # a binder result is always a dict; be safe anyway
     if isinstance(inputs.data, dict):
         data = inputs.data
-    return CaptureRecord(
+    record = CaptureRecord(
         id=uuid7(start_wall_ns),
         timestamp=datetime.datetime.fromtimestamp(start_wall_ns / 1e9, tz=_UTC),
         function=capture.function,
@@ -601,6 +602,11 @@ def build(item: tuple[Any, ...]) -> CaptureRecord:
         input_hash=input_hash(data),
         redacted=redacted,
     )
+    usage = pending.usage
+    if usage is not None:
+        record.input_tokens, record.output_tokens = usage.input_tokens, usage.output_tokens
+        record.model, record.provider = usage.model, usage.provider
+    return record
 
 
 def _record_tags(tags: dict[str, str], prompt: Any) -> dict[str, str]:

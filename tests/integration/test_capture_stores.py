@@ -196,3 +196,38 @@ def test_a_future_schema_version_is_refused_clearly_by_postgresql() -> None:
         psql("UPDATE promptops_schema SET version = 7", database=database)
         with pytest.raises(CaptureSchemaError, match=r"has schema version 7, newer than this promptops supports"):
             CaptureStore.open(pg_url(database))
+
+
+def test_a_version_2_postgresql_store_gains_the_usage_columns_in_place() -> None:
+    """Schema version 3 on PostgreSQL: the columns are added to a store with calls in it; COPY writes usage."""
+    import datetime
+
+    from tests.support import write_as_older_schema
+    from tests.unit.test_capture_usage import version_2_store
+    from tests.unit.test_datasets import make_capture
+
+    with postgres_database() as database:
+        url = pg_url(database)
+        engine = version_2_store(url)
+        old = make_capture(age=datetime.timedelta(minutes=2))
+        write_as_older_schema(engine, [old])
+        engine.dispose()
+        columns = "SELECT count(*) FROM information_schema.columns WHERE table_name = 'promptops_captures'"
+        assert psql(columns, database=database) == "21"  # a faithful version 2 table
+        store = CaptureStore.open(url)
+        try:
+            assert store.schema_version() == SCHEMA_VERSION == 3
+            assert psql(columns, database=database) == "25"
+            new = make_capture(age=datetime.timedelta(minutes=1))
+            new.input_tokens, new.output_tokens, new.model, new.provider = 7, 3, "m" * 300, "anthropic"
+            store.write([new])  # one COPY; a model name longer than its column is cut, not refused
+            stored_old, stored_new = store.query()
+            assert stored_old == old and stored_old.input_tokens is None
+            assert (stored_new.input_tokens, stored_new.output_tokens, stored_new.model, stored_new.provider) == (
+                7,
+                3,
+                "m" * 256,
+                "anthropic",
+            )
+        finally:
+            store.close()

@@ -13,6 +13,7 @@ from promptops import datasets
 from promptops.capture import CaptureStore
 from promptops.capture import _store as capture_store
 from promptops.datasets import Dataset, DatasetError, DatasetExistsError, DatasetNotFoundError, DatasetRecord
+from tests.support import write_as_older_schema
 from tests.unit.test_datasets import AWKWARD, awkward_dataset, make_capture
 
 from .capture_support import pg_url, postgres_database, psql
@@ -109,12 +110,12 @@ def test_a_version_1_store_is_upgraded_in_place(url: str) -> None:
         capture_store.schema_table.create(connection)
         connection.execute(capture_store.schema_table.insert().values(version=1))
     record = make_capture(age=datetime.timedelta(minutes=1))
-    CaptureStore(engine, url).write([record])  # as version 1 wrote it, without migrating
+    write_as_older_schema(engine, [record])  # as version 1 wrote it, without migrating
     assert not sa.inspect(engine).has_table("promptops_datasets")
     engine.dispose()
     store = CaptureStore.open(url)
     try:
-        assert store.schema_version() == 2 and list(store.query()) == [record]
+        assert store.schema_version() == capture_store.SCHEMA_VERSION and list(store.query()) == [record]
     finally:
         store.close()
     saved = datasets.create("upgraded", datasets.from_captures(store=url), store=url)

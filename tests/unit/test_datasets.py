@@ -27,6 +27,7 @@ from promptops.datasets import (
     DatasetRecord,
 )
 from promptops.datasets._model import free_name
+from tests.support import write_as_older_schema
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
 
@@ -509,16 +510,16 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
         connection.execute(capture_store.schema_table.insert().values(version=1))
     engine.dispose()
     record = make_capture(age=datetime.timedelta(minutes=1))
-    old = CaptureStore(sa.create_engine(url), url)  # writes as version 1 did, without migrating
-    old.write([record])
-    old.close()
+    old = sa.create_engine(url)
+    write_as_older_schema(old, [record])  # as version 1 wrote it, without migrating
+    old.dispose()
     with sqlite3.connect(tmp_path / "v1.db") as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "promptops_datasets" not in tables
 
     store = CaptureStore.open(url)
     try:
-        assert store.schema_version() == capture_store.SCHEMA_VERSION == 2
+        assert store.schema_version() == capture_store.SCHEMA_VERSION == 3
         assert store.migrate() == 0
         assert list(store.query()) == [record]  # the captures survive the upgrade
     finally:

@@ -157,6 +157,29 @@ def test_a_tracked_function_calling_a_chain_is_captured_once(module: Any, versio
     assert captured[0].function.endswith("handle") and captured[0].inputs == {"text": "from a tracked call"}
 
 
+def test_a_tracked_call_keeps_the_tokens_its_chain_runs_reported(versions: dict[str, int]) -> None:
+    """The handler reports each model run's usage; the tracked call around the chain keeps the sum (issue 14)."""
+    reply = AIMessage(
+        "Short.",
+        usage_metadata={"input_tokens": 11, "output_tokens": 3, "total_tokens": 14},
+        response_metadata={"model_name": "fake-chat-1-2026"},
+    )
+    chain = (
+        pinned_prompt("summarize", fallback="Summarize: {{ text }}")
+        | ProviderChat(messages=iter([reply, reply]))
+        | StrOutputParser()
+    )
+
+    @promptops.track(prompt="wrapper", fallback="unused")
+    def handle(text: str) -> str:
+        config: RunnableConfig = {"callbacks": [PromptOpsCallbackHandler()]}
+        return chain.invoke({"text": text}, config=config) + chain.invoke({"text": text}, config=config)
+
+    assert handle("twice") == "Short.Short."
+    (record,) = [record for record in records() if record.function.endswith("handle")]
+    assert (record.input_tokens, record.output_tokens, record.model) == (22, 6, "fake-chat-1-2026")
+
+
 def test_capture_options_and_errors(prompt_name: str) -> None:
     prompt = pinned_prompt(prompt_name, fallback="Say {{ text }}")
     chain = (prompt | ParrotFakeChatModel() | StrOutputParser()).with_config(run_name="say")
