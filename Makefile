@@ -20,7 +20,7 @@ $(BIN)/.installed: pyproject.toml integrations/langchain/pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
 	# The distributions were renamed (issue 17): drop an old install of the previous names first.
 	$(BIN)/pip uninstall --quiet --yes promptops promptops-langchain 2>/dev/null || true
-	$(BIN)/pip install --quiet -e ".[dev,semantic]"
+	$(BIN)/pip install --quiet -e ".[dev,semantic,ray]"
 	$(BIN)/pip install --quiet -e integrations/langchain
 	touch $@
 

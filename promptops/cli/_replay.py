@@ -136,6 +136,25 @@ def replay(
             help="Make every call again, ignoring (and replacing) the calls stored by an earlier run of this replay.",
         ),
     ] = False,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            metavar="local|ray",
+            help="Where calls and scoring run: threads in this process, or tasks on a Ray cluster "
+            "(pip install 'mlflow-promptops[ray]').",
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            metavar="ADDR",
+            help="With --executor ray: the cluster's head (host:port, ray://host:10001, auto). Default: RAY_ADDRESS, "
+            "else a Ray instance on this machine.",
+            show_default=False,
+        ),
+    ] = None,
     report: Annotated[str | None, typer.Option("--report", metavar="FILE.html", help="Write the HTML report.")] = None,
     json_path: Annotated[str | None, typer.Option("--json", metavar="FILE", help="Write the JSON result.")] = None,
     junit: Annotated[str | None, typer.Option("--junit", metavar="FILE", help="Write JUnit XML.")] = None,
@@ -174,6 +193,8 @@ def replay(
             max_infra_errors=max_infra_errors,
             max_cost=max_cost,
             fresh=fresh,
+            executor=executor,
+            ray_address=ray_address,
             store=store,
             report=report,
             json_path=json_path,

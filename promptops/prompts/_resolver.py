@@ -19,6 +19,7 @@ up to 7 retries by default).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from concurrent.futures import Future
@@ -119,6 +120,14 @@ class Resolver:
         key = (name, selector)
         if key not in self.entries:
             self._start_fetch(key)
+
+    def pin(self, prompt: Prompt) -> None:
+        """Serve `prompt` for its version from memory from now on, with no registry round trip.
+
+        Replay's Ray workers get the versions the driver resolved this way: they need no registry access.
+        """
+        with self._lock:
+            self.entries[(prompt.name, ("version", prompt.version))] = Entry(replace(prompt, source="cache"), math.inf)
 
     # -- misses ------------------------------------------------------------------------------------------
 

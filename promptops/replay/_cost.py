@@ -62,6 +62,11 @@ class Budget:
             self._in_flight += 1
             return True
 
+    def abandoned(self, calls: int = 1) -> None:
+        """Calls admitted earlier will not finish (a Ray worker died under them): no longer counted in flight."""
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - calls)
+
     def finished(self, call: Call) -> None:
         """A call admitted earlier finished."""
         with self._lock:

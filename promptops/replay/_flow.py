@@ -124,8 +124,11 @@ class Flow:
             self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
             self._condition.notify_all()
 
-    def failed(self, exc: BaseException, *, rate_limit: bool, retried: bool) -> None:
-        """An attempt failed on the provider's side (a rate limit, an overload, a dropped connection, ...)."""
+    def failed(self, exc: BaseException | str, *, rate_limit: bool, retried: bool) -> None:
+        """An attempt failed on the provider's side (a rate limit, an overload, a dropped connection, ...).
+
+        `exc` may be given as its `error_text()` (a Ray worker reports it so: provider exceptions need not pickle).
+        """
         with self._condition:
             self.retries += retried
             if rate_limit:
@@ -139,7 +142,7 @@ class Flow:
             if self._streak >= self.breaker_after and not self.open:
                 self.reason = (
                     f"{self._streak} failed attempts in a row without one success (the provider is down, or the key "
-                    f"or the URL is wrong?); last: {error_text(exc)}"
+                    f"or the URL is wrong?); last: {exc if isinstance(exc, str) else error_text(exc)}"
                 )
                 self._opened.set()
                 self._condition.notify_all()

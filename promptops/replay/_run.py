@@ -22,6 +22,7 @@ from .._prices import PriceTable
 from ..prompts import Prompt, resolver, selector_for
 from ._calls import call_keys, open_call_store
 from ._cost import Budget, totals
+from ._executor import Executor, open_executor
 from ._flow import Flow
 from ._result import (
     CandidateResult,
@@ -33,13 +34,13 @@ from ._result import (
     VersionInfo,
 )
 from ._retry import RetryPolicy
-from ._runner import Call, Job, RunOutcome, execute
+from ._runner import Call, Job, RunOutcome
 from ._settings import ReplaySettings
 from ._target import ReplayError, Target, load_target
 
 if TYPE_CHECKING:
     from ..datasets import Dataset, DatasetRecord
-    from ..scorers import ScoreInput, Scorer
+    from ..scorers import Score, ScoreInput, Scorer
     from ._gates import Gate
 
 __all__ = ["DEFAULT_SCORERS", "run"]
@@ -245,6 +246,39 @@ def run(
     flow = Flow(settings.workers, rps=settings.rps)
     prices = PriceTable(get_settings().prices)
     inputs = [record.inputs for record in prepared.records]
+    with open_executor(settings, prepared.target, prepared.plan.prompts) as executor:
+        outcome = _call(prepared, settings, executor, flow, prices, inputs, progress)
+        by_index, complete = _finished(prepared, outcome)
+        arms = [
+            _score(
+                prepared.records,
+                complete,
+                by_index,
+                prepared.plan.captured,
+                prepared.scorers,
+                prepared.has_expected,
+                settings.seed,
+                arm,
+                executor.score,
+            )
+            for arm in range(len(prepared.plan.candidates))
+        ]
+    result = _judge(target, settings, prepared, arms, outcome)
+    result.started_at, result.duration_s = started_at, time.perf_counter() - clock
+    _write_outputs(result, settings)
+    return result
+
+
+def _call(
+    prepared: _Prepared,
+    settings: ReplaySettings,
+    executor: Executor,
+    flow: Flow,
+    prices: PriceTable,
+    inputs: list[dict[str, Any]],
+    progress: Callable[[int, int], Callable[[int], None]] | None,
+) -> RunOutcome:
+    """Make the calls not stored by an earlier run (storing each as it finishes); every call of the plan."""
     with open_call_store(settings.store, prepared.target.function_id) as store:
         keys = call_keys(prepared.target, prepared.plan.jobs, prepared.plan.prompts, inputs) if store else {}
         reused = store.load(keys, prices) if store is not None and not settings.fresh else {}
@@ -258,7 +292,7 @@ def run(
             if advance is not None:
                 advance(job, call)
 
-        outcome = execute(
+        outcome = executor.execute(
             prepared.target,
             inputs,
             jobs,
@@ -269,24 +303,7 @@ def run(
             on_call=finished,
         )
     outcome.calls.update(reused)
-    by_index, complete = _finished(prepared, outcome)
-    arms = [
-        _score(
-            prepared.records,
-            complete,
-            by_index,
-            prepared.plan.captured,
-            prepared.scorers,
-            prepared.has_expected,
-            settings.seed,
-            arm,
-        )
-        for arm in range(len(prepared.plan.candidates))
-    ]
-    result = _judge(target, settings, prepared, arms, outcome)
-    result.started_at, result.duration_s = started_at, time.perf_counter() - clock
-    _write_outputs(result, settings)
-    return result
+    return outcome
 
 
 def _prepare(target: str, settings: ReplaySettings) -> _Prepared:
@@ -572,6 +589,7 @@ def _score(
     has_expected: bool,
     seed: int,
     arm: int,
+    score: Callable[[Scorer, Sequence[ScoreInput]], list[Score]],
 ) -> tuple[list[RecordResult], dict[str, MetricSummary], dict[str, Any]]:
     """Score every finished record (candidate `arm` and the baseline), one batched `score()` per scorer; summarise."""
     from . import _stats
@@ -595,7 +613,7 @@ def _score(
     for scorer in scorer_list:
         with_expected = has_expected and scorer.name not in _ALWAYS
         batch, slots = _batch(sides, with_expected)
-        scores = scorer.score(batch) if batch else []
+        scores = score(scorer, batch) if batch else []
         candidate_values: list[float | None] = []
         baseline_values: list[float | None] = []
         spreads: list[float] = []

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ReplaySettings"]
 
-_EXECUTORS = ("local",)
+_EXECUTORS = ("local", "ray")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,8 +60,10 @@ class ReplaySettings:
         max_cost: Stop before the estimated cost of the calls this run makes (in USD, by the price table) would
             exceed this, keeping what finished; the calls must report their usage.
         fresh: Make every call again, ignoring call outputs stored by an earlier run of the same replay.
-        executor: Where calls run: `"local"` (threads, or asyncio for async targets).
-        ray_address: With the Ray executor: the cluster to join.
+        executor: Where calls and scoring run: `"local"` (threads, or asyncio for async targets, in this
+            process) or `"ray"` (tasks on a Ray cluster; `pip install 'mlflow-promptops[ray]'`).
+        ray_address: With the Ray executor: the cluster to join (`host:port` of its head, `ray://host:10001`,
+            or `auto`); default `RAY_ADDRESS`, else a Ray instance started on this machine for the run.
         store: The capture store (URL or `CaptureStore`) holding datasets and captures; default the `capture`
             setting.
         report: Write the HTML report here.
@@ -137,6 +139,15 @@ class ReplaySettings:
             raise ReplayError(f"workers must be at least 1, got {self.workers}")
         if self.executor not in _EXECUTORS:
             raise ReplayError(f"unknown executor {self.executor!r}; use one of: {', '.join(_EXECUTORS)}")
+        if self.ray_address is not None and self.executor != "ray":
+            raise ReplayError("ray_address (--ray-address) joins a Ray cluster: add executor='ray' (--executor ray)")
+        if self.executor == "ray":
+            import importlib.util
+
+            if importlib.util.find_spec("ray") is None:
+                raise ReplayError(
+                    "the ray executor needs Ray: pip install 'mlflow-promptops[ray]' (or use the local executor)"
+                )
         if self.rps is not None and not self.rps > 0:
             raise ReplayError(f"rps must be above 0, got {self.rps}")
         if not 0.0 <= self.max_infra_errors <= 1.0:

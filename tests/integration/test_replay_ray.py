@@ -1,0 +1,222 @@
+"""Replay on a real local Ray cluster (issue 15): `--executor ray` gives the local executor's result.
+
+One cluster per module (`ray start --head` on 127.0.0.1 with 2 CPUs, its session files in a temp dir), started in
+its own process group and stopped by killing that group: never a `ray stop`, which would stop every cluster on
+the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+# Ray replaces 127.0.0.1 in an address with the machine's network address unless told it is not a cluster node
+# (read when Ray is imported): the driver and the cluster then talk over 127.0.0.1 only.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+pytest.importorskip("ray")
+
+import promptops
+from promptops import replay
+from promptops.replay import ReplayError
+from promptops.replay._calls import calls_table
+from tests.conftest import Registry
+from tests.unit.test_replay import TEXTS, App, write_dataset
+
+RECORDS = [
+    f"{TEXTS[number % len(TEXTS)]} (ticket {number})" + (" FAIL" if number % 25 == 7 else "") for number in range(200)
+]
+
+RAY_APP = """
+import os
+import time
+
+import promptops
+
+CALLS = "CALLS_FILE"
+
+
+@promptops.track(prompt="PROMPT_NAME")
+def summarize(text: str, *, prompt: promptops.Prompt) -> str:
+    # A deterministic stand-in model that depends on the prompt, with a little latency. Each call appends the
+    # process id to a file: which worker processes made calls, and how many calls were made in all.
+    with open(CALLS, "a") as log:
+        log.write(f"{os.getpid()}\\n")
+    time.sleep(LATENCY)
+    if "FAIL" in text:
+        raise RuntimeError("the model refused")
+    return prompt.format(text=text)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Cluster:
+    """A Ray head node on 127.0.0.1 in a process group of its own."""
+
+    def __init__(self, temp_dir: Path) -> None:
+        self.port = _free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        ray = str(Path(sys.executable).with_name("ray"))
+        command = [
+            ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(self.port),
+            "--num-cpus", "2", "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", str(temp_dir),
+            "--node-manager-port", str(_free_port()), "--object-manager-port", str(_free_port()),
+            "--dashboard-agent-listen-port", str(_free_port()), "--dashboard-agent-grpc-port", str(_free_port()),
+            "--metrics-export-port", str(_free_port()), "--runtime-env-agent-port", str(_free_port()),
+        ]  # fmt: skip
+        self.log = (temp_dir / "ray-start.log").open("w")
+        self.process = subprocess.Popen(
+            command,
+            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped by killing that group, and only that
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, (temp_dir / "ray-start.log").read_text()
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.2)
+        raise AssertionError("the Ray head did not start within 120 s")
+
+    def stop(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                continue
+            if sig is signal.SIGTERM:
+                time.sleep(1)  # what the head started goes down with it; SIGKILL whatever is left of the group
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    started = Cluster(tmp_path_factory.mktemp("ray"))
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def app(local_registry: Registry, prompt_name: str, tmp_path: Path) -> App:
+    promptops.configure(trace_exporter="none")
+    body = RAY_APP.replace("CALLS_FILE", str(tmp_path / "calls.log")).replace("LATENCY", "0.02")
+    application = App(local_registry, prompt_name, tmp_path, body)
+    application.register("v1", "Summarize the ticket. Ticket: {{ text }}", alias="production")
+    application.register("shorter", "Summarize the ticket in a few words. Ticket: {{ text }}")
+    return application
+
+
+def comparable(path: Path) -> dict[str, Any]:
+    """The JSON document without what differs between two runs anyway: wall-clock times and trace ids."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            items: dict[str, Any] = value  # pyright: ignore[reportUnknownVariableType]
+            kept = {k: strip(v) for k, v in items.items() if "latency" not in k and "trace_id" not in k}
+            if str(kept.get("expr", "")).startswith("latency"):  # the latency gates' values: wall-clock times
+                del kept["value"], kept["detail"]
+            return kept
+        if isinstance(value, list):
+            return [strip(item) for item in value]  # pyright: ignore[reportUnknownVariableType]
+        return value
+
+    document = json.loads(path.read_text())
+    for key in ("started_at", "duration_s", "mlflow_run_id", "workers"):
+        document.pop(key)
+    return strip(document)
+
+
+def options(app: App, tmp_path: Path, name: str) -> dict[str, Any]:
+    data = write_dataset(tmp_path / "tickets.jsonl", [{"inputs": {"text": text}} for text in RECORDS])
+    return {
+        "candidate": app.versions["shorter"],
+        "baseline": str(app.versions["v1"]),
+        "dataset": data,
+        "log_to_mlflow": False,
+        "json_path": tmp_path / f"{name}.json",
+        "store": f"sqlite:///{tmp_path / name}.db",
+    }
+
+
+def test_the_ray_executor_gives_the_local_executors_json(cluster: Cluster, app: App, tmp_path: Path) -> None:
+    local = replay.run(app.target, **options(app, tmp_path, "local"))
+    on_ray = replay.run(app.target, **options(app, tmp_path, "ray"), executor="ray", ray_address=cluster.address)
+    assert on_ray.calls == local.calls == 600 and on_ray.reused == 0 and not on_ray.interrupted
+    assert sum(record.error is not None for record in on_ray.records) == 8
+    assert 0 < on_ray.metrics["rougeL"].candidate < 1  # type: ignore[operator]
+    assert comparable(tmp_path / "ray.json") == comparable(tmp_path / "local.json")
+
+
+def calls_made(tmp_path: Path) -> list[int]:
+    """The process id of every call the target made, in order."""
+    path = tmp_path / "calls.log"
+    return [int(line) for line in path.read_text().split()] if path.exists() else []
+
+
+def stored(database: Path) -> int:
+    engine = sa.create_engine(f"sqlite:///{database}")
+    try:
+        with engine.connect() as connection:
+            return connection.execute(sa.select(sa.func.count()).select_from(calls_table())).scalar() or 0
+    finally:
+        engine.dispose()
+
+
+def test_a_worker_killed_mid_run_is_survived(cluster: Cluster, app: App, tmp_path: Path) -> None:
+    replay.run(app.target, **options(app, tmp_path, "local"))
+    (tmp_path / "calls.log").unlink()
+    killed: list[int] = []
+    ticks: list[int] = []
+
+    def progress(calls: int, records: int) -> Callable[[int], None]:
+        def tick(count: int) -> None:
+            ticks.append(count)
+            if len(ticks) == 200:  # a third of the calls finished: kill the worker process that made the last one
+                killed.append(calls_made(tmp_path)[-1])
+                os.kill(killed[0], signal.SIGKILL)
+
+        return tick
+
+    on_ray = replay.run(
+        app.target, **options(app, tmp_path, "ray"), executor="ray", ray_address=cluster.address, progress=progress
+    )
+    assert killed and sum(ticks) == 600  # the progress bar heard of every call, from the cluster
+    made = calls_made(tmp_path)
+    assert set(made) - set(killed)  # other worker processes went on (Ray started one in place of the dead one)
+    # the killed task's calls in flight were made again (at most its threads: 4), finished ones were not
+    assert 600 <= len(made) <= 604
+    assert on_ray.calls == 600 and not on_ray.interrupted and stored(tmp_path / "ray.db") == 600
+    assert comparable(tmp_path / "ray.json") == comparable(tmp_path / "local.json")
+
+
+def test_bad_ray_options_are_one_line(app: App, tmp_path: Path) -> None:
+    with pytest.raises(ReplayError, match=r"ray_address \(--ray-address\) joins a Ray cluster: add executor='ray'"):
+        replay.run(app.target, **options(app, tmp_path, "x"), ray_address="127.0.0.1:1")
+    port = _free_port()  # nothing listens there
+    with pytest.raises(ReplayError, match=f"no Ray cluster answers at 127.0.0.1:{port}"):
+        replay.run(app.target, **options(app, tmp_path, "x"), executor="ray", ray_address=f"127.0.0.1:{port}")
+    assert not calls_made(tmp_path)
