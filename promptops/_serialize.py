@@ -48,6 +48,7 @@ from pathlib import PurePath
 from typing import Any, Final
 
 from ._errors import log_internal_error
+from ._json import compact_encoder
 from ._redact import MASK, MASK_ERROR, Jsonable, Redactor, maybe_secret, redact_with_defaults
 
 __all__ = [
@@ -77,30 +78,7 @@ _CARD_MIN = 10**12  # ints from here on may be card numbers (13 digits or more)
 _LARGE_INT_BITS = 256  # larger ints are recorded as text: str() of one past 4300 digits raises
 
 
-def _json_encoder() -> Callable[[Any], str]:
-    """A compact `ensure_ascii=False` encoder built once; `json.dumps` builds one per call, half its cost."""
-    from json import encoder as json_encoder
-
-    def unsupported(value: Any) -> Any:  # the walk leaves nothing the encoder cannot handle
-        raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-    make: Any = getattr(json_encoder, "c_make_encoder", None)  # private, hence looked up defensively
-    if make is not None:
-        try:
-            iterencode: Any = make(
-                None, unsupported, json_encoder.encode_basestring, None, ":", ",", False, False, False
-            )
-            iterencode({"a": [1, 2.5, None, True, "x"]}, 0)
-        except Exception:  # pragma: no cover - a Python whose private C encoder differs
-            pass
-        else:
-            return lambda data: "".join(iterencode(data, 0))
-    return json.JSONEncoder(  # pragma: no cover - PyPy
-        ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=unsupported
-    ).encode
-
-
-_to_json: Final = _json_encoder()
+_to_json: Final = compact_encoder()
 _MASK_JSON: Final = json.dumps(MASK)
 _encode_str: Final[Callable[[str], str]] = json.encoder.encode_basestring  # the C function when available
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
-import json
 import os
 import random
 import threading
 from typing import Any
+
+from .._json import compact_encoder
 
 __all__ = ["CaptureRecord", "canonical_json", "input_hash", "uuid7"]
 
@@ -96,11 +97,29 @@ def canonical_json(data: Any) -> str:
     Returns:
         The JSON text.
     """
-    return _canonical(data)
+    return canonical_text(data)
 
 
-# Built once: `json.dumps` with options builds an encoder per call, a third of its cost for small values.
-_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+canonical_text = compact_encoder(sort_keys=True)
+dumps_value = compact_encoder()
+"""The stored form of a record's JSON values (compact, keys in their order)."""
+
+
+def usage_values(
+    input_tokens: int | None, output_tokens: int | None, model: str | None, provider: str | None
+) -> tuple[int | None, int | None, str | None, str | None]:
+    """The usage columns' values: the tokens, and model and provider cut to their columns' widths."""
+    return (
+        input_tokens,
+        output_tokens,
+        column_text(model[:256]) if model is not None else None,
+        column_text(provider[:64]) if provider is not None else None,
+    )
+
+
+def column_text(value: str | None) -> str | None:
+    """A plain text column's value: PostgreSQL text cannot hold NUL (a JSON value escapes it; plain columns need this)."""
+    return value.replace("\x00", "\ufffd") if value is not None and "\x00" in value else value
 
 
 def input_hash(inputs: Any) -> str:

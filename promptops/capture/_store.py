@@ -29,7 +29,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from .._errors import PromptopsError
 from .._files import create_private_file
-from ._record import CaptureRecord
+from ._record import CaptureRecord, column_text, dumps_value, usage_values
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -224,14 +224,6 @@ def _sqlite_events(engine: Engine) -> None:
     event.listen(engine, "begin", _begin)  # pyright: ignore[reportUnknownMemberType]
 
 
-def _text(value: str | None) -> str | None:
-    # PostgreSQL text cannot hold NUL; a value's JSON escapes it, plain columns need this.
-    return value.replace("\x00", "\ufffd") if value is not None and "\x00" in value else value
-
-
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
-
-
 def _row(record: CaptureRecord, sqlite: bool) -> tuple[Any, ...]:
     """The record as a row of `captures_table`, columns in order, as the driver takes them."""
     timestamp: Any = record.timestamp
@@ -241,29 +233,26 @@ def _row(record: CaptureRecord, sqlite: bool) -> tuple[Any, ...]:
     return (
         record.id,
         timestamp,
-        _text(record.function),
-        _text(record.prompt_name),
+        column_text(record.function),
+        column_text(record.prompt_name),
         record.prompt_version,
-        _text(record.prompt_alias),
-        _text(record.prompt_source),
-        _dumps(record.inputs),
+        column_text(record.prompt_alias),
+        column_text(record.prompt_source),
+        dumps_value(record.inputs),
         record.replayable,
-        _text(record.replay_reason),
-        None if error_type is not None and record.output is None else _dumps(record.output),
-        _text(error_type),
-        _text(record.error_message),
+        column_text(record.replay_reason),
+        None if error_type is not None and record.output is None else dumps_value(record.output),
+        column_text(error_type),
+        column_text(record.error_message),
         record.latency_ms,
         record.first_item_ms,
         record.trace_id,
         record.span_id,
-        _dumps(record.tags),
-        _text(record.app_version),
+        dumps_value(record.tags),
+        column_text(record.app_version),
         record.input_hash,
         record.redacted,
-        record.input_tokens,
-        record.output_tokens,
-        _text(record.model[:256]) if record.model is not None else None,  # the columns' widths
-        _text(record.provider[:64]) if record.provider is not None else None,
+        *usage_values(record.input_tokens, record.output_tokens, record.model, record.provider),
     )
 
 
@@ -447,7 +436,21 @@ class CaptureStore:
             sqlalchemy.exc.SQLAlchemyError: the store refused them or cannot be reached; nothing was written.
         """
         sqlite = self.dialect == "sqlite"
-        rows = [_row(record, sqlite) for record in records]
+        return self.write_rows([_row(record, sqlite) for record in records])
+
+    def write_rows(self, rows: list[tuple[Any, ...]]) -> int:
+        """`write()` for rows already in column order: the capture writer's form (it builds no `CaptureRecord`).
+
+        Args:
+            rows: One tuple per record, in the columns' order, values as the driver takes them; the timestamp may be
+                UTC text (`YYYY-MM-DD HH:MM:SS.ffffff`, with `+00` for other stores than SQLite).
+
+        Returns:
+            How many were written.
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: the store refused them or cannot be reached; nothing was written.
+        """
         if not rows:
             return 0
         if self.dialect == "postgresql":
@@ -470,7 +473,7 @@ class CaptureStore:
                     connection.exec_driver_sql(self._statement(len(chunk)), parameters)
             else:
                 names = [column.name for column in captures_table.columns]
-                connection.execute(captures_table.insert(), [dict(zip(names, row)) for row in rows])
+                connection.execute(captures_table.insert(), [dict(zip(names, _dated(row))) for row in rows])
         return len(rows)
 
     def _write_missing(self, rows: list[tuple[Any, ...]]) -> None:
@@ -486,7 +489,7 @@ class CaptureStore:
         statement = insert(captures_table).on_conflict_do_nothing(index_elements=["id"])
         with self._write() as connection:
             connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(STATEMENT_TIMEOUT * 1000)}")
-            connection.execute(statement, [dict(zip(names, row, strict=True)) for row in rows])
+            connection.execute(statement, [dict(zip(names, _dated(row), strict=True)) for row in rows])
 
     def _copy(self, connection: Connection, rows: list[tuple[Any, ...]]) -> None:
         """PostgreSQL: the rows in one `COPY ... FROM STDIN` (psycopg buffers them; a few GIL hand-offs)."""
@@ -675,6 +678,15 @@ class CaptureStore:
     def close(self) -> None:
         """Close pooled connections; the store reconnects if used again."""
         self.engine.dispose()
+
+
+def _dated(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The row with its timestamp as a `datetime`, for a store reached through SQLAlchemy's own types."""
+    timestamp = row[1]
+    if type(timestamp) is not str:
+        return row
+    moment = datetime.datetime.fromisoformat(timestamp)
+    return (row[0], moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc), *row[2:])
 
 
 def _duplicate_id(exc: IntegrityError) -> bool:

@@ -7,7 +7,7 @@ Shaped like OpenTelemetry's `BatchProcessor` (`opentelemetry/sdk/_shared_interna
   never waits, never sees an exception.
 * The thread wakes on that event or every `DELAY` seconds, and drains up to `BATCH_SIZE` records per
   transaction. Converting the values (serialisation, redaction) happens here for records whose values were
-  immutable at the call (see `CallCapture.submit`).
+  immutable at the call (see `CallCapture.submit`), straight into rows of the captures table (`_Rows`).
 * Store down: the batch is kept and retried with exponential backoff (`BACKOFF_MIN` to `BACKOFF_MAX`);
   meanwhile the queue fills to its bound and further records are dropped as `store_error`. A WARNING says so
   (at most every `WARN_EVERY` seconds); when the store returns, writing resumes and an INFO line says so.
@@ -37,18 +37,22 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime
+import hashlib
+import json
 import logging
 import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from .._errors import log_internal_error
 from .._instrumentation import suppress_instrumentation
 from .._redact import MASK, maybe_secret, redact_with_defaults, redactor_for
-from ._record import CaptureRecord, input_hash, uuid7
+from ._record import canonical_text, column_text, dumps_value, usage_values, uuid7
+
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring  # `dumps_value` of a str (the C function)
 
 if TYPE_CHECKING:
     from .._config import Settings
@@ -76,7 +80,7 @@ class Pending(NamedTuple):
     """One finished call waiting in the queue, as `CallCapture.submit` leaves it for the writer.
 
     The hot path queues a plain tuple in this field order (building the named tuple there costs about
-    0.8 µs a call, more than the rest of `submit()`); the writer reads it through this class.
+    0.8 µs a call, more than the rest of `submit()`); the writer unpacks it in this order (`_Rows.build`).
     """
 
     capture: Any  # the CallCapture: function name, argument binding, tags
@@ -134,6 +138,7 @@ class Writer:
         self.alive = True
         self._init_state()
         self._store: CaptureStore | None = None
+        self._rows = _Rows(url.startswith("sqlite"))
         self._start()
 
     def _init_state(self) -> None:
@@ -295,9 +300,9 @@ class Writer:
             pass
         self._held = len(items)
         try:
-            records = _build_all(items)
+            rows = self._rows.build_all(items)
             del items
-            self._write(records)
+            self._write(rows)
         finally:
             self._held = 0
             with self._idle:
@@ -305,28 +310,28 @@ class Writer:
                 self._idle.notify_all()
         return True
 
-    def _write(self, records: list[CaptureRecord]) -> None:
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
         backoff = BACKOFF_MIN
-        self._held = len(records)
-        while records:
+        self._held = len(rows)
+        while rows:
             if self._abandon:
                 return  # counted as dropped by shutdown()
             try:
                 with self.writing, self._watched():
                     store = self._store or self._open()
-                    store.write(records)
+                    store.write_rows(rows)
             except Exception as exc:
                 from ._store import CaptureSchemaError
 
                 if isinstance(exc, CaptureSchemaError):
-                    self._failed(exc, len(records), backoff)
+                    self._failed(exc, len(rows), backoff)
                 elif _record_specific(exc) and self._store is not None:
-                    self._write_one_by_one(self._store, records)
+                    self._write_one_by_one(self._store, rows)
                     return
                 else:
                     if not _environmental(exc):  # a bug of ours, not the store being down
                         log_internal_error("capture store write", exc)
-                    self._failed(exc, len(records), backoff)
+                    self._failed(exc, len(rows), backoff)
                     self._discard_store()
                 if self._stopping and self._abandon:
                     return  # counted as dropped by shutdown()
@@ -337,7 +342,7 @@ class Writer:
             if self._abandon:
                 return  # shutdown() already counted this batch as dropped
             with counters.lock:
-                counters.written += len(records)
+                counters.written += len(rows)
             if self._failing:
                 self._failing = False
                 logger.info("the capture store %s is reachable again; writing resumed", self._display())
@@ -361,13 +366,13 @@ class Writer:
         self._next_prune = 0.0 if more else time.monotonic() + PRUNE_EVERY
         return more
 
-    def _write_one_by_one(self, store: CaptureStore, records: list[CaptureRecord]) -> None:
-        for record in records:
+    def _write_one_by_one(self, store: CaptureStore, rows: list[tuple[Any, ...]]) -> None:
+        for row in rows:
             if self._abandon:
                 return  # counted as dropped by shutdown()
             try:
                 with self.writing, self._watched():
-                    store.write([record])
+                    store.write_rows([row])
             except Exception as exc:
                 counters.drop("store_error")
                 self._warn(f"the capture store {self._display()} rejected a record ({_first_line(exc)}); dropped")
@@ -463,20 +468,6 @@ def _record_specific(exc: BaseException) -> bool:
     )
 
 
-def _build_all(items: list[tuple[Any, ...]]) -> list[CaptureRecord]:
-    records: list[CaptureRecord] = []
-    for item in items:
-        try:
-            records.append(build(item))
-        except Exception:
-            counters.drop("encode_error")
-            log_internal_error("capture record")
-    return records
-
-
-_UTC = datetime.timezone.utc
-
-
 _CARD_MIN = 10**12  # as in _serialize: smaller ints cannot be card numbers
 
 
@@ -525,88 +516,183 @@ def _plain_inputs(bound: dict[str, Any], redactor: Any, max_chars: int) -> tuple
     return data, redacted
 
 
-def build(item: tuple[Any, ...]) -> CaptureRecord:
-    """Turn one queued call into a record: bind, serialise and redact what the hot path left for later."""
-    # Imported here, not with the module: `import promptops` does without the serialiser (issue 16).
-    from .._serialize import Encoded, EncodedText, encode
+class _Rows:
+    """Turns queued calls into rows of the captures table: column order and values as `_store._row` gives them.
 
-    pending = Pending._make(item)
-    capture, settings, prompt = pending.capture, pending.settings, pending.prompt
-    args, output, error = pending.args, pending.output, pending.error
-    redactor = redactor_for(settings)
-    max_chars = settings.capture_max_value_chars
-    total = max_chars * MAX_TOTAL_FACTOR
-    plain = redactor.plain
-    if type(args) is EncodedText:
-        inputs = args.decoded()
-    elif type(args) is Encoded:
-        inputs = args
-    else:
-        arguments = capture.bind(args, pending.kwargs, pending.bound)
-        shortcut = _plain_inputs(arguments, redactor, max_chars) if plain else None
-        inputs = (
-            Encoded(shortcut[0], True, None, shortcut[1])
-            if shortcut is not None
-            else encode(arguments, max_chars=max_chars, redactor=redactor, max_total_chars=total)
+    Straight from the queued tuple to a tuple of strings and numbers: no `CaptureRecord`, no `datetime`, no parse
+    and re-dump of JSON the hot path already wrote. The writer does this for every record with a third of the GIL
+    beside a CPU-bound thread, so its cost per record sets how many calls a second a busy process can capture
+    (issue 10). What depends only on the function, the prompt and the settings is computed once per run of them.
+    Rows hold no object the collector tracks, so a batch waiting to be written costs young collections nothing.
+    """
+
+    __slots__ = ("_constants", "_key", "_second", "_stamp", "_zone")
+
+    def __init__(self, sqlite: bool) -> None:
+        # SQLite stores the text SQLAlchemy's DateTime reads back (naive UTC); PostgreSQL is told the zone.
+        self._zone = "" if sqlite else "+00"
+        self._key: tuple[Any, Any, Any] = (None, None, None)
+        self._constants: tuple[Any, ...] = ()
+        self._second = -1
+        self._stamp = ""
+
+    def _context(self, capture: Any, settings: Settings, prompt: Any) -> tuple[Any, ...]:
+        key = self._key
+        if key[0] is capture and key[1] is settings and key[2] is prompt:
+            return self._constants
+        redactor = redactor_for(settings)
+        max_chars = settings.capture_max_value_chars
+        self._constants = (
+            column_text(capture.function),
+            column_text(getattr(prompt, "name", None)),
+            getattr(prompt, "version", None),
+            column_text(getattr(prompt, "alias", None)),
+            column_text(getattr(prompt, "source", None)),
+            dumps_value(_record_tags(capture.tags, prompt)),
+            column_text(settings.app_version),
+            redactor,
+            redactor.plain,
+            max_chars,
+            max_chars * MAX_TOTAL_FACTOR,
         )
-    redacted = inputs.redacted
-    output_data: Any = None
-    error_type: str | None = None
-    error_message: str | None = None
-    if error is None:
-        if type(output) is EncodedText:
-            output = output.decoded()
-        if type(output) is Encoded:
-            output_data, redacted = output.data, redacted or output.redacted
+        self._key = (capture, settings, prompt)
+        return self._constants
+
+    def timestamp(self, unix_ns: int) -> str:
+        """`YYYY-MM-DD HH:MM:SS.ffffff` in UTC (with `+00` for PostgreSQL); the text of a second is kept."""
+        second, rest = divmod(unix_ns, 1_000_000_000)
+        if second != self._second:
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._stamp}.{rest // 1000:06d}{self._zone}"
+
+    def build_all(self, items: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """The rows of a batch of queued calls; a call whose row cannot be built is dropped and counted."""
+        # Imported here, not with the module: `import promptops` does without the serialiser (issue 16).
+        from .._serialize import Encoded, EncodedText, encode
+
+        build = self.build
+        rows: list[tuple[Any, ...]] = []
+        for item in items:
+            try:
+                rows.append(build(item, Encoded, EncodedText, encode))
+            except Exception:
+                counters.drop("encode_error")
+                log_internal_error("capture record")
+        return rows
+
+    def build(self, item: tuple[Any, ...], Encoded: Any, EncodedText: Any, encode: Any) -> tuple[Any, ...]:
+        """One queued call as a row: bind, serialise and redact what the hot path left for later."""
+        (capture, settings, prompt, args, kwargs, bound, output, error, started_ns, ended_ns, first_ns, span,
+         wall_ns, usage) = item  # fmt: skip
+        (function, prompt_name, prompt_version, prompt_alias, prompt_source, tags, app_version, redactor, plain,
+         max_chars, total) = self._context(capture, settings, prompt)  # fmt: skip
+        replayable, reason = True, None
+        kind: type[Any] = type(args)  # pyright: ignore[reportUnknownVariableType]
+        if kind is EncodedText:  # plain data, converted on the hot path: its text is what is stored
+            inputs_text = args.text
+            data: Any = json.loads(inputs_text)
+            redacted = False
+            canonical = None
         else:
-            ok, output_data = _plain_scalar(output, max_chars) if plain else (False, None)
-            if ok:
-                redacted = redacted or output_data is not output
+            if kind is Encoded:
+                inputs: Any = args
             else:
-                out = encode(output, max_chars=max_chars, redactor=redactor, max_total_chars=total)
-                output_data, redacted = out.data, redacted or out.redacted
-    else:
-        error_type, raw_message = error
-        message: str = redactor.redact_text(raw_message)
-        if len(message) > max_chars:
-            message = message[:max_chars] + f"…[truncated {len(message) - max_chars} chars]"
-        redacted = redacted or message != raw_message
-        error_message = message
-    started_ns, first_ns = pending.started_ns, pending.first_ns
-    latency_ns = max(pending.ended_ns - started_ns, 0)
-    start_wall_ns = pending.wall_ns - latency_ns
-    trace_id, span_id = _ids(pending.span)
-    data: dict[str, Any] = {"value": inputs.data}  # a binder result is always a dict; be safe anyway
-    if isinstance(inputs.data, dict):
-        data = inputs.data
-    record = CaptureRecord(
-        id=uuid7(start_wall_ns),
-        timestamp=datetime.datetime.fromtimestamp(start_wall_ns / 1e9, tz=_UTC),
-        function=capture.function,
-        prompt_name=getattr(prompt, "name", None),
-        prompt_version=getattr(prompt, "version", None),
-        prompt_alias=getattr(prompt, "alias", None),
-        prompt_source=getattr(prompt, "source", None),
-        inputs=data,
-        replayable=inputs.replayable,
-        replay_reason=inputs.reason,
-        output=output_data,
-        error_type=error_type,
-        error_message=error_message,
-        latency_ms=latency_ns / 1e6,
-        first_item_ms=(first_ns - started_ns) / 1e6 if first_ns is not None else None,
-        trace_id=trace_id,
-        span_id=span_id,
-        tags=_record_tags(capture.tags, prompt),
-        app_version=settings.app_version,
-        input_hash=input_hash(data),
-        redacted=redacted,
-    )
-    usage = pending.usage
-    if usage is not None:
-        record.input_tokens, record.output_tokens = usage.input_tokens, usage.output_tokens
-        record.model, record.provider = usage.model, usage.provider
-    return record
+                arguments = capture.bind(args, kwargs, bound)
+                shortcut = _plain_inputs(arguments, redactor, max_chars) if plain else None
+                inputs = (
+                    Encoded(shortcut[0], True, None, shortcut[1])
+                    if shortcut is not None
+                    else encode(arguments, max_chars=max_chars, redactor=redactor, max_total_chars=total)
+                )
+            data = inputs.data
+            replayable, reason, redacted = inputs.replayable, inputs.reason, inputs.redacted
+            inputs_text = dumps_value(data)
+            # Flat data with sorted keys (one argument, say) dumps to its canonical text already.
+            canonical = inputs_text if _canonical_already(data) else None
+        if type(data) is not dict:  # a binder result is always a dict; be safe anyway
+            data = {"value": data}
+            inputs_text, canonical = dumps_value(data), None
+        if canonical is None:
+            canonical = canonical_text(data)
+        output_text: str | None
+        error_type: str | None = None
+        error_message: str | None = None
+        if error is None:
+            kind = type(output)  # pyright: ignore[reportUnknownVariableType]
+            if kind is EncodedText:
+                output_text = output.text
+            elif kind is Encoded:
+                output_text, redacted = dumps_value(output.data), redacted or output.redacted
+            else:
+                ok, converted = _plain_scalar(output, max_chars) if plain else (False, None)
+                if ok:
+                    redacted = redacted or converted is not output
+                else:
+                    out = encode(output, max_chars=max_chars, redactor=redactor, max_total_chars=total)
+                    converted, redacted = out.data, redacted or out.redacted
+                output_text = _encode_str(converted) if type(converted) is str else dumps_value(converted)
+        else:
+            output_text = None
+            error_type, raw_message = error
+            message: str = redactor.redact_text(raw_message)
+            if len(message) > max_chars:
+                message = message[:max_chars] + f"…[truncated {len(message) - max_chars} chars]"
+            redacted = redacted or message != raw_message
+            error_message = column_text(message)
+            error_type = column_text(error_type)
+        latency_ns = ended_ns - started_ns
+        if latency_ns < 0:
+            latency_ns = 0
+        start_wall_ns = wall_ns - latency_ns
+        trace_id, span_id = _ids(span)
+        return (
+            uuid7(start_wall_ns),
+            self.timestamp(start_wall_ns),
+            function,
+            prompt_name,
+            prompt_version,
+            prompt_alias,
+            prompt_source,
+            inputs_text,
+            replayable,
+            column_text(reason),
+            output_text,
+            error_type,
+            error_message,
+            latency_ns / 1e6,
+            (first_ns - started_ns) / 1e6 if first_ns is not None else None,
+            trace_id,
+            span_id,
+            tags,
+            app_version,
+            hashlib.sha256(canonical.encode()).hexdigest(),
+            redacted,
+            *(
+                _NO_USAGE
+                if usage is None
+                else usage_values(usage.input_tokens, usage.output_tokens, usage.model, usage.provider)
+            ),
+        )
+
+
+_NO_USAGE = (None, None, None, None)
+
+
+def _canonical_already(data: Any) -> bool:
+    """Whether `data`'s compact JSON is its canonical JSON: a dict of scalars whose keys are in order."""
+    if type(data) is not dict:
+        return False
+    previous = ""
+    mapping = cast("dict[Any, Any]", data)
+    for name, value in mapping.items():
+        if type(name) is not str or name < previous or type(value) in _CONTAINERS:
+            return False
+        previous = name
+    return True
+
+
+_CONTAINERS = frozenset({dict, list, tuple})
 
 
 def _record_tags(tags: dict[str, str], prompt: Any) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 import promptops
-from promptops.capture import CallCapture, CaptureStore
+from promptops.capture import CallCapture, CaptureStore, input_hash
 from promptops.capture._store import SCHEMA_VERSION, schema_table
 from promptops.prompts import Prompt
 
@@ -82,6 +83,51 @@ def test_8_threads_x_5000_calls_back_to_back_none_lost(store_url: str) -> None:
     texts = {record.inputs["text"] for record in store.query()}
     store.close()
     assert texts == {f"thread {w} call {i}" for w in range(8) for i in range(5000)}
+
+
+def styled(text: str, style: str = "short", *, prompt: Prompt) -> str:
+    return text
+
+
+def test_what_the_writer_stores_reads_back_as_the_record_says(store_url: str) -> None:
+    """The writer builds rows straight from the queue (issue 10): hash, timestamp and JSON agree with the record."""
+    promptops.configure(capture=store_url, trace_exporter="none")
+    start = time.perf_counter_ns()
+    calls: list[tuple[tuple[object, ...], dict[str, object], object, BaseException | None]] = [
+        (("hello",), {"style": "long"}, "hi", None),  # deferred, keys out of order ("text" > "style")
+        (("one",), {}, ["a", {"z": 1, "a": 2}], None),  # one key; a list output, converted now
+        ((["x", {"zeta": 1, "alpha": [2, {"y": None, "b": 1.5}]}],), {}, "ok", None),  # converted now: nested, unsorted
+        ((object(),), {}, None, None),  # not plain: the general conversion
+        (("bad",), {}, None, ValueError("no\x00pe")),
+    ]
+    cc = CallCapture(styled)
+    for args, kwargs, output, error in calls:
+        cc.submit(
+            PROMPT, args, {**kwargs, "prompt": PROMPT}, bound=False, output=output, error=error,
+            started_ns=start, ended_ns=start + 2_500_000,
+        )  # fmt: skip
+    assert promptops.flush(timeout=60)
+    store = CaptureStore.open(store_url)
+    try:
+        got = list(store.query())
+    finally:
+        store.close()
+    assert len(got) == len(calls)
+    for record in got:
+        assert record.input_hash == input_hash(record.inputs)
+        # The id holds the call's start in ms; the timestamp is the same instant (the call took 2.5 ms).
+        since_epoch = record.timestamp - datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+        assert int(record.id[:8] + record.id[9:13], 16) == since_epoch // datetime.timedelta(milliseconds=1)
+        assert record.latency_ms == 2.5
+    assert [record.inputs for record in got[:3]] == [
+        {"text": "hello", "style": "long"},
+        {"text": "one"},
+        {"text": ["x", {"zeta": 1, "alpha": [2, {"y": None, "b": 1.5}]}]},
+    ]
+    assert list(got[0].inputs) == ["text", "style"]  # stored in the call's order
+    assert got[1].output == ["a", {"z": 1, "a": 2}] and got[3].output is None
+    assert got[3].inputs["text"].startswith("<object object") and not got[3].replayable
+    assert (got[4].error_type, got[4].error_message, got[4].output) == ("ValueError", "no\ufffdpe", None)
 
 
 def test_a_process_exiting_without_flush_delivers_every_record(store_url: str, tmp_path: Path) -> None:
