@@ -220,3 +220,35 @@ def test_bad_ray_options_are_one_line(app: App, tmp_path: Path) -> None:
     with pytest.raises(ReplayError, match=f"no Ray cluster answers at 127.0.0.1:{port}"):
         replay.run(app.target, **options(app, tmp_path, "x"), executor="ray", ray_address=f"127.0.0.1:{port}")
     assert not calls_made(tmp_path)
+
+
+def test_ctrl_c_keeps_what_finished(cluster: Cluster, app: App, tmp_path: Path) -> None:
+    settings = options(app, tmp_path, "ray")
+    command = [
+        sys.executable, "-c", "import sys; from promptops.cli import main; sys.exit(main())",
+        "replay", app.target, "--candidate", str(settings["candidate"]), "--baseline", settings["baseline"],
+        "--dataset", settings["dataset"], "--store", settings["store"], "--no-mlflow",
+        "--executor", "ray", "--ray-address", cluster.address,
+    ]  # fmt: skip
+    environment = {**os.environ, "MLFLOW_TRACKING_URI": app.registry.uri, "PROMPTOPS_TRACE_EXPORTER": "none"}
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + 180
+    while len(calls_made(tmp_path)) < 200 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 1 and "interrupted" in output, output
+    started = len(calls_made(tmp_path))
+    assert 200 <= started < 600, output
+    kept = stored(tmp_path / "ray.db")
+    assert 200 - 8 <= kept <= started  # every call that finished, less at most the 8 in flight (--workers)
+    time.sleep(2)
+    assert len(calls_made(tmp_path)) == started  # the cluster's tasks were cancelled: no call after the exit
+
+    # The stored calls are reused: a second run (here on the local executor) makes only the missing ones.
+    resumed = replay.run(app.target, **settings)
+    assert resumed.reused == kept and len(calls_made(tmp_path)) - started == 600 - kept
+    replay.run(app.target, **options(app, tmp_path, "local"))
+    assert comparable(tmp_path / "ray.json") == comparable(tmp_path / "local.json") | {"reused": kept}
