@@ -11,11 +11,24 @@ one context-variable read.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar, Token
 from typing import Any, Protocol
 
-__all__ = ["Usage", "UsageSink", "passed_on", "report_usage", "usage_of", "usage_sink"]
+from ._prices import PRICES_AS_OF
+
+__all__ = [
+    "Usage",
+    "UsageSink",
+    "UsageTotals",
+    "passed_on",
+    "report_usage",
+    "sum_usage",
+    "usage_line",
+    "usage_of",
+    "usage_sink",
+    "usd",
+]
 
 
 @dataclasses.dataclass(slots=True)
@@ -130,3 +143,67 @@ def usage_of(response: Any) -> Usage | None:
 
 # SDKs whose response objects name their provider by the package that defines them.
 _PROVIDER_PACKAGES = frozenset({"openai", "anthropic"})
+
+
+@dataclasses.dataclass(slots=True)
+class UsageTotals:
+    """Tokens and cost of a set of calls: one side of a replay (issue 13), one arm of a rollout (issue 14).
+
+    Attributes:
+        calls: Calls that reported usage.
+        input_tokens: Their input tokens.
+        output_tokens: Their output tokens.
+        cost: Their cost in USD by the price table; `None` when none of them could be priced.
+        unpriced_models: Models of calls the price table has no price for (left out of `cost`).
+        prices_as_of: When the shipped default prices were taken (the `prices` setting overrides them).
+    """
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float | None = None
+    unpriced_models: list[str] = dataclasses.field(default_factory=list[str])
+    prices_as_of: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible data (the `usage` entries of `ReplayResult.to_json()`)."""
+        return dataclasses.asdict(self)
+
+
+def sum_usage(calls: Iterable[tuple[int, int, str | None, float | None]]) -> UsageTotals:
+    """Tokens and cost summed over calls that reported usage; the unpriced models named.
+
+    Args:
+        calls: Per call: input tokens, output tokens, model, cost (`None`: the model has no price).
+    """
+    total = UsageTotals(prices_as_of=PRICES_AS_OF)
+    unpriced: set[str] = set()
+    for input_tokens, output_tokens, model, cost in calls:
+        total.calls += 1
+        total.input_tokens += input_tokens
+        total.output_tokens += output_tokens
+        if cost is not None:
+            total.cost = (total.cost or 0.0) + cost
+        else:
+            unpriced.add(model or "(no model named)")
+    total.unpriced_models = sorted(unpriced)
+    return total
+
+
+def usd(value: float) -> str:
+    """Dollars with enough digits for a fraction of a cent: `$0.000123`, `$1.23`."""
+    return f"${value:,.2f}" if value >= 1 else f"${value:.3g}" if value > 0 else "$0"
+
+
+def usage_line(usage: Mapping[str, UsageTotals], spent: float | None = None) -> str:
+    """One line of tokens and cost per side, what the run spent (if given), and the date of the default prices."""
+    parts: list[str] = []
+    for side, total in usage.items():
+        cost = "" if total.cost is None else f", {usd(total.cost)}"
+        unpriced = f" (no price for {', '.join(total.unpriced_models)})" if total.unpriced_models else ""
+        parts.append(
+            f"{side}: {total.input_tokens:,} in / {total.output_tokens:,} out tokens in {total.calls:,} calls"
+            f"{cost}{unpriced}"
+        )
+    spent_text = "" if spent is None else f"; this run spent {usd(spent)}"
+    return "tokens " + "; ".join(parts) + spent_text + f" (default prices of {PRICES_AS_OF})"

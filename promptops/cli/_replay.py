@@ -334,7 +334,7 @@ def _print_summary(result: ReplayResult, *, report: str | None) -> None:
         facts += f"; {result.retries} retries, {result.infrastructure_errors} infrastructure errors"
     console.print(facts, highlight=False)
     if result.usage:
-        from ..replay._cost import usage_line
+        from .._usage import usage_line
 
         console.print(usage_line(result.usage, result.spent), highlight=False)
     if result.stopped is not None:

@@ -191,6 +191,10 @@ def _print_comparison(comparison: Comparison) -> None:
             f"[{fmt(sample.av_low)}, {fmt(sample.av_high)}]",
         )
     console.print(table)
+    if comparison.usage:
+        from .._usage import usage_line
+
+        console.print(visible(usage_line(comparison.usage)), markup=False)
     for outcome in comparison.gates:
         console.print(visible(f"gate {outcome.gate.expr}: {outcome.verdict.upper()} ({outcome.reason})"), markup=False)
     console.print(f"verdict: {comparison.verdict}", markup=False)

@@ -7,16 +7,15 @@ Each call's usage comes from what the call reported (`promptops._usage`) and its
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from .._prices import PRICES_AS_OF
-from ._result import UsageTotals
+from .._usage import UsageTotals, sum_usage
 
 if TYPE_CHECKING:
     from ._runner import Call
 
-__all__ = ["Budget", "totals", "usage_line", "usd"]
+__all__ = ["Budget", "totals"]
 
 
 class Budget:
@@ -85,37 +84,9 @@ class Budget:
 
 
 def totals(calls: Iterable[Call]) -> UsageTotals:
-    """Tokens and cost summed over calls; the unpriced models named."""
-    total = UsageTotals(prices_as_of=PRICES_AS_OF)
-    unpriced: set[str] = set()
-    for call in calls:
-        if call.usage is None:
-            continue
-        total.calls += 1
-        total.input_tokens += call.usage.input_tokens
-        total.output_tokens += call.usage.output_tokens
-        if call.cost is not None:
-            total.cost = (total.cost or 0.0) + call.cost
-        else:
-            unpriced.add(call.usage.model or "(no model named)")
-    total.unpriced_models = sorted(unpriced)
-    return total
-
-
-def usd(value: float) -> str:
-    """Dollars with enough digits for a fraction of a cent: `$0.000123`, `$1.23`."""
-    return f"${value:,.2f}" if value >= 1 else f"${value:.3g}" if value > 0 else "$0"
-
-
-def usage_line(usage: Mapping[str, UsageTotals], spent: float | None) -> str:
-    """One line of tokens and cost per side, what the run spent, and the date of the default prices."""
-    parts: list[str] = []
-    for side, total in usage.items():
-        cost = "" if total.cost is None else f", {usd(total.cost)}"
-        unpriced = f" (no price for {', '.join(total.unpriced_models)})" if total.unpriced_models else ""
-        parts.append(
-            f"{side}: {total.input_tokens:,} in / {total.output_tokens:,} out tokens in {total.calls:,} calls"
-            f"{cost}{unpriced}"
-        )
-    spent_text = "" if spent is None else f"; this run spent {usd(spent)}"
-    return "tokens " + "; ".join(parts) + spent_text + f" (default prices of {PRICES_AS_OF})"
+    """Tokens and cost summed over the calls that reported usage; the unpriced models named."""
+    return sum_usage(
+        (call.usage.input_tokens, call.usage.output_tokens, call.usage.model, call.cost)
+        for call in calls
+        if call.usage is not None
+    )

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .._usage import UsageTotals
+
 __all__ = [
     "CandidateResult",
     "GateResult",
@@ -154,31 +156,6 @@ class GateResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible data (the `gates` entries of `ReplayResult.to_json()`)."""
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass(slots=True)
-class UsageTotals:
-    """Tokens and cost of one side's calls (issue 13).
-
-    Attributes:
-        calls: Calls that reported usage.
-        input_tokens: Their input tokens.
-        output_tokens: Their output tokens.
-        cost: Their cost in USD by the price table; `None` when none of them could be priced.
-        unpriced_models: Models of calls the price table has no price for (left out of `cost`).
-        prices_as_of: When the shipped default prices were taken (the `prices` setting overrides them).
-    """
-
-    calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost: float | None = None
-    unpriced_models: list[str] = dataclasses.field(default_factory=list[str])
-    prices_as_of: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-compatible data (the `usage` entries of `ReplayResult.to_json()`)."""
         return dataclasses.asdict(self)
 
 

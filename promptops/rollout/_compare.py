@@ -9,7 +9,11 @@ candidate's mean with the baseline's (two independent samples, `_stats`):
 | `errors.rate` | 1 if the call raised, else 0 | lower |
 | `latency_ms.mean` | wall time of the call | lower |
 | `output_chars.mean` | length of the output text (JSON text when not a string) | (shown, not gated by default) |
+| `tokens.mean` | input + output tokens, for calls that reported usage | lower |
+| `cost.mean` | USD by the price table (`promptops._prices`, the `prices` setting), for calls with a priced model | lower |
 | `feedback.NAME.mean` | the value of `promptops.feedback(..., NAME, value)` on that call | higher |
+
+The arms' token and cost totals (`Comparison.usage`) are summed as replay sums its sides'.
 
 A gate is `METRIC noninferior MARGIN` (the candidate is not worse than the baseline by more than MARGIN, in
 the metric's units, or `N%` of the baseline's mean). The guard decides on the always-valid interval, with
@@ -30,7 +34,10 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
+from .._config import get_settings
 from .._errors import PromptopsError
+from .._prices import PriceTable
+from .._usage import UsageTotals, sum_usage
 from ._state import ARMS, RolloutState
 from ._stats import TwoSample, two_sample
 
@@ -40,7 +47,8 @@ Verdict = Literal["pass", "fail", "pending"]
 ROLLOUT_ID_TAG = "promptops.rollout.id"
 ROLLOUT_ARM_TAG = "promptops.rollout.arm"
 DEFAULT_GATES = ("errors.rate noninferior 0.02",)
-_LOWER_IS_BETTER = {"errors.rate", "latency_ms.mean"}
+_LOWER_IS_BETTER = {"errors.rate", "latency_ms.mean", "tokens.mean", "cost.mean"}
+_METRICS = ("errors.rate", "latency_ms.mean", "output_chars.mean", "tokens.mean", "cost.mean")
 _GATE = re.compile(r"^\s*(?P<metric>[A-Za-z_][\w.-]*)\s+noninferior\s+(?P<margin>[0-9.eE+-]+)(?P<percent>%?)\s*$")
 
 
@@ -54,7 +62,8 @@ class RolloutGate:
 
     Attributes:
         expr: The gate as written.
-        metric: `errors.rate`, `latency_ms.mean`, `output_chars.mean` or `feedback.NAME.mean`.
+        metric: `errors.rate`, `latency_ms.mean`, `output_chars.mean`, `tokens.mean`, `cost.mean` or
+            `feedback.NAME.mean`.
         margin: How much worse the candidate may be, in the metric's units (or a fraction of the baseline mean
             when `relative`).
         relative: The margin was given as a percentage.
@@ -78,16 +87,14 @@ def parse_gate(text: str) -> RolloutGate:
         GateSyntaxError: anything else, with the forms that are understood.
     """
     match = _GATE.match(text)
-    forms = "errors.rate, latency_ms.mean, output_chars.mean or feedback.NAME.mean"
+    forms = f"{', '.join(_METRICS)} or feedback.NAME.mean"
     if match is None:
         raise GateSyntaxError(
             f"cannot read gate {text!r}: expected METRIC noninferior MARGIN, e.g. 'errors.rate noninferior 0.02' "
             f"or 'feedback.thumbs.mean noninferior 0.05' (METRIC is {forms})"
         )
     metric = match["metric"]
-    if metric not in ("errors.rate", "latency_ms.mean", "output_chars.mean") and not re.fullmatch(
-        r"feedback\.[\w-]+\.mean", metric
-    ):
+    if metric not in _METRICS and not re.fullmatch(r"feedback\.[\w-]+\.mean", metric):
         raise GateSyntaxError(f"gate {text!r}: unknown metric {metric!r}; use {forms}")
     try:
         margin = float(match["margin"])
@@ -127,6 +134,7 @@ class Comparison:
         gates: Each gate's verdict.
         min_calls: Observations each arm needs before a gate can pass or fail.
         alpha: The guard's overall false-alarm budget.
+        usage: Tokens and cost per arm, over the calls that reported usage; empty when none did.
     """
 
     state: RolloutState
@@ -135,6 +143,7 @@ class Comparison:
     gates: Sequence[GateOutcome]
     min_calls: int
     alpha: float
+    usage: Mapping[str, UsageTotals] = dataclasses.field(default_factory=dict[str, UsageTotals])
 
     @property
     def verdict(self) -> Verdict:
@@ -159,15 +168,23 @@ def _output_chars(output: Any) -> float:
 
 
 def arm_values(
-    records: Iterable[Any], rollout_id: str, feedback: Mapping[str, Mapping[str, float]] | None = None
+    records: Iterable[Any],
+    rollout_id: str,
+    feedback: Mapping[str, Mapping[str, float]] | None = None,
+    prices: PriceTable | None = None,
+    usage: dict[str, list[tuple[int, int, str | None, float | None]]] | None = None,
 ) -> dict[str, dict[str, list[float]]]:
     """Per metric, per arm, the per-call values of the records that took part in rollout `rollout_id`.
 
     Args:
-        records: Capture records (anything with `tags`, `error_type`, `latency_ms`, `output`, `id`, `trace_id`).
+        records: Capture records (anything with `tags`, `error_type`, `latency_ms`, `output`, `id`, `trace_id`,
+            and the usage fields).
         rollout_id: The rollout.
         feedback: Feedback values by name, keyed by capture id or trace id.
+        prices: Prices the `cost.mean` metric (default: the shipped table).
+        usage: Filled per arm with each call's (input tokens, output tokens, model, cost), when given.
     """
+    table = prices if prices is not None else PriceTable()
     values: dict[str, dict[str, list[float]]] = {}
 
     def add(metric: str, arm: str, value: float) -> None:
@@ -185,6 +202,15 @@ def arm_values(
         add("latency_ms.mean", arm, float(record.latency_ms))
         if not failed:
             add("output_chars.mean", arm, _output_chars(record.output))
+        input_tokens, output_tokens = record.input_tokens, record.output_tokens
+        if input_tokens is not None or output_tokens is not None:
+            input_tokens, output_tokens = input_tokens or 0, output_tokens or 0
+            add("tokens.mean", arm, float(input_tokens + output_tokens))
+            cost = table.cost(record.model, input_tokens, output_tokens)
+            if cost is not None:
+                add("cost.mean", arm, cost)
+            if usage is not None:
+                usage.setdefault(arm, []).append((input_tokens, output_tokens, record.model, cost))
         for name, by_call in (feedback or {}).items():
             value = by_call.get(record.id)
             if value is None and record.trace_id is not None:
@@ -200,6 +226,7 @@ def compare(
     *,
     gates: Sequence[str | RolloutGate] = DEFAULT_GATES,
     feedback: Mapping[str, Mapping[str, float]] | None = None,
+    prices: PriceTable | None = None,
     min_calls: int = 100,
     alpha: float = 0.05,
     seed: int = 0,
@@ -212,6 +239,7 @@ def compare(
         records: Its captured calls (records of other rollouts or of no rollout are ignored).
         gates: Gates (`METRIC noninferior MARGIN`).
         feedback: Feedback values by name, keyed by capture id or trace id.
+        prices: What `cost.mean` prices calls with (default: the shipped table and the `prices` setting).
         min_calls: Observations each arm needs before a gate can pass or fail.
         alpha: The chance that the guard ever raises a false alarm over the whole rollout.
         seed: Seed of the bootstrap.
@@ -221,7 +249,10 @@ def compare(
         The comparison.
     """
     parsed = [gate if isinstance(gate, RolloutGate) else parse_gate(gate) for gate in gates]
-    values = arm_values(records, state.id, feedback)
+    if prices is None:
+        prices = PriceTable(get_settings().prices)
+    spent: dict[str, list[tuple[int, int, str | None, float | None]]] = {}
+    values = arm_values(records, state.id, feedback, prices, spent)
     errors = values.get("errors.rate", {name: [] for name in ARMS})
     calls = {name: len(errors[name]) for name in ARMS}
     taus = {gate.metric: gate for gate in parsed}
@@ -236,7 +267,8 @@ def compare(
             arms["baseline"], arms["candidate"], alpha=per_gate_alpha, tau=tau, seed=seed, resamples=resamples
         )
     outcomes = [_judge(gate, metrics.get(gate.metric), min_calls, values.get(gate.metric)) for gate in parsed]
-    return Comparison(state, calls, metrics, outcomes, min_calls, alpha)
+    usage = {arm: sum_usage(spent.get(arm, ())) for arm in ARMS} if spent else {}
+    return Comparison(state, calls, metrics, outcomes, min_calls, alpha, usage)
 
 
 def _margin(gate: RolloutGate, baseline: Sequence[float]) -> float:

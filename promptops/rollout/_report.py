@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from .._usage import usage_line
 from ._compare import Comparison
 
 __all__ = ["render_report", "write_report"]
@@ -35,6 +36,7 @@ def render_report(comparison: Comparison) -> str:
         for o in comparison.gates
     )
     baseline = f"{state.baseline} (version {state.baseline_version})" if state.baseline_version else state.baseline
+    usage = f"<p>{esc(usage_line(comparison.usage))}</p>" if comparison.usage else ""
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>Rollout {esc(state.id)}</title>"
         f"<style>{_STYLE}</style></head><body><h1>Rollout of {esc(state.prompt)}</h1>"
@@ -43,7 +45,7 @@ def render_report(comparison: Comparison) -> str:
         f"<p>Calls: baseline {comparison.calls['baseline']:,}, candidate {comparison.calls['candidate']:,}. "
         f"Gates decide on always-valid intervals (overall alpha {comparison.alpha:g}), once each arm has "
         f"{comparison.min_calls} observations.</p>"
-        "<table><tr><th>metric</th><th>baseline</th><th>candidate</th><th>delta</th><th>95% bootstrap CI</th>"
+        f"{usage}<table><tr><th>metric</th><th>baseline</th><th>candidate</th><th>delta</th><th>95% bootstrap CI</th>"
         f"<th>always-valid</th></tr>{rows}</table><h2 class='{comparison.verdict}'>Verdict: {comparison.verdict}</h2>"
         f"<ul>{gates}</ul></body></html>"
     )

@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 import traceback
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,6 +56,10 @@ def test_gate_syntax() -> None:
     gate = parse_gate("latency_ms.mean noninferior 10%")
     assert (gate.metric, gate.margin, gate.relative, gate.lower_is_better) == ("latency_ms.mean", 0.1, True, True)
     assert parse_gate("feedback.thumbs.mean noninferior 0.05").margin == 0.05
+    assert (
+        parse_gate("tokens.mean noninferior 5%").lower_is_better
+        and parse_gate("cost.mean noninferior 0").lower_is_better
+    )
     for bad in ("errors.rate < 0.1", "bogus.mean noninferior 1", "errors.rate noninferior -1"):
         with pytest.raises(GateSyntaxError):
             parse_gate(bad)
@@ -189,6 +194,84 @@ def test_feedback_lands_in_the_store_and_gates_on_it(registry: Registry, rollout
     )  # fmt: skip
     assert comparison.verdict == "fail"
     assert comparison.metrics["feedback.thumbs.mean"].delta == -1.0
+
+
+def test_status_compares_tokens_and_cost_reported_by_the_real_openai_sdk(
+    local_registry: Registry, prompt_name: str, tmp_path: Path
+) -> None:
+    """A candidate prompt three times as long costs more: the arms' tokens and cost come from the captures."""
+    import openai
+
+    from promptops.provider_server import ProviderServer
+
+    local_registry.register(prompt_name, "Summarize: {{text}}", alias="production")
+    local_registry.register(
+        prompt_name, "Summarize in detail, naming every figure and every person, then list open questions: {{text}}"
+    )
+    promptops.configure(tracking_uri=local_registry.uri, trace_exporter="none")
+    start_rollout(local_registry.client, prompt_name, candidate=2, share=0.5)
+    rollout_cache().refresh(prompt_name)
+    with (
+        ProviderServer() as server,
+        openai.OpenAI(base_url=server.openai_url, api_key="test", max_retries=0) as client,
+    ):
+
+        @promptops.track(prompt=prompt_name, rollout_key="user")
+        def reply(user: str, text: str, *, prompt: Prompt) -> object:
+            return client.chat.completions.create(  # the response object: its usage is read, no record_usage()
+                model="gpt-4o-mini", messages=[{"role": "user", "content": prompt.format(text=text)}]
+            )
+
+        for index in range(160):
+            reply(f"user-{index}", "the third quarter's numbers")
+        assert promptops.flush(timeout=60)
+        served = (server.input_tokens, server.output_tokens)
+
+    url = promptops.get_settings().capture
+    assert url is not None
+    state = read_rollout(local_registry.client, prompt_name)
+    assert state is not None
+    store = CaptureStore.open(url)
+    try:
+        comparison = compare(
+            state, store.query(prompt=prompt_name), gates=["tokens.mean noninferior 10%"], min_calls=40, resamples=0
+        )
+    finally:
+        store.close()
+    usage = comparison.usage
+    assert usage["baseline"].calls + usage["candidate"].calls == 160 == sum(comparison.calls.values())
+    # Every token the server counted is in the arms' totals, and priced by the table: gpt-4o-mini $0.15/$0.60 per M.
+    assert (
+        usage["baseline"].input_tokens + usage["candidate"].input_tokens,
+        usage["baseline"].output_tokens + usage["candidate"].output_tokens,
+    ) == served
+    for arm in ("baseline", "candidate"):
+        expected = (usage[arm].input_tokens * 0.15 + usage[arm].output_tokens * 0.60) / 1e6
+        assert usage[arm].cost == pytest.approx(expected, rel=1e-9) and usage[arm].unpriced_models == []
+    tokens, cost = comparison.metrics["tokens.mean"], comparison.metrics["cost.mean"]
+    assert tokens.candidate_mean is not None and tokens.baseline_mean is not None
+    assert tokens.candidate_mean > tokens.baseline_mean + 10  # the longer prompt
+    assert cost.delta is not None and cost.delta > 0
+    assert tokens.baseline_mean == pytest.approx(
+        (usage["baseline"].input_tokens + usage["baseline"].output_tokens) / usage["baseline"].calls
+    )
+    assert usage["candidate"].cost is not None
+    assert cost.candidate_mean == pytest.approx(usage["candidate"].cost / usage["candidate"].calls)
+    assert comparison.verdict == "fail"  # more than 10% more tokens per call, with evidence enough
+
+    status = run(
+        local_registry.uri, "rollout", "status", prompt_name, "--store", url, "--min-calls", "40",
+        "--gate", "cost.mean noninferior 10%", "--report", str(tmp_path / "s.html"),
+    )  # fmt: skip
+    assert status.exit_code == 0, status.output
+    rows = {line.split()[0]: line for line in status.stdout.splitlines() if line.strip()}
+    assert {"tokens.mean", "cost.mean"} <= set(rows)
+    assert f"baseline: {usage['baseline'].input_tokens:,} in / {usage['baseline'].output_tokens:,} out tokens" in (
+        status.stdout
+    )
+    assert "gate cost.mean noninferior 10%: FAIL" in status.stdout
+    page = (tmp_path / "s.html").read_text()
+    assert "tokens.mean" in page and f"{usage['candidate'].input_tokens:,} in" in page
 
 
 def test_feedback_refuses_malformed_arguments() -> None:

@@ -6,7 +6,7 @@ import datetime
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from .._cost import usage_line
+from ..._usage import usage_line
 from ._diff import template_diff
 from ._format import change, duration, escape, fmt_num, plural, side_label, summary_tone, template_text
 from ._plots import plots_section
