@@ -2,7 +2,7 @@
 
 A replay makes thousands of calls, and the first thing a real provider answers is HTTP 429. A *transient*
 failure (rate limit, overload, 5xx, timeout, a dropped connection) says nothing about the prompt: the call is
-retried with exponential backoff and jitter (tenacity), waiting what the provider asked for when it said
+retried with exponential backoff and full jitter, waiting what the provider asked for when it said
 (`retry-after-ms`, `Retry-After` in seconds or as a date). One that still fails after its retries is an
 *infrastructure error*, kept out of the quality metrics; anything else the function raises (a parsing error, a
 validation error) is the model's error, scored as today.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import email.utils
 import math
+import random
 import sys
 import threading
 import time
@@ -170,37 +171,28 @@ class RetryPolicy:
         except Exception:  # a broken predicate must not turn a model error into a crash of the run
             return False
 
-    def retrying(self, stop: threading.Event, on_retry: Callable[[BaseException], None]) -> dict[str, Any]:
-        """Tenacity's `Retrying` arguments for one call: stop after `attempts`, or once `stop` is set."""
-        import tenacity
+    def wait(self, exc: BaseException, attempt: int, stop: threading.Event) -> float | None:
+        """After failed attempt number `attempt` (1 for the first): the seconds to wait before the next one.
 
-        # full jitter: a random wait up to initial_s * 2**n, so retries of a burst do not arrive together again
-        jitter = tenacity.wait_random_exponential(multiplier=self.initial_s, max=self.max_wait_s)
+        `None` means give up and keep `exc` as the call's outcome: it is not retryable, the circuit has opened
+        (`stop` is set), or the attempts are spent (`rate_limit_attempts` while the provider answers with rate
+        limits, else `attempts`). The wait is what the provider asked for (`retry_after()`, at most `max_wait_s`),
+        else full jitter: a random wait up to `initial_s * 2**(attempt - 1)` (at most `max_wait_s`), so the
+        retries of a burst do not arrive together again.
 
-        def wait(state: tenacity.RetryCallState) -> float:
-            outcome = state.outcome
-            exc = outcome.exception() if outcome is not None else None
-            asked = retry_after(exc) if exc is not None else None
-            return min(asked, self.max_wait_s) if asked is not None else jitter(state)
+        Args:
+            exc: What the attempt raised.
+            attempt: Its number, from 1.
+            stop: Set when no retry should start any more (the circuit breaker).
 
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            outcome = state.outcome
-            exc = outcome.exception() if outcome is not None else None
-            if exc is not None:
-                on_retry(exc)
-
-        def give_up(state: tenacity.RetryCallState) -> bool:
-            if stop.is_set():
-                return True
-            outcome = state.outcome
-            exc = outcome.exception() if outcome is not None else None
-            limit = self.rate_limit_attempts if exc is not None and is_rate_limit(exc) else self.attempts
-            return state.attempt_number >= limit
-
-        return {
-            "retry": tenacity.retry_if_exception(self.retryable),
-            "stop": give_up,
-            "wait": wait,
-            "before_sleep": before_sleep,
-            "reraise": True,
-        }
+        Returns:
+            Seconds to wait, or `None`.
+        """
+        if not self.retryable(exc) or stop.is_set():
+            return None
+        if attempt >= (self.rate_limit_attempts if is_rate_limit(exc) else self.attempts):
+            return None
+        asked = retry_after(exc)
+        if asked is not None:
+            return min(asked, self.max_wait_s)
+        return random.uniform(0.0, min(self.initial_s * 2.0 ** (attempt - 1), self.max_wait_s))

@@ -145,7 +145,8 @@ class _Caller:
         self.policy = policy
         self.budget = budget
         self.prices = prices
-        self.retrying = self._retrying()  # built once: an error here is ours, never a call's
+        self._sync = _SyncIO(target, flow)
+        self._async = _AsyncIO(target, flow)
 
     @contextlib.contextmanager
     def _context(self, job: Job) -> Generator[_Attempts]:
@@ -174,57 +175,94 @@ class _Caller:
             usage_sink.reset(usage_token)
             replay_active.reset(token)
 
-    def _retrying(self) -> dict[str, Any]:
-        def on_retry(exc: BaseException) -> None:
-            self.flow.failed(exc, rate_limit=is_rate_limit(exc), retried=True)
-
-        return self.policy.retrying(self.flow.opened, on_retry)
-
     def _finish(self, call: Call) -> Call:
         self.budget.finished(call)
         return call
 
-    def call(self, job: Job) -> Call | None:
-        """The call's outcome; `None` when it was not started (the circuit breaker opened, or the cost limit)."""
-        import tenacity
+    async def _run(self, job: Job, io: _SyncIO | _AsyncIO) -> Call | None:
+        """The one body of a job, sync or async: a slot, the budget, the context, the attempts and their retries.
 
-        if not self.flow.acquire():
+        Written once for both paths (issue 13: the retry loop was written twice): `io` makes the call, takes the
+        slot and sleeps, awaiting for an async target; for a sync one nothing here ever suspends, and `call()`
+        runs this coroutine to its end in one step.
+        """
+        if not await io.acquire():
             return None
         try:
             if not self.budget.admit():
                 return None
+            inputs = self.inputs[job.index]
             with self._context(job) as state:
-                try:
-                    for attempt in tenacity.Retrying(sleep=self.flow.sleep, **self.retrying):
-                        with attempt:
-                            state.attempt()
-                            state.output = self.target.call(self.inputs[job.index])
-                except Exception as exc:
-                    return self._finish(state.failed(exc))
-                return self._finish(state.succeeded())
+                attempt = 1
+                while True:
+                    state.attempt()
+                    try:
+                        state.output = await io.call(inputs)
+                    except Exception as exc:
+                        wait = self.policy.wait(exc, attempt, self.flow.opened)
+                        if wait is None:
+                            return self._finish(state.failed(exc))
+                        self.flow.failed(exc, rate_limit=is_rate_limit(exc), retried=True)
+                        await io.sleep(wait)
+                        attempt += 1
+                        continue
+                    return self._finish(state.succeeded())
         finally:
             self.flow.release()
+
+    def call(self, job: Job) -> Call | None:
+        """The call's outcome; `None` when it was not started (the circuit breaker opened, or the cost limit)."""
+        body = self._run(job, self._sync)
+        try:
+            body.send(None)
+        except StopIteration as done:
+            return done.value
+        body.close()  # pragma: no cover - _SyncIO never suspends
+        raise RuntimeError("a sync replay call suspended")  # pragma: no cover
 
     async def acall(self, job: Job) -> Call | None:
         """`call()` for an async target."""
-        import tenacity
+        return await self._run(job, self._async)
 
-        if not await self.flow.aacquire():
-            return None
-        try:
-            if not self.budget.admit():
-                return None
-            with self._context(job) as state:
-                try:
-                    async for attempt in tenacity.AsyncRetrying(sleep=self.flow.asleep, **self.retrying):
-                        with attempt:
-                            state.attempt()
-                            state.output = await self.target.acall(self.inputs[job.index])
-                except Exception as exc:
-                    return self._finish(state.failed(exc))
-                return self._finish(state.succeeded())
-        finally:
-            self.flow.release()
+
+class _IO:
+    """What `_Caller._run` awaits: take a slot, call the target, sleep between attempts."""
+
+    __slots__ = ("flow", "target")
+
+    def __init__(self, target: Target, flow: Flow) -> None:
+        self.target = target
+        self.flow = flow
+
+
+class _SyncIO(_IO):
+    """For a sync target: plain blocking calls (these coroutines never suspend)."""
+
+    __slots__ = ()
+
+    async def acquire(self) -> bool:
+        return self.flow.acquire()
+
+    async def call(self, inputs: dict[str, Any]) -> Any:
+        return self.target.call(inputs)
+
+    async def sleep(self, seconds: float) -> None:
+        self.flow.sleep(seconds)
+
+
+class _AsyncIO(_IO):
+    """For an async target: the same, without blocking the loop."""
+
+    __slots__ = ()
+
+    async def acquire(self) -> bool:
+        return await self.flow.aacquire()
+
+    async def call(self, inputs: dict[str, Any]) -> Any:
+        return await self.target.acall(inputs)
+
+    async def sleep(self, seconds: float) -> None:
+        await self.flow.asleep(seconds)
 
 
 def execute(

@@ -210,6 +210,55 @@ def test_async_target_with_dataclass_inputs(local_registry: Registry, prompt_nam
     )
 
 
+FLAKY_APP = """
+import collections
+import promptops
+
+attempts = collections.Counter()
+
+
+class Unavailable(Exception):
+    \"\"\"What an HTTP client raises for a 503 that asks to retry after 1 ms.\"\"\"
+
+    def __init__(self) -> None:
+        super().__init__("503 Service Unavailable")
+        self.response = type("Response", (), {"status_code": 503, "headers": {"retry-after-ms": "1"}})()
+
+
+def answer(text: str, prompt: promptops.Prompt) -> str:
+    attempts[text] += 1
+    if text.startswith("down") or (text.startswith("flaky") and attempts[text] <= 2):
+        raise Unavailable()
+    if text.startswith("broken"):
+        raise ValueError("the model's answer does not parse")
+    return prompt.format(text=text)
+
+
+@promptops.track(prompt="PROMPT_NAME")
+DEF summarize(text: str, *, prompt: promptops.Prompt) -> str:
+    return answer(text, prompt)
+"""
+
+
+@pytest.mark.parametrize("kind", ["def", "async def"])
+def test_sync_and_async_targets_retry_alike(
+    local_registry: Registry, prompt_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    # Issue 13: one retry loop serves both paths; each is held to the same attempts, retries and outcomes.
+    application = App(local_registry, prompt_name, tmp_path, FLAKY_APP.replace("DEF", kind))
+    application.register("v1", PRODUCTION, alias="production")
+    texts = ["flaky: twice unavailable", "down: always unavailable", "broken: the model's error", "fine: answers"]
+    data = write_dataset(tmp_path / "tickets.jsonl", captured_rows(texts))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = replay.run(application.target, candidate=1, dataset=data, repeats=0, workers=2, log_to_mlflow=False)
+    attempts = importlib.import_module(application.module).attempts
+    assert dict(attempts) == {texts[0]: 3, texts[1]: 6, texts[2]: 1, texts[3]: 1}  # 6: RetryPolicy.attempts
+    assert result.retries == 2 + 5 and result.rate_limited == 0
+    assert result.infrastructure_errors == 1 and result.skipped == {"infrastructure_error": 1}
+    errors = {record.inputs["text"]: record.error for record in result.records}
+    assert errors == {texts[0]: None, texts[2]: "ValueError: the model's answer does not parse", texts[3]: None}
+
+
 def test_expected_outputs_add_reference_metrics(echo: App, tmp_path: Path) -> None:
     rows = captured_rows(TEXTS[:6])
     for row in rows:
