@@ -281,7 +281,8 @@ def main() -> None:
         print(
             "  then open http://127.0.0.1:5000 -> Experiments -> Default -> Traces: every call with its input and output;\n"
             "  the calls made with version 2: mlflow.search_traces(filter_string='prompt = \"summarize/2\"') (a prompt\n"
-            "  version's own Traces tab opens from a named experiment's Prompts page: set experiment_name, see docs/tracing.md)"
+            "  version's own Traces tab opens from a named experiment's Prompts page: set experiment_name, see docs/tracing.md)\n"
+            "  the replays: Experiments -> promptops-replay -> a replay run -> Traces: each call it made (docs/replay.md)"
         )
     finally:
         stop_server(server)

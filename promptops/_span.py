@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ._config import Settings
+from ._config import Settings, get_settings
 from ._errors import log_internal_error
 from ._usage import report_usage, usage_sink
 from .prompts import Prompt, replay_active
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.trace import Span, Tracer
 
-__all__ = ["CallSpan", "StreamSpan", "joined_items", "prompt_identity_attributes", "record_usage"]
+__all__ = ["CallSpan", "StreamSpan", "joined_items", "prompt_identity_attributes", "record_usage", "value_attribute"]
 
 # Fixed attribute names.
 FUNCTION = "promptops.function"
@@ -95,6 +95,16 @@ def _values(settings: Settings) -> tuple[Callable[..., str], Any]:
     _dumps_encoded = dumps_encoded
     _values_cache = (settings, dumps_for_span, redactor_for(settings))
     return dumps_for_span, _values_cache[2]
+
+
+def value_attribute(value: Any) -> str | None:
+    """`value` as a span records it (JSON text, redacted, cut to `max_value_chars`); `None` when values are off.
+
+    For spans promptops makes outside a tracked call: the replay's span of each call (issue 12), whose inputs
+    and output MLflow shows as the trace's request and response.
+    """
+    settings = get_settings()
+    return _value_text(settings, value, None) if settings.record_values else None
 
 
 def _value_text(settings: Settings, value: Any, encoded: Any) -> str:

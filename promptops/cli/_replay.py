@@ -163,8 +163,22 @@ def replay(
         typer.Option("--store", metavar="URL", help="Capture store holding datasets and captures.", show_default=False),
     ] = None,
     mlflow: Annotated[
-        bool, typer.Option("--mlflow/--no-mlflow", help="Log the run (metrics, records, report) to MLflow.")
+        bool,
+        typer.Option(
+            "--mlflow/--no-mlflow",
+            help="Log the run (metrics, records, report) and the calls' traces to MLflow; --no-mlflow sends nothing.",
+        ),
     ] = True,
+    experiment: Annotated[
+        str | None,
+        typer.Option(
+            "--experiment",
+            metavar="NAME",
+            help="MLflow experiment of the run and its traces [default: <experiment_name>-replay, or "
+            "promptops-replay].",
+            show_default=False,
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", metavar="S", help="Seed of the bootstrap resampling.")] = 0,
 ) -> None:
     """Replay captured traffic on a candidate prompt version and gate on the comparison with the baseline."""
@@ -200,6 +214,7 @@ def replay(
             json_path=json_path,
             junit=junit,
             log_to_mlflow=mlflow,
+            experiment=experiment,
             seed=seed,
         )
         result = run(target, settings, progress=bar.start)

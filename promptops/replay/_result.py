@@ -287,20 +287,26 @@ class ReplayResult:
         def text(message: str | None) -> str | None:
             return None if message is None else redactor.redact_text(message)
 
-        records = [
-            dataclasses.replace(
-                record,
-                inputs=value(record.inputs),
-                baseline_output=value(record.baseline_output),
-                candidate_output=value(record.candidate_output),
-                expected=value(record.expected),
-                reasons={name: redactor.redact_text(reason) for name, reason in record.reasons.items()},
-                error=text(record.error),
-                baseline_error=text(record.baseline_error),
-            )
-            for record in self.records
-        ]
-        return dataclasses.replace(self, records=records)
+        def shown(records: list[RecordResult]) -> list[RecordResult]:
+            return [
+                dataclasses.replace(
+                    record,
+                    inputs=value(record.inputs),
+                    baseline_output=value(record.baseline_output),
+                    candidate_output=value(record.candidate_output),
+                    expected=value(record.expected),
+                    reasons={name: redactor.redact_text(reason) for name, reason in record.reasons.items()},
+                    error=text(record.error),
+                    baseline_error=text(record.baseline_error),
+                )
+                for record in records
+            ]
+
+        # Every candidate's records (issue 13): the first one's are `records`, redacted once for both.
+        candidates = [dataclasses.replace(c, records=shown(c.records)) for c in self.candidates]
+        first = self.candidates[0].records if self.candidates else None
+        records = candidates[0].records if first is self.records and candidates else shown(self.records)
+        return dataclasses.replace(self, records=records, candidates=candidates)
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         """The result as the stable JSON document (`schema_version` 1), redacted; also written to `path` if given."""

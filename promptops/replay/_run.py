@@ -34,7 +34,7 @@ from ._result import (
     VersionInfo,
 )
 from ._retry import RetryPolicy
-from ._runner import Call, Job, RunOutcome
+from ._runner import Call, Job, RunOutcome, call_attributes
 from ._settings import ReplaySettings
 from ._target import ReplayError, Target, load_target
 
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from ..datasets import Dataset, DatasetRecord
     from ..scorers import Score, ScoreInput, Scorer
     from ._gates import Gate
+    from ._mlflow import ReplayRun
 
 __all__ = ["DEFAULT_SCORERS", "run"]
 
@@ -243,11 +244,52 @@ def run(
     started_at = datetime.datetime.now(datetime.timezone.utc)
     clock = time.perf_counter()
     prepared = _prepare(target, settings)
+    mlflow_run = _start_run(target, settings, prepared)
+    try:
+        result = _replay(target, settings, prepared, mlflow_run, progress)
+    except BaseException:
+        if mlflow_run is not None:
+            mlflow_run.abandon()
+        raise
+    result.started_at, result.duration_s = started_at, time.perf_counter() - clock
+    _write_outputs(result, settings, mlflow_run)
+    return result
+
+
+def _start_run(target: str, settings: ReplaySettings, prepared: _Prepared) -> ReplayRun | None:
+    """The MLflow run, before the first call so the calls' traces name it (issue 12); `None` without logging."""
+    if not settings.log_to_mlflow:
+        return None
+    from ._mlflow import ReplayRun, replay_experiment
+
+    return ReplayRun.start(
+        target=target,
+        prompt_name=prepared.target.prompt_name,
+        candidates=[str(candidate) for candidate in settings.candidates],
+        baseline=prepared.plan.baseline_info.label,
+        experiment_name=replay_experiment(settings.experiment),
+    )
+
+
+def _replay(
+    target: str,
+    settings: ReplaySettings,
+    prepared: _Prepared,
+    mlflow_run: ReplayRun | None,
+    progress: Callable[[int, int], Callable[[int], None]] | None,
+) -> ReplayResult:
+    """Make the calls (their spans go to the run's experiment, or nowhere without a run), score, judge."""
+    from .. import tracing
+    from ._mlflow import RUN_ATTRIBUTE
+
+    experiment = mlflow_run.experiment_name if mlflow_run is not None else None
+    span_attributes = {RUN_ATTRIBUTE: mlflow_run.run_id} if mlflow_run is not None else None
     flow = Flow(settings.workers, rps=settings.rps)
     prices = PriceTable(get_settings().prices)
     inputs = [record.inputs for record in prepared.records]
     with open_executor(settings, prepared.target, prepared.plan.prompts) as executor:
-        outcome = _call(prepared, settings, executor, flow, prices, inputs, progress)
+        with tracing.for_replay(experiment, to_mlflow=mlflow_run is not None), call_attributes(span_attributes):
+            outcome = _call(prepared, settings, executor, flow, prices, inputs, progress)
         by_index, complete = _finished(prepared, outcome)
         arms = [
             _score(
@@ -263,10 +305,7 @@ def run(
             )
             for arm in range(len(prepared.plan.candidates))
         ]
-    result = _judge(target, settings, prepared, arms, outcome)
-    result.started_at, result.duration_s = started_at, time.perf_counter() - clock
-    _write_outputs(result, settings)
-    return result
+    return _judge(target, settings, prepared, arms, outcome)
 
 
 def _call(
@@ -744,14 +783,13 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _write_outputs(result: ReplayResult, settings: ReplaySettings) -> None:
-    if settings.log_to_mlflow:
-        from ._mlflow import log_result
-        from ._report import render_html
-
-        result.mlflow_run_id = log_result(result, render_html(result))
-    if settings.report is not None:
-        result.to_html(settings.report)  # rendered after logging: it names the MLflow run
+def _write_outputs(result: ReplayResult, settings: ReplaySettings, mlflow_run: ReplayRun | None) -> None:
+    """The report, rendered once, after the run exists (it names the run), logged to it; the JSON and JUnit files."""
+    if mlflow_run is not None:
+        result.mlflow_run_id = mlflow_run.run_id
+    html = result.to_html(settings.report) if settings.report is not None or mlflow_run is not None else None
+    if mlflow_run is not None:
+        mlflow_run.finish(result, html)
     if settings.json_path is not None:
         result.to_json(settings.json_path)
     if settings.junit is not None:

@@ -18,14 +18,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any
 
 from .. import tracing
 from .._prices import PriceTable
+from .._span import INPUTS, OUTPUT, value_attribute
 from .._usage import Usage, usage_of, usage_sink
 from ..prompts import replay_active, use_prompt
 from ._cost import Budget
@@ -33,7 +35,21 @@ from ._flow import Flow
 from ._retry import RetryPolicy, error_text, is_infrastructure, is_rate_limit
 from ._target import Target
 
-__all__ = ["Call", "Job", "RunOutcome", "execute"]
+__all__ = ["Call", "Job", "RunOutcome", "call_attributes", "execute"]
+
+_call_attributes: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "promptops_replay_call_attributes", default=None
+)
+
+
+@contextlib.contextmanager
+def call_attributes(attributes: Mapping[str, Any] | None) -> Generator[None]:
+    """Inside the block, `execute()` adds `attributes` to each call's `replay` span (the MLflow run's id, issue 12)."""
+    token = _call_attributes.set(attributes)
+    try:
+        yield
+    finally:
+        _call_attributes.reset(token)
 
 
 @dataclasses.dataclass(slots=True)
@@ -147,6 +163,7 @@ class _Caller:
         self.prices = prices
         self._sync = _SyncIO(target, flow)
         self._async = _AsyncIO(target, flow)
+        self.span_attributes = dict(_call_attributes.get() or {})  # read here, in the thread that runs the replay
 
     @contextlib.contextmanager
     def _context(self, job: Job) -> Generator[_Attempts]:
@@ -162,6 +179,7 @@ class _Caller:
                 with tracer.start_as_current_span(
                     f"replay {self.target.spec}",
                     attributes={
+                        **self.span_attributes,
                         "promptops.replay": True,
                         "promptops.replay.role": job.role,
                         "promptops.prompt.name": self.target.prompt_name,
@@ -170,7 +188,13 @@ class _Caller:
                     record_exception=False,
                     set_status_on_exception=False,
                 ) as span:
-                    yield _Attempts(self, format(span.get_span_context().trace_id, "032x"), usage)
+                    # The call's inputs and output on the trace's root: MLflow's request and response (issue 12).
+                    if (inputs := value_attribute(self.inputs[job.index])) is not None:
+                        span.set_attribute(INPUTS, inputs)
+                    state = _Attempts(self, format(span.get_span_context().trace_id, "032x"), usage)
+                    yield state
+                    if state.output is not None and (output := value_attribute(state.output)) is not None:
+                        span.set_attribute(OUTPUT, output)
         finally:
             usage_sink.reset(usage_token)
             replay_active.reset(token)

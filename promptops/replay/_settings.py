@@ -69,7 +69,10 @@ class ReplaySettings:
         report: Write the HTML report here.
         json_path: Write the JSON result here.
         junit: Write JUnit XML here.
-        log_to_mlflow: Log a run (params, metrics, per-record table, report) to the MLflow tracking store.
+        log_to_mlflow: Log a run (params, metrics, per-record table, report) and the calls' traces to the MLflow
+            tracking store. `False`: nothing of the replay goes to MLflow, its traces neither.
+        experiment: The MLflow experiment of the run and its traces; default `<experiment_name>-replay`
+            (`promptops-replay` without an `experiment_name`): never the application's traces' experiment.
         seed: Seed of the bootstrap resampling.
     """
 
@@ -95,6 +98,7 @@ class ReplaySettings:
     json_path: str | os.PathLike[str] | None = None
     junit: str | os.PathLike[str] | None = None
     log_to_mlflow: bool = True
+    experiment: str | None = None
     seed: int = 0
 
     @classmethod

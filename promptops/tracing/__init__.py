@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from ._provider import Setup
 
-__all__ = ["flush", "shutdown", "stats", "tracer", "use_provider"]
+__all__ = ["flush", "for_replay", "shutdown", "stats", "tracer", "use_provider"]
 
 # The current set-up (settings it was made for, the global provider seen then, the tracer). One object,
 # replaced atomically, so a reader never pairs a tracer with other settings.
@@ -83,6 +83,29 @@ def use_provider(provider: TracerProvider | None) -> Generator[None]:
     finally:
         _override = previous
         _setup = None
+
+
+@contextlib.contextmanager
+def for_replay(experiment_name: str | None, *, to_mlflow: bool) -> Generator[bool]:
+    """Where a replay's spans go inside the block (issue 12: never among the application's traces).
+
+    Only promptops' own `"mlflow"` exporter is re-routed: with `to_mlflow`, the block's spans go to the
+    experiment `experiment_name` of the same tracking store (through a provider of their own, drained before the
+    block ends, at most `ATEXIT_MAX` seconds while it makes progress); without, nowhere. The application's own
+    provider, a test's (`use_provider`), OTLP and the console keep receiving them. Process-wide, like
+    `use_provider`: a call the process makes outside the replay meanwhile goes the same way.
+
+    Args:
+        experiment_name: The replay's experiment.
+        to_mlflow: Whether the replay is logged to MLflow at all.
+
+    Yields:
+        Whether the block's spans go to `experiment_name`.
+    """
+    from ._provider import replay_routing
+
+    with replay_routing(experiment_name, to_mlflow=to_mlflow) as routed:
+        yield routed
 
 
 def flush(timeout: float = 5.0) -> bool:

@@ -18,6 +18,7 @@ At export time promptops' span attributes are translated to the ones MLflow's UI
 | `mlflow.spanType` | from `openinference.span.kind` when set (`TOOL`, `RETRIEVER`, `CHAT_MODEL` for a chat model run, ...); else `"LLM"` when the span carries any `gen_ai.*` attribute (the function reported a model call), else `"CHAIN"` |
 | `mlflow.chat.messages` | `gen_ai.input.messages` then `gen_ai.output.messages`, as `{role, content}` messages MLflow's trace view renders as a chat |
 | `mlflow.traceTag.mlflow.linkedPrompts` (root span) | every `promptops.prompt.name`/`promptops.prompt.version` in the trace; MLflow's store turns it into the trace tag `mlflow.linkedPrompts` the UI shows as linked prompt versions |
+| `mlflow.traceTag.promptops.replay.run_id`, `...role` (root span) | a replay's call (issue 12): the replay's MLflow run, and `candidate`/`reference`/`noise`; the trace is also linked to that run (MLflow's `link_traces_to_run`), so the run's *Traces* tab lists it |
 
 Prompts served from a `fallback=` (version 0) are not linked: no registry version produced them.
 """
@@ -54,6 +55,8 @@ INPUTS = "promptops.inputs"
 OUTPUT = "promptops.output"
 PROMPT_NAME = "promptops.prompt.name"
 PROMPT_VERSION = "promptops.prompt.version"
+REPLAY_RUN = "promptops.replay.run_id"  # set on a replay's span of each call (replay/_runner.py)
+REPLAY_ROLE = "promptops.replay.role"
 
 MLFLOW_INPUTS = "mlflow.spanInputs"
 MLFLOW_OUTPUTS = "mlflow.spanOutputs"
@@ -69,6 +72,8 @@ EXPORT_TIMEOUT = 10.0  # seconds for one export request (OTLP's default)
 _EMPTY_RESOURCE = Resource.get_empty()
 MAX_PENDING_TRACES = 10_000  # traces whose root span has not been exported yet, remembered for prompt links
 LINK_PROMPTS_PATH = "/api/2.0/mlflow/traces/link-prompts"
+LINK_RUN_PATH = "/api/2.0/mlflow/traces/link-to-run"
+MAX_RUN_LINKS = 100  # traces MLflow links to a run in one request (MAX_TRACE_LINKS_PER_REQUEST)
 LOCK_RETRY_BUDGET = 60.0  # seconds one store write keeps retrying "database is locked" (issue 10)
 _MLFLOW_DB_LOGGER = "mlflow.store.db.utils"  # logs a 70-line traceback per locked write, then raises
 
@@ -217,6 +222,7 @@ class PromptLinks:
         self._pending: OrderedDict[int, list[dict[str, str]]] = OrderedDict()
         self._new: dict[int, list[dict[str, str]]] = {}
         self._linked: OrderedDict[tuple[int, str, str], None] = OrderedDict()
+        self._runs: dict[str, list[str]] = {}  # a replay's run id -> its traces whose root arrived since take_runs()
 
     def translate(self, span: ReadableSpan) -> dict[str, Any]:
         """MLflow's attributes for `span`, as decoded values (see the module docstring)."""
@@ -254,12 +260,35 @@ class PromptLinks:
         if span.parent is None or span.parent.is_remote:
             if linked := self._pending.pop(trace_id, None):
                 extra[TRACE_TAG_PREFIX + LINKED_PROMPTS_TAG] = json.dumps(linked)
+            if isinstance(run_id := attributes.get(REPLAY_RUN), str) and run_id:
+                extra[TRACE_TAG_PREFIX + REPLAY_RUN] = run_id
+                extra[TRACE_TAG_PREFIX + REPLAY_ROLE] = str(attributes.get(REPLAY_ROLE, ""))
+                self._runs.setdefault(run_id, []).append(mlflow_trace_id(trace_id))
         return extra
 
     def take(self) -> list[tuple[str, list[dict[str, str]]]]:
         """The MLflow trace ids and prompt versions to link since the last call (then forgotten)."""
         new, self._new = self._new, {}
         return [(mlflow_trace_id(trace_id), versions) for trace_id, versions in new.items()]
+
+    def take_runs(self) -> list[tuple[str, list[str]]]:
+        """The replays' runs and the MLflow ids of their traces to link since the last call, in chunks MLflow takes."""
+        runs, self._runs = self._runs, {}
+        return [
+            (run_id, trace_ids[start : start + MAX_RUN_LINKS])
+            for run_id, trace_ids in runs.items()
+            for start in range(0, len(trace_ids), MAX_RUN_LINKS)
+        ]
+
+
+def _runs_done(failed: int, reason: str, warn: RateLimitedWarning) -> None:
+    if failed:
+        warn(
+            "promptops could not link %d replay traces to their MLflow run: %s (the spans were stored; only the "
+            "run's Traces tab misses them)",
+            failed,
+            reason,
+        )
 
 
 def mlflow_trace_id(trace_id: int) -> str:
@@ -372,7 +401,7 @@ class MlflowHttpExporter(SpanExporter):
         with self._lock:
             experiment_id = self.experiment_id()
             body = self.encode(spans)
-            links = self._links.take()
+            links, runs = self._links.take(), self._links.take_runs()
             response = self._request(
                 "POST",
                 "/v1/traces",
@@ -382,7 +411,21 @@ class MlflowHttpExporter(SpanExporter):
             if not 200 <= response.status_code < 300:
                 raise ExportFailed(f"HTTP {response.status_code} from {self._base}/v1/traces: {response.text[:200]}")
             self._link_all(links)
+            self._link_runs(runs)
         return SpanExportResult.SUCCESS
+
+    def _link_runs(self, runs: list[tuple[str, list[str]]]) -> None:
+        """`POST /api/2.0/mlflow/traces/link-to-run`, up to `MAX_RUN_LINKS` traces a request."""
+        failed, reason = 0, ""
+        for run_id, trace_ids in runs:
+            try:
+                response = self._request("POST", LINK_RUN_PATH, json={"trace_ids": trace_ids, "run_id": run_id})
+            except ExportFailed as exc:
+                failed, reason = failed + len(trace_ids), str(exc)
+                continue
+            if response.status_code != 200:
+                failed, reason = failed + len(trace_ids), f"HTTP {response.status_code}: {response.text[:200]}"
+        _runs_done(failed, reason, self._warn)
 
     def _link_all(self, links: list[tuple[str, list[dict[str, str]]]]) -> None:
         """One `POST /api/2.0/mlflow/traces/link-prompts` per trace (MLflow's REST API takes one trace a call)."""
@@ -529,7 +572,7 @@ class MlflowStoreExporter(SpanExporter):
         with self._lock:
             experiment_id = self.experiment_id()
             converted = [self.convert(span) for span in spans]
-            links = self._links.take()
+            links, runs = self._links.take(), self._links.take_runs()
             store = self._store
             rest = converted
             if (bulk := self._bulk_writer()) is not None:
@@ -549,7 +592,19 @@ class MlflowStoreExporter(SpanExporter):
                 except ExportFailed as exc:
                     raise ExportFailed(str(exc), locked=exc.locked, failed=len(rest)) from None
             self._link_all(links)
+            self._link_runs(runs)
         return SpanExportResult.SUCCESS
+
+    def _link_runs(self, runs: list[tuple[str, list[str]]]) -> None:
+        """The store's `link_traces_to_run`, one transaction per `MAX_RUN_LINKS` traces."""
+        store = self._store
+        failed, reason = 0, ""
+        for run_id, trace_ids in runs:
+            try:
+                retry_when_locked(lambda: store.link_traces_to_run(trace_ids, run_id), "link_traces_to_run")
+            except ExportFailed as exc:
+                failed, reason = failed + len(trace_ids), str(exc)
+        _runs_done(failed, reason, self._warn)
 
     def _bulk_writer(self) -> BulkWriter | None:
         if not self._bulk_decided:

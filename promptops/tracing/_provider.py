@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import logging
 import os
 import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -347,7 +348,16 @@ def _private_for(settings: Settings) -> Private:
     if _private is not None and _private.key == key:
         return _private
     _retire_private()
-    exporter, description = _make_exporter(settings)
+    provider, processor = _new_provider(*_make_exporter(settings))
+    _private = Private(key, provider, processor, provider.get_tracer(SCOPE, __version__))
+    if not _atexit_registered:
+        atexit.register(_at_exit)
+        _atexit_registered = True
+    return _private
+
+
+def _new_provider(exporter: SpanExporter, description: str) -> tuple[TracerProvider, BoundedBatchSpanProcessor]:
+    """A private tracer provider exporting through `exporter` with a bounded, counting batch processor."""
     counting = CountingExporter(exporter, description)
     # A local store takes milliseconds a trace (MLflow's per-trace database work): a burst outruns it, so it gets
     # a deeper queue unless OTEL_BSP_MAX_QUEUE_SIZE says otherwise (issue 10; the memory is in performance.md).
@@ -357,11 +367,7 @@ def _private_for(settings: Settings) -> Private:
     # shutdown_on_exit=False: the SDK's own atexit hook would wait up to 30 s for a dead endpoint; ours is short.
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     provider.add_span_processor(processor)
-    _private = Private(key, provider, processor, provider.get_tracer(SCOPE, __version__))
-    if not _atexit_registered:
-        atexit.register(_at_exit)
-        _atexit_registered = True
-    return _private
+    return provider, processor
 
 
 def _make_exporter(settings: Settings) -> tuple[SpanExporter, str]:
@@ -387,6 +393,54 @@ def _make_exporter(settings: Settings) -> tuple[SpanExporter, str]:
     from ._mlflow import make_mlflow_exporter
 
     return make_mlflow_exporter(settings.tracking_uri, settings.experiment_name)
+
+
+@contextlib.contextmanager
+def replay_routing(experiment_name: str | None, *, to_mlflow: bool) -> Generator[bool]:
+    """See `promptops.tracing.for_replay`."""
+    refresh()
+    setup = tracing._setup  # pyright: ignore[reportPrivateUsage]
+    settings = get_settings()
+    ours = (
+        tracing._override is None  # pyright: ignore[reportPrivateUsage]
+        and setup is not None
+        and setup.private is not None
+        and settings.trace_exporter == "mlflow"
+    )
+    if not ours:  # a test's provider, the application's own, OTLP or the console: theirs to route
+        yield False
+        return
+    if not to_mlflow:  # --no-mlflow: nothing of the replay goes to MLflow
+        with tracing.use_provider(None):
+            yield False
+        return
+    from ._mlflow import make_mlflow_exporter
+
+    provider, processor = _new_provider(*make_mlflow_exporter(settings.tracking_uri, experiment_name))
+    with _lock:
+        _retired.append(weakref.ref(processor))  # flush(), stats() and the exit see it while it works
+    try:
+        with tracing.use_provider(provider):
+            yield True
+    finally:
+        _drain(processor)
+
+
+def _drain(processor: BoundedBatchSpanProcessor) -> None:
+    """Export everything a replay queued while the exporter makes progress (at most `ATEXIT_MAX`), then stop it.
+
+    The replay's run is finished after this, so its traces are in the store when the run says it is done.
+    """
+    started = time.monotonic()
+    exporter: Any = processor._batch_processor._exporter  # pyright: ignore[reportPrivateUsage]
+    while True:
+        before = (snapshot()["spans_exported"] + snapshot()["spans_failed"], -processor.queued)
+        if processor.force_flush(int(ATEXIT_TIMEOUT * 1000)) or time.monotonic() - started >= ATEXIT_MAX:
+            break
+        after = (snapshot()["spans_exported"] + snapshot()["spans_failed"], -processor.queued)
+        if after == before and not getattr(exporter, "in_flight", 0):
+            break
+    processor.shutdown(ATEXIT_TIMEOUT)
 
 
 def _retire_private() -> None:

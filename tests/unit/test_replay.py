@@ -71,13 +71,18 @@ def summarize(text: str, *, prompt: promptops.Prompt) -> str:
 """
 
 
-@pytest.fixture
-def echo(local_registry: Registry, prompt_name: str, tmp_path: Path) -> App:
-    application = App(local_registry, prompt_name, tmp_path, ECHO_APP)
+def echo_app(registry: Any, name: str, directory: Path) -> App:
+    """The echo app with versions `v1` (@production), `same` (its template again) and `bad` (`TL;DR.`)."""
+    application = App(registry, name, directory, ECHO_APP)
     application.register("v1", PRODUCTION, alias="production")
     application.register("same", PRODUCTION)
     application.register("bad", "TL;DR.")
     return application
+
+
+@pytest.fixture
+def echo(local_registry: Registry, prompt_name: str, tmp_path: Path) -> App:
+    return echo_app(local_registry, prompt_name, tmp_path)
 
 
 def write_dataset(path: Path, rows: list[dict[str, Any]]) -> str:

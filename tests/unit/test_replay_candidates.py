@@ -118,3 +118,38 @@ def test_one_holm_family_across_candidates_is_the_same_as_one_run_with_every_gat
     assert [(r.passed, r.value, r.detail) for r in joint[0] + joint[1]] == strip
     alone = evaluate(gates, *sides["b"])  # without the other candidate the family is smaller
     assert alone[0].value != joint[1][0].value or alone[0].detail != joint[1][0].detail
+
+
+def test_every_candidate_gets_its_own_report_detail_and_junit_suite(counting: App, tmp_path: Path) -> None:
+    # Issue 13 item 6: not only the first candidate's records, gates and metrics.
+    import re
+    import xml.etree.ElementTree as ET
+
+    versions = counting.versions
+    same, bad = str(versions["same"]), str(versions["bad"])
+    outcome = CliRunner().invoke(app, [
+        "replay", counting.target, "--candidate", same, "--candidate", bad, "--baseline", str(versions["v1"]),
+        "--dataset", dataset(tmp_path), "--no-mlflow", "--report", "report.html", "--junit", "junit.xml",
+        "--gate", "rougeL.mean >= 0.6",
+    ])  # fmt: skip
+    assert outcome.exit_code == 1, outcome.output
+    html = (tmp_path / "report.html").read_text()
+    first = html[html.index('<section id="records"') : html.index('<div class="cand" id="candidate-1">')]
+    second = html[html.index('<div class="cand" id="candidate-1">') :]
+    assert f'Candidate v{bad}: <span class="worse">FAIL</span>' in second
+    assert '<section id="metrics-1"' in second and '<section id="records-1" class="records">' in second
+    assert first.count('<details class="rec') == second.count('<details class="rec') == len(TEXTS)
+    assert "TL;DR." in second and "TL;DR." not in first  # each section shows its own candidate's outputs
+    assert re.search(r"<li class=\"gate fail\"><span class=\"mk\">✗</span><code>rougeL.mean &gt;= 0.6</code>", second)
+    assert '<a href="#candidate-1">' in html  # the matrix links to each candidate's part
+
+    suites = ET.parse(tmp_path / "junit.xml").getroot().findall("testsuite")
+    assert [suite.get("name") for suite in suites] == [
+        f"promptops replay {counting.target} candidate {same}",
+        f"promptops replay {counting.target} candidate {bad}",
+    ]
+    failures = [[case.get("name") for case in suite.iter("testcase") if case.find("failure") is not None]
+                for suite in suites]  # fmt: skip
+    assert failures == [[], ["gate: rougeL.mean >= 0.6"]]
+    root = ET.parse(tmp_path / "junit.xml").getroot()
+    assert root.get("failures") == "1" and root.get("tests") == str(sum(len(s.findall("testcase")) for s in suites))

@@ -16,9 +16,16 @@ import pytest
 
 from promptops.replay._json import SCHEMA_VERSION, json_text, jsonable, result_to_json
 from promptops.replay._junit import result_to_junit
-from promptops.replay._report import render_html
+from promptops.replay._report import PAGE_SIZE, render_html
 from promptops.replay._report._diff import word_diff
-from promptops.replay._result import GateResult, MetricSummary, RecordResult, ReplayResult, VersionInfo
+from promptops.replay._result import (
+    CandidateResult,
+    GateResult,
+    MetricSummary,
+    RecordResult,
+    ReplayResult,
+    VersionInfo,
+)
 
 XSS = "<script>alert(1)</script>"
 STARTED = datetime.datetime(2025, 11, 3, 9, 30, tzinfo=datetime.timezone.utc)
@@ -299,8 +306,18 @@ def check_markup(page: str) -> TagBalance:
 
 
 def section(page: str, name: str) -> str:
-    start = page.index(f'<section id="{name}">')
+    start = page.index(f'<section id="{name}"')
     return page[start : page.index("</section>", start)]
+
+
+def all_records(page: str, name: str = "records") -> list[str]:
+    """Every record's HTML in a records section: the first page as it loads, then the script's data, in order."""
+    part = section(page, name)
+    listed = part[part.index('<div class="reclist"') :].split("</script>")[0].split('<p class="muted small nojs">')[0]
+    shown = ['<details class="rec' + item for item in listed.split('<details class="rec')[1:]]
+    shown = [item[: item.rindex("</details>") + len("</details>")] for item in shown]
+    data = re.search(r'<script type="application/json" class="recdata">(.*?)</script>', part)
+    return shown + ([item[0] for item in json.loads(data.group(1))] if data else [])
 
 
 @pytest.fixture(scope="module")
@@ -522,11 +539,15 @@ def test_html_stays_small_for_thousands_of_records() -> None:
     ]
     page = render_html(sample_result(records))
     assert len(page.encode()) < 4_000_000
-    assert page.count('<details class="rec') == 2_000  # every record listed
-    assert page.count('<details class="rec det') == 200  # the largest changes with a full diff
-    ids = re.findall(r'<span class="rid">(.*?)</span>', page)
+    assert page.count('<details class="rec') == PAGE_SIZE  # the first page is in the document
+    listed = all_records(page)
+    assert len(listed) == 2_000  # every record listed
+    assert sum(item.startswith('<details class="rec det') for item in listed) == 200  # full diffs: the largest
+    ids = [found.group(1) for item in listed if (found := re.search(r'<span class="rid">(.*?)</span>', item))]
     deltas = {item.id: item.deltas["rougeL"] for item in records}
     assert [deltas[rid] for rid in ids] == sorted(deltas.values())
+    for item in listed:
+        check_markup(item)
     check_markup(page)
 
 
@@ -568,3 +589,34 @@ def test_every_report_goes_through_the_same_redaction_as_spans_and_captures(tmp_
             assert canary not in text, (kind, canary)
     assert result.records[0].candidate_output["api_key"] == "plain-canary-value"  # the result itself is untouched
     assert result.redacted().records[0].scores == result.records[0].scores
+
+    # Several candidates (issue 13): the second one's records are shown too (HTML, MLflow table), redacted alike.
+    clean = [record("clean", "fine", "fine", 0.0)]
+    first = CandidateResult("5", 5, None, False, result.metrics, result.gates, clean)
+    second = CandidateResult("6", 6, None, False, result.metrics, result.gates, [secret_record])
+    several = sample_result(clean, candidates=[first, second])
+    shown = several.redacted()
+    assert shown.records is shown.candidates[0].records  # the first candidate's, redacted once
+    page = several.to_html()
+    assert '<section id="records-1" class="records">' in page and "upstream refused" in page
+    for canary in ("CANARYreport", "jane.canary", "plain-canary-value", "pw-canary-input", "CANARYbearer"):
+        assert canary not in page, canary
+        assert canary not in json.dumps(shown.candidates[1].records[0].to_dict()), canary
+
+
+def test_html_paged_records_data_stays_inert_whatever_the_text() -> None:
+    # Records past the first page are JSON inside <script type="application/json">: no user text may end it.
+    hostile = ["</script><script>alert(1)</script>", "<!--<script>", "</SCRIPT >", "a</b"]
+    records = [record(f"{hostile[i % 4]} #{i}", f"old {i}", f"new {i}", -i / 1000) for i in range(PAGE_SIZE + 50)]
+    page = render_html(sample_result(records))
+    parser = check_markup(page)
+    assert parser.scripts == 2  # the data and ours, nothing a record smuggled in
+    listed = all_records(page)
+    assert len(listed) == PAGE_SIZE + 50
+    found = re.search(r'class="recdata">(.*?)</script>', page, re.S)
+    assert found is not None
+    data = json.loads(found.group(1))
+    # worst change first: the 50 smallest changes are the last page, i = 49 .. 0, searchable by id
+    assert all(records[i].id.lower() in item[1] for item, i in zip(data, range(49, -1, -1), strict=True))
+    assert [item[2] for item in data] == [2] * 50  # changed output, no error: what the filters read
+    assert "</script><script>alert" not in page  # in the data it is text: <\/script><script>alert

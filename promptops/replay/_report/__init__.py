@@ -8,9 +8,12 @@ user (outputs, inputs, ids, gate texts, templates) goes through `html.escape`.
 
 Size stays bounded for thousands of records: every record is listed (collapsed), the `detail_limit` largest
 changes carry a word-level diff of up to `max_chars` characters per side, the others a short excerpt; the
-JSON document has everything.
+JSON document has everything. A browser lays out one page of `PAGE_SIZE` records at a time: the first page is
+in the document, the others are JSON data in an inert `<script type="application/json">` that the page's
+script shows on demand, and filters over (issue 15).
 """
 
 from ._page import DETAIL_LIMIT, MAX_CHARS, render_html
+from ._records import PAGE_SIZE
 
-__all__ = ["DETAIL_LIMIT", "MAX_CHARS", "render_html"]
+__all__ = ["DETAIL_LIMIT", "MAX_CHARS", "PAGE_SIZE", "render_html"]

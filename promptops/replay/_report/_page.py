@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from ..._version import __version__
 from ._format import escape, side_label
-from ._records import records_section
-from ._sections import candidates_section, facts_section, metrics_section, prompt_section, verdict_section
+from ._records import PAGE_SIZE, records_section
+from ._sections import (
+    candidate_anchor,
+    candidates_section,
+    facts_section,
+    gates_list,
+    metrics_section,
+    prompt_section,
+    verdict_section,
+)
 
 if TYPE_CHECKING:
     from .._result import ReplayResult
@@ -45,6 +55,7 @@ a{color:#1d4ed8}
 nav{display:flex;gap:16px;font-size:13px;margin:0 0 12px}nav a{text-decoration:none}
 .verdict{display:flex;gap:20px;align-items:flex-start;border-radius:10px;padding:18px 22px;border:1px solid}
 .verdict.pass{background:#ecfdf5;border-color:#6ee7b7}.verdict.fail{background:#fef2f2;border-color:#fca5a5}
+.cand{margin-top:40px;padding-top:8px;border-top:3px solid var(--line)}.candhead{font-size:19px}
 .verdict .big{font-size:40px;font-weight:800;letter-spacing:.04em;line-height:1;padding:6px 18px;border-radius:8px;
 color:#fff;flex:none}
 .verdict.pass .big{background:#059669}.verdict.fail .big{background:#dc2626}
@@ -117,18 +128,60 @@ footer{margin-top:32px;color:var(--muted);font-size:12px}
 
 _JS: Final = """
 (function(){
-var recs=[].slice.call(document.querySelectorAll('details.rec'));
-var q=document.getElementById('q'),err=document.getElementById('only-err'),chg=document.getElementById('only-chg');
-var shown=document.getElementById('shown');if(!q)return;
-var text=recs.map(function(r){return r.querySelector('summary').textContent.toLowerCase();});
-function apply(){var s=q.value.trim().toLowerCase(),n=0;
-recs.forEach(function(r,i){var ok=(!s||text[i].indexOf(s)>=0)&&(!err.checked||r.hasAttribute('data-err'))&&
-(!chg.checked||r.hasAttribute('data-chg'));r.hidden=!ok;if(ok)n++;});shown.textContent=n.toLocaleString();}
+[].forEach.call(document.querySelectorAll('section.records'),function(sec){
+var list=sec.querySelector('.reclist'),q=sec.querySelector('.q'),err=sec.querySelector('.only-err'),
+chg=sec.querySelector('.only-chg'),shown=sec.querySelector('.shown'),pager=sec.querySelector('.pager'),
+pageno=sec.querySelector('.pageno'),data=sec.querySelector('script.recdata'),nojs=sec.querySelector('.nojs');
+if(!list||!q)return;
+var size=+list.getAttribute('data-page')||100,page=0;
+var items=[].map.call(list.querySelectorAll('details.rec'),function(r){
+return [r.outerHTML,r.querySelector('summary').textContent.toLowerCase(),
+(r.hasAttribute('data-err')?1:0)|(r.hasAttribute('data-chg')?2:0)];});
+if(data)items=items.concat(JSON.parse(data.textContent));
+if(nojs)nojs.hidden=true;
+var match=items;
+function render(){var n=Math.max(1,Math.ceil(match.length/size));if(page>=n)page=n-1;if(page<0)page=0;
+list.innerHTML=match.slice(page*size,(page+1)*size).map(function(x){return x[0];}).join('')||
+'<p class="muted">No record matches.</p>';
+shown.textContent=match.length.toLocaleString();pageno.textContent=(page+1).toLocaleString()+' / '+n.toLocaleString();
+pager.hidden=n<2;}
+function apply(){var s=q.value.trim().toLowerCase();
+match=items.filter(function(x){return(!s||x[1].indexOf(s)>=0)&&(!err.checked||x[2]&1)&&(!chg.checked||x[2]&2);});
+page=0;render();}
 q.addEventListener('input',apply);err.addEventListener('change',apply);chg.addEventListener('change',apply);
-document.getElementById('open-all').addEventListener('click',function(){recs.forEach(function(r){if(!r.hidden)r.open=true;});});
-document.getElementById('close-all').addEventListener('click',function(){recs.forEach(function(r){r.open=false;});});
+sec.querySelector('.prev').addEventListener('click',function(){page--;render();});
+sec.querySelector('.next').addEventListener('click',function(){page++;render();});
+sec.querySelector('.open-all').addEventListener('click',function(){
+[].forEach.call(list.querySelectorAll('details.rec'),function(r){r.open=true;});});
+sec.querySelector('.close-all').addEventListener('click',function(){
+[].forEach.call(list.querySelectorAll('details.rec'),function(r){r.open=false;});});
+});
 })();
 """
+
+
+def _candidate_part(result: ReplayResult, position: int, records: Callable[..., str]) -> str:
+    """A later candidate's own verdict, metrics, prompt diff and records (issue 13: every candidate's detail)."""
+    from .._result import VersionInfo
+
+    chosen = result.candidates[position]
+    view = dataclasses.replace(
+        result,
+        candidate=VersionInfo(chosen.label, chosen.version, chosen.template, [chosen.version]),
+        gates=chosen.gates,
+        metrics=chosen.metrics,
+        records=chosen.records,
+        passed=chosen.passed,
+    )
+    candidate, baseline = side_label(view.candidate), side_label(view.baseline)
+    suffix = f"-{position}"
+    mark = "PASS" if chosen.passed else "FAIL"
+    return (
+        f'<div class="cand" id="{candidate_anchor(position)}"><h2 class="candhead">Candidate {escape(candidate)}: '
+        f'<span class="{"better" if chosen.passed else "worse"}">{mark}</span></h2>{gates_list(chosen.gates)}'
+        f"{metrics_section(view, candidate, baseline, suffix)}{prompt_section(view, suffix)}"
+        f"{records(view, labels=(baseline, candidate), suffix=suffix)}</div>"
+    )
 
 
 def render_html(
@@ -137,6 +190,7 @@ def render_html(
     trace_url: Callable[[str], str] | None = None,
     detail_limit: int = DETAIL_LIMIT,
     max_chars: int = MAX_CHARS,
+    page_size: int = PAGE_SIZE,
 ) -> str:
     """The self-contained HTML report of a replay.
 
@@ -147,6 +201,8 @@ def render_html(
         detail_limit: How many records (largest changes first) get a word-level output diff; the others show
             an excerpt. Keeps the file small for thousands of records.
         max_chars: Characters of each output shown in a detailed record.
+        page_size: Records per page of the records list: the first page is in the document, the others are
+            data the page's script shows a page at a time (a browser lays out a page, not 20,000 records).
 
     Returns:
         One HTML document that loads nothing from the network.
@@ -154,6 +210,13 @@ def render_html(
     candidate, baseline = side_label(result.candidate), side_label(result.baseline)
     verdict = "PASS" if result.passed else "FAIL"
     generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    records = functools.partial(
+        records_section,
+        trace_url=trace_url,
+        detail_limit=max(detail_limit, 0),
+        max_chars=max(max_chars, 1),
+        page_size=max(page_size, 1),
+    )
     sections = [
         verdict_section(result, candidate, baseline),
         '<nav><a href="#facts">Run</a><a href="#metrics">Metrics</a><a href="#prompt">Prompt diff</a>'
@@ -162,13 +225,8 @@ def render_html(
         facts_section(result),
         metrics_section(result, candidate, baseline),
         prompt_section(result),
-        records_section(
-            result,
-            labels=(baseline, candidate),
-            trace_url=trace_url,
-            detail_limit=max(detail_limit, 0),
-            max_chars=max(max_chars, 1),
-        ),
+        records(result, labels=(baseline, candidate)),
+        *(_candidate_part(result, position, records) for position in range(1, len(result.candidates))),
         f"<footer>Generated by promptops {escape(__version__)} on {generated}. This file is self-contained: it loads "
         "nothing from the network.</footer>",
     ]

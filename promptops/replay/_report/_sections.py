@@ -37,7 +37,6 @@ def _gate_item(gate: GateResult) -> str:
 
 def verdict_section(result: ReplayResult, candidate: str, baseline: str) -> str:
     passed = result.passed
-    failed = [gate for gate in result.gates if not gate.passed]
     held = [gate for gate in result.gates if gate.passed]
     errors = sum(1 for record in result.records if record.error is not None)
     skipped = sum(result.skipped.values())
@@ -49,9 +48,7 @@ def verdict_section(result: ReplayResult, candidate: str, baseline: str) -> str:
     if skipped:
         facts.append(f"{skipped:,} skipped")
     facts.append(duration(result.duration_s))
-    items = "".join(_gate_item(gate) for gate in failed + held)
-    if items:
-        items = f'<ul class="gates">{items}</ul>'
+    items = gates_list(result.gates)
     notice = ""
     if result.could_not_measure is not None:
         notice += f'<p class="alert">Could not measure: {escape(result.could_not_measure)}</p>'
@@ -149,14 +146,30 @@ def candidates_section(result: ReplayResult) -> str:
     return (
         f'<section id="candidates"><h2>Candidates</h2><div class="card tablecard"><table class="metrics"><thead>{head}'
         f'</thead><tbody>{"".join(rows)}</tbody></table><p class="note muted small">Each cell: the candidate\'s mean, '
-        "and below it the mean paired delta against the baseline. The sections below detail the first candidate, "
-        f"{escape(result.candidates[0].label)}.</p></div></section>"
+        "and below it the mean paired delta against the baseline. Each candidate's metrics, prompt diff and records "
+        "follow: "
+        + " · ".join(
+            f'<a href="#{candidate_anchor(position)}">{escape(candidate.label)}</a>'
+            for position, candidate in enumerate(result.candidates)
+        )
+        + ".</p></div></section>"
     )
 
 
-def metrics_section(result: ReplayResult, candidate: str, baseline: str) -> str:
+def candidate_anchor(position: int) -> str:
+    """The id of a candidate's part of the report: the first candidate's is the page's own sections."""
+    return "metrics" if position == 0 else f"candidate-{position}"
+
+
+def gates_list(gates: list[GateResult]) -> str:
+    """The gates, failed ones first, as the verdict lists them."""
+    items = "".join(_gate_item(gate) for gate in [g for g in gates if not g.passed] + [g for g in gates if g.passed])
+    return f'<ul class="gates">{items}</ul>' if items else ""
+
+
+def metrics_section(result: ReplayResult, candidate: str, baseline: str, suffix: str = "") -> str:
     if not result.metrics:
-        return '<section id="metrics"><h2>Metrics</h2><p class="muted">No metrics were computed.</p></section>'
+        return f'<section id="metrics{suffix}"><h2>Metrics</h2><p class="muted">No metrics were computed.</p></section>'
     gates: dict[str, list[GateResult]] = {}
     for gate in result.gates:
         metric = _gate_metric(gate.expr, result.metrics)
@@ -206,7 +219,7 @@ def metrics_section(result: ReplayResult, candidate: str, baseline: str) -> str:
         '<th class="num">Δ<div class="sub">95% CI</div></th><th>Details</th><th>Gates</th></tr>'
     )
     return (
-        f'<section id="metrics"><h2>Metrics</h2><div class="card tablecard"><table class="metrics"><thead>{head}'
+        f'<section id="metrics{suffix}"><h2>Metrics</h2><div class="card tablecard"><table class="metrics"><thead>{head}'
         f'</thead><tbody>{"".join(rows)}</tbody></table><p class="note muted small">Δ is the mean paired '
         "difference (candidate − baseline) with a bootstrap 95% confidence interval; it is coloured only when "
         "the interval excludes zero.</p></div>"
@@ -214,7 +227,7 @@ def metrics_section(result: ReplayResult, candidate: str, baseline: str) -> str:
     )
 
 
-def prompt_section(result: ReplayResult) -> str:
+def prompt_section(result: ReplayResult, suffix: str = "") -> str:
     old, new = result.baseline.template, result.candidate.template
     title = f"Prompt template: {escape(side_label(result.baseline))} → {escape(side_label(result.candidate))}"
     if old is None and new is None:
@@ -236,4 +249,4 @@ def prompt_section(result: ReplayResult) -> str:
         )
     else:
         body = template_diff(template_text(old), template_text(new))
-    return f'<section id="prompt"><h2>{title}</h2><div class="card">{body}</div></section>'
+    return f'<section id="prompt{suffix}"><h2>{title}</h2><div class="card">{body}</div></section>'
