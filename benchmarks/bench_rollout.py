@@ -32,8 +32,9 @@ for _name in [name for name in os.environ if name.startswith("PROMPTOPS_")] + ["
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def measure(calls: int, repeats: int) -> dict[str, list[float]]:
-    """Per-call nanoseconds of each contender's batches, contenders interleaved."""
+def measure(calls: int, repeats: int, cpu: bool = False) -> dict[str, list[float]]:
+    """Per-call nanoseconds of each contender's batches, contenders interleaved (`cpu`: the thread's CPU time)."""
+    clock = time.thread_time_ns if cpu else time.perf_counter_ns
     from mlflow import MlflowClient
 
     import promptops
@@ -94,16 +95,16 @@ def measure(calls: int, repeats: int) -> dict[str, list[float]]:
     for repeat in range(repeats):
         for name in order[repeat % len(order) :] + order[: repeat % len(order)]:
             func, texts = contenders[name]
-            start = time.perf_counter_ns()
+            start = clock()
             for text in texts:
                 func(text)
-            results[name].append((time.perf_counter_ns() - start) / calls)
+            results[name].append((clock() - start) / calls)
     return results
 
 
-def run_child(src: Path, calls: int, repeats: int) -> dict[str, list[float]]:
+def run_child(src: Path, calls: int, repeats: int, cpu: bool) -> dict[str, list[float]]:
     env = {**os.environ, "PYTHONPATH": str(src)}
-    code = f"import json, sys; sys.path.insert(0, {str(src)!r}); import bench_rollout as b; print(json.dumps(b.measure({calls}, {repeats})))"
+    code = f"import json, sys; sys.path.insert(0, {str(src)!r}); import bench_rollout as b; print(json.dumps(b.measure({calls}, {repeats}, {cpu})))"
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=Path(__file__).parent, env=env, capture_output=True, text=True, check=True
     )
@@ -115,18 +116,24 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=3, help="child processes per checkout, interleaved")
-    parser.add_argument("--baseline-src", type=Path, help="another checkout of promptops to compare with")
+    parser.add_argument(
+        "--baseline-src", type=Path, action="append", help="another checkout of promptops to compare with (repeatable)"
+    )
+    parser.add_argument(
+        "--cpu", action="store_true", help="the calling thread's CPU time, not wall time (on a loaded machine)"
+    )
     args = parser.parse_args()
     sources = {"this checkout": ROOT}
-    if args.baseline_src is not None:
-        sources = {"baseline": args.baseline_src.resolve(), **sources}
+    if args.baseline_src:
+        sources = {src.resolve().name[:15]: src.resolve() for src in args.baseline_src} | sources
     merged: dict[str, dict[str, list[float]]] = {label: {} for label in sources}
     for _ in range(args.rounds):
         for label, src in sources.items():
-            for name, values in run_child(src, args.calls, args.repeats).items():
+            for name, values in run_child(src, args.calls, args.repeats, args.cpu).items():
                 merged[label].setdefault(name, []).extend(values)
     print(
-        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.calls:,} calls x {args.repeats} batches x {args.rounds} processes"
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.calls:,} calls x {args.repeats} batches x "
+        f"{args.rounds} processes; {'thread CPU' if args.cpu else 'wall'} time"
     )
     print(f"{'checkout':15s} {'contender':26s} {'median':>9s} {'p90':>9s} {'added':>9s}")
     for label, rows in merged.items():

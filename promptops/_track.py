@@ -119,10 +119,14 @@ class _Spec:
             current = _prompts.current
             if current is not None:
                 entry = current.entries.get(key)
-                if entry is not None and monotonic() < entry.refresh_at:
-                    if rollout and self.rollout_settings is settings:
-                        return assign(self.name, entry.served, self.rollout_keys, args, kwargs, bound)
-                    return entry.served
+                if entry is not None:
+                    now = monotonic()
+                    if now < entry.refresh_at:
+                        # No rollout of this prompt while the rollout state last seen is fresh (`KeyReader.quiet`):
+                        # the call skips `assign` (issue 16: ~330 ns); a due state or a new one takes it there.
+                        if rollout and self.rollout_settings is settings and now >= self.rollout_keys.quiet.refresh_at:
+                            return assign(self.name, entry.served, self.rollout_keys, args, kwargs, bound)
+                        return entry.served
         return None
 
     def cold(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], bound: bool) -> Prompt:

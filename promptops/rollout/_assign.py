@@ -53,12 +53,20 @@ def rollout_key(value: object) -> Generator[None]:
 
 
 class KeyReader:
-    """Reads a call's sticky key: the `rollout_key()` block, else the named argument. Built at decoration time."""
+    """Reads a call's sticky key: the `rollout_key()` block, else the named argument. Built at decoration time.
 
-    __slots__ = ("_indexes", "_signature", "argument")
+    Attributes:
+        argument: The argument named by `rollout_key=`.
+        quiet: The rollout state (`_cache.Entry`) `assign` last found with no rollout running for the function's
+            prompt: until its `refresh_at` the decorator's warm path skips `assign` altogether. An entry the cache
+            replaces gets `refresh_at = -inf` (`_cache.retire`), so a new state is seen by the next call.
+    """
+
+    __slots__ = ("_indexes", "_signature", "argument", "quiet")
 
     def __init__(self, func: Callable[..., Any], argument: str | None) -> None:
         self.argument = argument
+        self.quiet: _cache.Entry = _cache.NOT_QUIET
         try:
             self._signature: inspect.Signature | None = inspect.signature(func)
         except (TypeError, ValueError):
@@ -119,7 +127,10 @@ def assign(
         if entry is None or monotonic() >= entry.refresh_at:
             entry = cache.entry(name)
         state = entry.state
-        if state is None or not state.running or served.alias != state.baseline:
+        if state is None or not state.running:
+            keys.quiet = entry  # nothing to assign until this state is due or replaced
+            return served
+        if served.alias != state.baseline:
             return served
         key = keys(args, kwargs, state, bound)
         if key is None:

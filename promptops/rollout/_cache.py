@@ -31,7 +31,7 @@ from ..prompts import Prompt
 from ..prompts._registry import MlflowRegistry, RegistryError, RestRegistry, redact_uri
 from ._state import RolloutState, tag_dict
 
-__all__ = ["BUCKETS_KEPT", "Entry", "RolloutCache", "rollout_cache"]
+__all__ = ["BUCKETS_KEPT", "NOT_QUIET", "Entry", "RolloutCache", "retire", "rollout_cache"]
 
 logger = logging.getLogger("promptops")
 _REFRESH_AHEAD = 0.8
@@ -56,6 +56,16 @@ class Entry:
     # Sticky keys' buckets in this rollout (`_state.bucket`), so a returning key costs a dict lookup, not a hash.
     # Kept across reads while the rollout id is the same; emptied when it reaches `BUCKETS_KEPT` keys.
     buckets: dict[str, float] = field(default_factory=dict[str, float])
+
+
+NOT_QUIET = Entry(None, float("-inf"))
+"""`KeyReader.quiet` before any state was seen: always due."""
+
+
+def retire(entry: Entry | None) -> None:
+    """Mark an entry the cache no longer holds as due, so a `KeyReader.quiet` holding it lets calls through."""
+    if entry is not None:
+        entry.refresh_at = float("-inf")
 
 
 class _RestTags(RestRegistry):
@@ -184,6 +194,7 @@ class RolloutCache:
         with self._lock:
             previous = self.entries.get(name)
             entry = self.entries[name] = Entry(state, refresh_at, tags)
+            retire(previous)
             if state is not None and previous is not None and previous.state is not None:
                 if previous.state.id == state.id:
                     entry.buckets = previous.buckets  # a bucket depends only on the rollout id and the key
@@ -316,7 +327,7 @@ def _install(new: RolloutCache | None) -> RolloutCache:
     global current
     old, current = current, new
     if old is not None:
-        old.close()
+        old.close()  # (a decorator holding one of its entries as `quiet` meets new settings: it resolves anew)
     return new  # type: ignore[return-value]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -93,6 +94,52 @@ def test_rollout_key_block_async_and_rollback(registry: Registry, rollout_prompt
     rollback(registry.client, rollout_prompt)
     rollout_cache().refresh(rollout_prompt)
     assert asyncio.run(areply("x")).rollout_arm is None
+
+
+def test_calls_without_a_rollout_still_see_one_start_and_end_within_the_ttl(
+    registry: Registry, rollout_prompt: str
+) -> None:
+    """The no-rollout fast path (issue 16) skips the rollout check only while the state it saw is fresh."""
+    promptops.configure(tracking_uri=registry.uri, trace_exporter="none", capture=None, cache_ttl=1.0)
+
+    @promptops.track(prompt=rollout_prompt, rollout_key="user")
+    def reply(user: str, *, prompt: Prompt) -> Prompt:
+        return prompt
+
+    def arms_until(wanted: set[str | None], seconds: float) -> tuple[float, set[str | None]]:
+        started = time.monotonic()
+        while True:
+            arms = {reply(f"u{index}").rollout_arm for index in range(40)}
+            if arms == wanted or time.monotonic() - started > seconds:
+                return time.monotonic() - started, arms
+            time.sleep(0.02)
+
+    assert {reply(f"u{index}").rollout_arm for index in range(40)} == {None}
+    time.sleep(1.0)  # the first registry read has answered "no rollout": calls take the fast path
+    assert {reply(f"u{index}").rollout_arm for index in range(40)} == {None}
+    # Started by another process: nothing here refreshes the rollout cache; calls must pick it up themselves.
+    start_rollout(registry.client, rollout_prompt, candidate=2, share=0.5)
+    waited, arms = arms_until({"baseline", "candidate"}, 10.0)
+    assert arms == {"baseline", "candidate"}
+    assert waited < 3.0  # within the TTL (1 s), the registry read and the candidate's fetch, with room for load
+    rollback(registry.client, rollout_prompt)
+    waited, arms = arms_until({None}, 10.0)
+    assert arms == {None} and waited < 3.0
+
+
+def test_a_state_read_in_process_applies_to_the_next_call(registry: Registry, rollout_prompt: str) -> None:
+    """`refresh()` (the CLI, tests) replaces the state a decorator's fast path holds: the very next call sees it."""
+
+    @promptops.track(prompt=rollout_prompt)
+    def reply(text: str, *, prompt: Prompt) -> Prompt:
+        return prompt
+
+    for _ in range(3):
+        assert reply("x").rollout_arm is None
+    rollout_cache().refresh(rollout_prompt)  # "no rollout", read again: a new state object, still quiet
+    assert reply("x").rollout_arm is None
+    _running(registry, rollout_prompt, 1.0)
+    assert reply("x").rollout_arm == "candidate"
 
 
 def test_a_rollout_key_that_is_not_an_argument_is_refused(rollout_prompt: str) -> None:
