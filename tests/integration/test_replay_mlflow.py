@@ -22,7 +22,7 @@ from promptops import replay, tracing
 from promptops.capture import CaptureStore
 from promptops.cli import app
 from tests.conftest import Registry
-from tests.unit.test_replay import PRODUCTION, TEXTS, captured_rows, echo_app, write_dataset
+from tests.unit.test_replay import PRODUCTION, TEXTS, App, captured_rows, echo_app, write_dataset
 
 from .conftest import MlflowServer
 
@@ -144,26 +144,49 @@ def test_several_candidates_each_get_their_metrics_and_records(tmp_path: Path, p
     assert len(run_traces(client, run.info.experiment_id, run.info.run_id, 3 * RECORDS)) == 3 * RECORDS
 
 
-def test_no_mlflow_sends_nothing_and_captures_nothing(tmp_path: Path, prompt_name: str) -> None:
-    from mlflow import MlflowClient
-
+@pytest.fixture
+def app_on_mlflow(tmp_path: Path, prompt_name: str) -> App:
+    """The echo app, and promptops configured as an application would be: traces to MLflow, calls captured."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     application = echo_app(Registry(uri), prompt_name, tmp_path)
-    capture = f"sqlite:///{tmp_path / 'captures.db'}"
-    promptops.configure(tracking_uri=uri, experiment_name="app", trace_exporter="mlflow", capture=capture)
-    data = write_dataset(tmp_path / "tickets.jsonl", captured_rows(TEXTS[:RECORDS]))
-    before = tracing.stats()
-    result = CliRunner().invoke(
-        app, ["replay", application.target, "--candidate", str(application.versions["same"]), "--dataset", data,
-              "--no-mlflow", "--report", "report.html"],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    promptops.configure(tracking_uri=uri, experiment_name="app", trace_exporter="mlflow", capture=CAPTURES)
+    return application
+
+
+CAPTURES = "sqlite:///captures.db"  # in the test's own directory
+
+
+def check_nothing_sent(before: dict[str, int]) -> None:
+    """Nothing of the replay reached MLflow (no trace, no run, no replay experiment), nothing was captured."""
+    from mlflow import MlflowClient
+
     assert promptops.flush(30)
     after = tracing.stats()
     assert after["spans_exported"] == before["spans_exported"] and after["spans_queued"] == 0
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri="sqlite:///mlflow.db")
     assert all_traces(client) == []
     assert [e.name for e in client.search_experiments()] in (["Default"], [])  # no run, no replay experiment
     assert client.search_runs(["0"]) == []
+    assert CaptureStore.open(CAPTURES).count() == 0
+
+
+def test_no_mlflow_sends_nothing_and_captures_nothing(app_on_mlflow: App, tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "tickets.jsonl", captured_rows(TEXTS[:RECORDS]))
+    before = tracing.stats()
+    result = CliRunner().invoke(
+        app, ["replay", app_on_mlflow.target, "--candidate", str(app_on_mlflow.versions["same"]), "--dataset", data,
+              "--no-mlflow", "--report", "report.html"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
     assert "not logged" in (tmp_path / "report.html").read_text()
-    assert CaptureStore.open(capture).count() == 0
+    check_nothing_sent(before)
+
+
+def test_the_pytest_fixture_sends_nothing_and_captures_nothing(
+    app_on_mlflow: App, promptops_replay: Any, tmp_path: Path
+) -> None:
+    data = write_dataset(tmp_path / "tickets.jsonl", captured_rows(TEXTS[:RECORDS]))
+    before = tracing.stats()
+    result = promptops_replay(app_on_mlflow.target, candidate=app_on_mlflow.versions["same"], dataset=data)
+    assert result.passed and result.mlflow_run_id is None and len(result.records) == RECORDS
+    check_nothing_sent(before)

@@ -316,8 +316,8 @@ def all_records(page: str, name: str = "records") -> list[str]:
     listed = part[part.index('<div class="reclist"') :].split("</script>")[0].split('<p class="muted small nojs">')[0]
     shown = ['<details class="rec' + item for item in listed.split('<details class="rec')[1:]]
     shown = [item[: item.rindex("</details>") + len("</details>")] for item in shown]
-    data = re.search(r'<script type="application/json" class="recdata">(.*?)</script>', part)
-    return shown + ([item[0] for item in json.loads(data.group(1))] if data else [])
+    pages = re.findall(r'<script type="application/json" class="recpage">(.*?)</script>', part, re.S)
+    return shown + [item for page in pages for item in json.loads(page)]
 
 
 @pytest.fixture(scope="module")
@@ -540,6 +540,7 @@ def test_html_stays_small_for_thousands_of_records() -> None:
     page = render_html(sample_result(records))
     assert len(page.encode()) < 4_000_000
     assert page.count('<details class="rec') == PAGE_SIZE  # the first page is in the document
+    assert page.count('class="recpage"') == 19  # the other 1,900, a page of data each
     listed = all_records(page)
     assert len(listed) == 2_000  # every record listed
     assert sum(item.startswith('<details class="rec det') for item in listed) == 200  # full diffs: the largest
@@ -610,13 +611,13 @@ def test_html_paged_records_data_stays_inert_whatever_the_text() -> None:
     records = [record(f"{hostile[i % 4]} #{i}", f"old {i}", f"new {i}", -i / 1000) for i in range(PAGE_SIZE + 50)]
     page = render_html(sample_result(records))
     parser = check_markup(page)
-    assert parser.scripts == 2  # the data and ours, nothing a record smuggled in
+    assert parser.scripts == 3  # the index, one page of data and ours: nothing a record smuggled in
     listed = all_records(page)
     assert len(listed) == PAGE_SIZE + 50
-    found = re.search(r'class="recdata">(.*?)</script>', page, re.S)
+    found = re.search(r'class="recindex">(.*?)</script>', page, re.S)
     assert found is not None
     data = json.loads(found.group(1))
     # worst change first: the 50 smallest changes are the last page, i = 49 .. 0, searchable by id
-    assert all(records[i].id.lower() in item[1] for item, i in zip(data, range(49, -1, -1), strict=True))
-    assert [item[2] for item in data] == [2] * 50  # changed output, no error: what the filters read
+    assert all(records[i].id.lower() in item[0] for item, i in zip(data, range(49, -1, -1), strict=True))
+    assert [item[1] for item in data] == [2] * 50  # changed output, no error: what the filters read
     assert "</script><script>alert" not in page  # in the data it is text: <\/script><script>alert

@@ -131,22 +131,26 @@ _JS: Final = """
 [].forEach.call(document.querySelectorAll('section.records'),function(sec){
 var list=sec.querySelector('.reclist'),q=sec.querySelector('.q'),err=sec.querySelector('.only-err'),
 chg=sec.querySelector('.only-chg'),shown=sec.querySelector('.shown'),pager=sec.querySelector('.pager'),
-pageno=sec.querySelector('.pageno'),data=sec.querySelector('script.recdata'),nojs=sec.querySelector('.nojs');
+pageno=sec.querySelector('.pageno'),index=sec.querySelector('script.recindex'),nojs=sec.querySelector('.nojs'),
+chunks=sec.querySelectorAll('script.recpage'),cache={};
 if(!list||!q)return;
 var size=+list.getAttribute('data-page')||100,page=0;
+var first=[].map.call(list.querySelectorAll('details.rec'),function(r){return r.outerHTML;});
 var items=[].map.call(list.querySelectorAll('details.rec'),function(r){
-return [r.outerHTML,r.querySelector('summary').textContent.toLowerCase(),
+return [r.querySelector('summary').textContent.toLowerCase(),
 (r.hasAttribute('data-err')?1:0)|(r.hasAttribute('data-chg')?2:0)];});
-if(data)items=items.concat(JSON.parse(data.textContent));
+if(index)items=items.concat(JSON.parse(index.textContent));
 if(nojs)nojs.hidden=true;
-var match=items;
+function html(k){if(k<first.length)return first[k];var j=k-first.length,p=Math.floor(j/size);
+if(!cache[p])cache[p]=JSON.parse(chunks[p].textContent);return cache[p][j%size];}
+var all=items.map(function(x,k){return k;}),match=all;
 function render(){var n=Math.max(1,Math.ceil(match.length/size));if(page>=n)page=n-1;if(page<0)page=0;
-list.innerHTML=match.slice(page*size,(page+1)*size).map(function(x){return x[0];}).join('')||
-'<p class="muted">No record matches.</p>';
+list.innerHTML=match.slice(page*size,(page+1)*size).map(html).join('')||'<p class="muted">No record matches.</p>';
 shown.textContent=match.length.toLocaleString();pageno.textContent=(page+1).toLocaleString()+' / '+n.toLocaleString();
 pager.hidden=n<2;}
 function apply(){var s=q.value.trim().toLowerCase();
-match=items.filter(function(x){return(!s||x[1].indexOf(s)>=0)&&(!err.checked||x[2]&1)&&(!chg.checked||x[2]&2);});
+match=all.filter(function(k){var x=items[k];
+return(!s||x[0].indexOf(s)>=0)&&(!err.checked||x[1]&1)&&(!chg.checked||x[1]&2);});
 page=0;render();}
 q.addEventListener('input',apply);err.addEventListener('change',apply);chg.addEventListener('change',apply);
 sec.querySelector('.prev').addEventListener('click',function(){page--;render();});
@@ -155,6 +159,7 @@ sec.querySelector('.open-all').addEventListener('click',function(){
 [].forEach.call(list.querySelectorAll('details.rec'),function(r){r.open=true;});});
 sec.querySelector('.close-all').addEventListener('click',function(){
 [].forEach.call(list.querySelectorAll('details.rec'),function(r){r.open=false;});});
+if(index){pageno.textContent='1 / '+Math.ceil(items.length/size).toLocaleString();pager.hidden=false;}
 });
 })();
 """

@@ -205,16 +205,27 @@ def _record(
     return html, text, (1 if record.error is not None else 0) | (2 if changed else 0)
 
 
-def _data(items: Sequence[tuple[str, str, int]]) -> str:
-    """Records past the first page as JSON in an inert script element, shown a page at a time by the script.
-
-    A 20,000-record report laid out as one list took Chromium 11.8 s (issue 15).
-    """
-    text = json.dumps([list(item) for item in items], ensure_ascii=False, separators=(",", ":"))
+def _json_script(kind: str, data: Any) -> str:
+    """`data` as JSON in an inert `<script type="application/json" class="{kind}">`."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     # Inside <script> the HTML parser only looks for `</script` (and for `<!--`, which changes how it does): the
     # JSON escapes of both (`<\/`, `\u003c!--`) keep the data inert, whatever the user's text holds.
     text = text.replace("</", "<\\/").replace("<!--", "\\u003c!--")
-    return f'<script type="application/json" class="recdata">{text}</script>'
+    return f'<script type="application/json" class="{kind}">{text}</script>'
+
+
+def _data(items: Sequence[tuple[str, str, int]], page_size: int) -> str:
+    """Records past the first page, for the script: an index it reads at load, and their HTML a page per element.
+
+    The index (what the filters read: search text and flags) is parsed when the page loads; a page's HTML only
+    when it is shown. A 20,000-record report laid out as one list took Chromium 11.8 s (issue 15).
+    """
+    index = _json_script("recindex", [[text, flags] for _, text, flags in items])
+    pages = (
+        _json_script("recpage", [html for html, _, _ in items[start : start + page_size]])
+        for start in range(0, len(items), page_size)
+    )
+    return index + "".join(pages)
 
 
 def records_section(
@@ -281,7 +292,7 @@ def records_section(
         rest = (
             f'<p class="muted small nojs">This page lists the first {page_size:,} records; the other '
             f"{total - page_size:,} are shown a page at a time by the page's script (open the file in a browser), "
-            f"and the JSON output has them all.</p>{_data(items[page_size:])}"
+            f"and the JSON output has them all.</p>{_data(items[page_size:], page_size)}"
         )
     title = "Records" if not suffix else f"Records · candidate {escape(labels[1])}"
     return (
