@@ -118,6 +118,8 @@ dataset_records_table = sa.Table(
     sa.Column("output", sa.Text, nullable=False),
     sa.Column("expected", sa.Text, nullable=False),
     sa.Column("metadata", sa.Text, nullable=False),
+    # Since version 4: retention asks, per old capture, whether a dataset refers to it (issue 15).
+    sa.Index("promptops_dataset_records_id", "id"),
 )
 
 
@@ -146,8 +148,14 @@ def _migrate_v3(connection: Connection) -> None:
             connection.exec_driver_sql(f"ALTER TABLE {captures_table.name} ADD COLUMN {column.name} {kind}")
 
 
+def _migrate_v4(connection: Connection) -> None:
+    """Version 4: an index on the capture ids dataset records were made from (what retention looks up)."""
+    for index in dataset_records_table.indexes:
+        index.create(connection, checkfirst=True)
+
+
 # Ordered: MIGRATIONS[i] takes the schema from version i to i + 1. Append only; never edit a shipped one.
-MIGRATIONS: Sequence[Callable[[Connection], None]] = (_migrate_v1, _migrate_v2, _migrate_v3)
+MIGRATIONS: Sequence[Callable[[Connection], None]] = (_migrate_v1, _migrate_v2, _migrate_v3, _migrate_v4)
 SCHEMA_VERSION = len(MIGRATIONS)
 STATEMENT_TIMEOUT = 60.0  # seconds a PostgreSQL statement of a capture write may run
 _FETCH_CHUNK = 500  # ids per `IN (...)`: well under SQLite's 32,766 bound parameters

@@ -145,3 +145,80 @@ def test_without_capture_retention_the_writer_deletes_nothing(store_url: str, st
     assert promptops.flush(timeout=30)
     time.sleep(0.5)  # the writer has been idle: it would have pruned by now
     assert len(ids(store)) == 4
+
+
+def test_feedback_on_pruned_calls_is_pruned_with_them(store_url: str, store: CaptureStore) -> None:
+    from promptops.rollout import feedback, feedback_values, flush_feedback
+
+    olds = [make_capture(age=31 * DAY + i * datetime.timedelta(minutes=1), inputs={"i": i}) for i in range(6)]
+    news = [make_capture(age=DAY - i * datetime.timedelta(minutes=1), inputs={"i": -i}) for i in range(2)]
+    for index, capture in enumerate([*olds, *news]):
+        capture.trace_id = f"{index + 1:032x}"
+    olds[5].trace_id = olds[4].trace_id  # a tracked call inside another: one trace, two records
+    store.write([*olds, *news])
+    keep_in_a_dataset(store, "golden", [olds[5]])  # keeps olds[5], so its trace's feedback stays
+    promptops.configure(capture=store_url, trace_exporter="none")
+    targets = {
+        olds[0].id: "gone",  # by capture id
+        olds[1].trace_id: "gone",  # by trace id
+        olds[2].id: "gone",
+        olds[4].trace_id: "kept",  # its other record is kept by the dataset
+        olds[5].id: "kept",
+        news[0].trace_id: "kept",
+        news[1].id: "kept",
+    }
+    for target in targets:
+        assert target is not None
+        feedback(target, "thumbs", 1)
+    assert flush_feedback(60)
+
+    result = prune(store, 30 * DAY, batch=2)
+    assert (result.deleted, result.kept) == (5, 1)
+    kept = {target for target, fate in targets.items() if fate == "kept"}
+    assert set(feedback_values(store)["thumbs"]) == kept
+
+
+def test_prune_finds_referenced_calls_through_the_index_with_an_anti_join(store: CaptureStore) -> None:
+    """The plan at any size: `NOT EXISTS` on the indexed `promptops_dataset_records.id` (schema version 4)."""
+    import sqlalchemy as sa
+
+    from promptops.capture._retention import _old  # pyright: ignore[reportPrivateUsage]
+    from promptops.capture._store import captures_table
+
+    olds, _ = old_and_new(store, old=3, new=1)
+    keep_in_a_dataset(store, "golden", olds[:1])
+    statement = sa.select(captures_table.c.id).where(
+        _old(datetime.datetime.now(datetime.UTC) - 30 * DAY, referenced=False)
+    )
+    compiled = statement.compile(store.engine, compile_kwargs={"literal_binds": True})
+    with store.engine.connect() as connection:
+        if store.dialect == "sqlite":
+            plan = " ".join(str(row[-1]) for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}"))
+            assert "SEARCH promptops_dataset_records USING" in plan and "promptops_dataset_records_id (id=?)" in plan
+        else:
+            plan = " ".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN {compiled}"))
+            assert "Anti Join" in plan and "SubPlan" not in plan, plan
+
+
+def test_a_store_without_the_dataset_records_index_gains_it(store_url: str) -> None:
+    import sqlalchemy as sa
+
+    from promptops.capture import _store
+
+    opened = CaptureStore.open(store_url)
+    with opened.transaction() as connection:  # as schema version 3 left it
+        connection.exec_driver_sql("DROP INDEX promptops_dataset_records_id")
+        connection.execute(_store.schema_table.update().values(version=3))
+    opened.close()
+    engine = sa.create_engine(store_url)
+    assert "promptops_dataset_records_id" not in {
+        i["name"] for i in sa.inspect(engine).get_indexes("promptops_dataset_records")
+    }
+    engine.dispose()
+    reopened = CaptureStore.open(store_url)
+    try:
+        assert reopened.schema_version() == _store.SCHEMA_VERSION == 4
+        indexes = {index["name"] for index in sa.inspect(reopened.engine).get_indexes("promptops_dataset_records")}
+        assert "promptops_dataset_records_id" in indexes
+    finally:
+        reopened.close()

@@ -262,7 +262,7 @@ def test_a_version_2_postgresql_store_gains_the_usage_columns_in_place() -> None
         assert psql(columns, database=database) == "21"  # a faithful version 2 table
         store = CaptureStore.open(url)
         try:
-            assert store.schema_version() == SCHEMA_VERSION == 3
+            assert store.schema_version() == SCHEMA_VERSION == 4
             assert psql(columns, database=database) == "25"
             new = make_capture(age=datetime.timedelta(minutes=1))
             new.input_tokens, new.output_tokens, new.model, new.provider = 7, 3, "m" * 300, "anthropic"

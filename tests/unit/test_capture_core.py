@@ -296,14 +296,14 @@ def test_migrations_apply_once_and_a_future_schema_is_refused(tmp_path: Path) ->
 
     url = f"sqlite:///{tmp_path / 'm.db'}"
     store = CaptureStore.open(url)
-    assert store.schema_version() == _store.SCHEMA_VERSION == 3
+    assert store.schema_version() == _store.SCHEMA_VERSION == 4
     assert store.migrate() == 0  # a second open is a no-op
     store.close()
     with sqlite3.connect(tmp_path / "m.db") as connection:
-        assert connection.execute("SELECT version FROM promptops_schema").fetchall() == [(3,)]
+        assert connection.execute("SELECT version FROM promptops_schema").fetchall() == [(4,)]
         connection.execute("UPDATE promptops_schema SET version = 99")
     with pytest.raises(
-        capture.CaptureSchemaError, match=r"schema version 99, newer than this promptops supports \(3\)"
+        capture.CaptureSchemaError, match=r"schema version 99, newer than this promptops supports \(4\)"
     ):
         CaptureStore.open(url)
 

@@ -218,7 +218,7 @@ def test_a_version_2_store_gains_the_usage_columns_in_place(tmp_path: Path) -> N
 
     store = CaptureStore.open(url)
     try:
-        assert store.schema_version() == capture_store.SCHEMA_VERSION == 3
+        assert store.schema_version() == capture_store.SCHEMA_VERSION == 4
         new = make_capture(age=datetime.timedelta(minutes=1))
         new.input_tokens, new.output_tokens, new.model, new.provider = 7, 3, "gpt-4o", "openai"
         store.write([new])

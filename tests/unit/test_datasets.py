@@ -519,7 +519,7 @@ def test_a_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
 
     store = CaptureStore.open(url)
     try:
-        assert store.schema_version() == capture_store.SCHEMA_VERSION == 3
+        assert store.schema_version() == capture_store.SCHEMA_VERSION == 4
         assert store.migrate() == 0
         assert list(store.query()) == [record]  # the captures survive the upgrade
     finally:
