@@ -37,6 +37,8 @@ _time_ns = time.time_ns
 DEFERRED: Any = ({}, None)
 """`hand_over(inputs=DEFERRED)`: the caller checked that the arguments are immutable (`deferrable()`)."""
 _encode_tools: Any = None  # (redactor_for, encode, encode_plain), imported on the first value converted on the hot path
+_EncodedText: Any = None  # `_serialize.EncodedText`, imported with them
+_NO_KWARGS: dict[str, Any] = {}  # never written to: the keyword arguments of a record whose inputs are converted
 
 
 def _immutable(value: Any) -> bool:
@@ -57,6 +59,16 @@ def _error_info(error: BaseException) -> tuple[str, str]:
     except Exception:
         message = f"<unprintable {kind.__qualname__}>"
     return name, message
+
+
+def _span_ids(span: Any) -> tuple[int, int] | None:
+    """`(trace_id, span_id)` of an OpenTelemetry `Span` or `SpanContext`, or `None` when not valid."""
+    try:
+        get = getattr(span, "get_span_context", None)
+        context = get() if get is not None else span
+        return (context.trace_id, context.span_id) if getattr(context, "is_valid", False) else None
+    except Exception:
+        return None
 
 
 def _named_inputs(**inputs: Any) -> None:
@@ -288,12 +300,17 @@ class CallCapture:
                 named = None
             elif inputs is not None:
                 named, encoded = inputs
-                args, kwargs, bound = encoded, {}, False
+                args, kwargs, bound = encoded, _NO_KWARGS, False
             elif not self.deferrable(args, kwargs, bound):
                 named = self.bind(args, kwargs, bound)
-                args, kwargs = self._encode(settings, named), {}
+                args, kwargs = self._encode(settings, named), _NO_KWARGS
             else:
                 named = None
+            queued: Any = args
+            if type(queued) is _EncodedText:
+                # Queued as its text: a str is nothing for the collector to track while the record waits (an object
+                # per record that survives young collections is what made capture's collections dear; issue 11).
+                queued = queued.text
             error_info: tuple[str, str] | None = None
             if error is not None:
                 error_info = self._error_info(
@@ -302,9 +319,13 @@ class CallCapture:
                 output = None
             elif not output_encoded and type(output) not in _IMMUTABLE and not _immutable(output):
                 output = self._encode(settings, output)
+            if span_context is not None:
+                # The ids only: a queued record holding the span would keep it, and everything it refers to, alive
+                # past the span processor's export, into the collector's oldest generation (issue 11).
+                span_context = _span_ids(span_context)
             writer.put(
                 (
-                    self, settings, prompt, args, kwargs, bound, output, error_info, started_ns, ended_ns,
+                    self, settings, prompt, queued, kwargs, bound, output, error_info, started_ns, ended_ns,
                     first_item_ns, span_context, _time_ns(), usage,
                 )
             )  # fmt: skip
@@ -326,11 +347,12 @@ class CallCapture:
 
     @staticmethod
     def _encode(settings: _config.Settings, value: Any) -> Any:
-        global _encode_tools
+        global _encode_tools, _EncodedText
         if _encode_tools is None:
             from .._redact import redactor_for
-            from .._serialize import encode, encode_plain
+            from .._serialize import EncodedText, encode, encode_plain
 
+            _EncodedText = EncodedText
             _encode_tools = (redactor_for, encode, encode_plain)
         redactor_for, encode, encode_plain = _encode_tools
         redactor = redactor_for(settings)

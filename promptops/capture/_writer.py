@@ -86,7 +86,8 @@ class Pending(NamedTuple):
     capture: Any  # the CallCapture: function name, argument binding, tags
     settings: Settings
     prompt: Any  # the Prompt the call used, or None
-    args: Any  # positional arguments, or an `Encoded`/`EncodedText` of the bound arguments (converted on the hot path)
+    args: Any  # positional arguments (a tuple), or the bound arguments converted on the hot path: an `Encoded`, or
+    # the JSON text of an `EncodedText`
     kwargs: dict[str, Any]
     bound: bool  # `args` exclude the receiver of a method
     output: Any  # the return value, or an `Encoded`/`EncodedText` of it; ignored when `error` is set
@@ -94,7 +95,7 @@ class Pending(NamedTuple):
     started_ns: int  # perf_counter_ns() at the call's start
     ended_ns: int
     first_ns: int | None  # a stream's first item
-    span: Any  # the call's span or SpanContext, if one was recording
+    span: tuple[int, int] | None  # the trace and span ids of the call's span, if one was recording
     wall_ns: int  # time_ns() when it was queued (with the latency: the call's start in Unix time)
     usage: Any  # the `promptops._usage.Usage` the call reported, or None
 
@@ -589,8 +590,8 @@ class _Rows:
          max_chars, total) = self._context(capture, settings, prompt)  # fmt: skip
         replayable, reason = True, None
         kind: type[Any] = type(args)  # pyright: ignore[reportUnknownVariableType]
-        if kind is EncodedText:  # plain data, converted on the hot path: its text is what is stored
-            inputs_text = args.text
+        if kind is str:  # plain data, converted on the hot path: its JSON text (`EncodedText.text`) is what is stored
+            inputs_text = args
             data: Any = json.loads(inputs_text)
             redacted = False
             canonical = None
@@ -704,9 +705,11 @@ def _record_tags(tags: dict[str, str], prompt: Any) -> dict[str, str]:
 
 
 def _ids(span: Any) -> tuple[str | None, str | None]:
-    """Hex trace and span ids from an OpenTelemetry `Span` or `SpanContext` (`None`s if not valid)."""
+    """Hex trace and span ids from the queued `(trace_id, span_id)`, or an OpenTelemetry `Span` or `SpanContext`."""
     if span is None:
         return None, None
+    if type(span) is tuple:
+        return f"{span[0]:032x}", f"{span[1]:016x}"
     try:
         context = span.get_span_context() if hasattr(span, "get_span_context") else span
         if not getattr(context, "is_valid", False):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 import promptops
 from promptops import Prompt
-from promptops.capture import CaptureRecord, CaptureStore
+from promptops.capture import CaptureRecord, CaptureStore, _writer  # pyright: ignore[reportPrivateUsage]
 from promptops.prompts import replay_active
 from promptops.testing import capture_spans
 from tests.conftest import Registry
@@ -52,6 +53,34 @@ def test_a_call_is_one_record(name: str) -> None:
     assert span.context is not None
     assert record.trace_id == format(span.context.trace_id, "032x")
     assert record.span_id == format(span.context.span_id, "016x")
+
+
+def test_a_queued_record_keeps_no_span_and_no_object_for_the_collector(name: str) -> None:
+    """Issue 11: what waits in the queue is ids and text: the span is not kept past its export, and nothing of the
+    record survives young collections into the oldest generation (that made capture's collections dear)."""
+
+    @promptops.track(prompt=name)
+    def answer(query: str, options: dict[str, Any], *, prompt: Prompt) -> str:
+        return "an answer"
+
+    with capture_spans():
+        answer("warm", {"k": 1})
+        assert promptops.flush(timeout=10)
+        writer = _writer._writers[promptops.get_settings().capture or ""]  # pyright: ignore[reportPrivateUsage]
+        with writer._lock:  # pyright: ignore[reportPrivateUsage]  # the writer thread waits to take a batch
+            answer("what changed?", {"temperature": 0.2, "tags": ["a", "b"]})
+            (item,) = list(writer._queue)  # pyright: ignore[reportPrivateUsage]
+            gc.collect()  # a tuple of numbers is untracked by the collection that first sees it
+            # Past the function, its settings and prompt: nothing the collector tracks (ids, JSON text, numbers), so
+            # neither the span nor a converted value is kept alive by the queue.
+            assert [value for value in item[3:] if gc.is_tracked(value)] == []
+            assert json.loads(item[3]) == {
+                "query": "what changed?",
+                "options": {"temperature": 0.2, "tags": ["a", "b"]},
+            }
+    (_, record) = records()
+    assert record.inputs == {"query": "what changed?", "options": {"temperature": 0.2, "tags": ["a", "b"]}}
+    assert record.trace_id is not None and len(record.trace_id) == 32
 
 
 def test_errors_streams_and_async(name: str) -> None:
