@@ -21,7 +21,6 @@ import base64
 import json
 import logging
 import os
-import ssl
 import threading
 import time
 from collections.abc import Mapping
@@ -33,6 +32,8 @@ from .._uri import redact_uri as redact_uri  # moved there (issue 11); importers
 from ._prompt import Prompt, template_problem
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
 __all__ = [
@@ -209,6 +210,8 @@ def prompt_from_version(found: Any, *, name: str, alias: str | None) -> Prompt:
 
 def _ssl_context() -> ssl.SSLContext | None:
     """The TLS context MLflow's settings ask for; `None` for httpcore's default (verifying, certifi's CAs)."""
+    import ssl  # here, not with the module: 10-20 ms of `import promptops` (issue 16); httpx needs it anyway
+
     if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False

@@ -12,7 +12,7 @@ import sys
 
 # Importing any of these costs from tens of milliseconds (httpx, rich) to seconds (mlflow, torch), and MLflow's
 # heap slows every garbage collection of the application. They are imported on first use, never by the import.
-HEAVY = ("mlflow", "typer", "rich", "torch", "httpx", "sentence_transformers")
+HEAVY = ("mlflow", "typer", "rich", "torch", "httpx", "sentence_transformers", "ssl")  # ssl: 10-20 ms (issue 16)
 
 PROBE = """
 import json, sys
