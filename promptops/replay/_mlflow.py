@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._config import get_settings
@@ -118,6 +119,27 @@ class ReplayRun:
             logger.warning("promptops replay: could not log the run to MLflow (%s: %s)", type(exc).__name__, exc)
             return None
         return cls(client, run.info.run_id, str(experiment_id), experiment_name)
+
+    def trace_url(self, result: ReplayResult) -> Callable[[str], str] | None:
+        """Links from the report to this run's traces in the MLflow UI, when the tracking store is a server.
+
+        Only the replay's own calls link (the candidates' and a re-run baseline's): a captured baseline's trace is
+        in the application's experiment.
+        """
+        uri = get_settings().tracking_uri
+        if not uri.lower().startswith(("http://", "https://")):
+            return None
+        base = uri.rstrip("/")
+        ours = {r.trace_id for c in result.candidates for r in c.records} | {r.trace_id for r in result.records}
+        if result.baseline.label != "captured":
+            ours |= {r.baseline_trace_id for r in result.records}
+
+        def url(trace_id: str) -> str:
+            if trace_id not in ours:
+                return ""  # shown as text
+            return f"{base}/#/experiments/{self.experiment_id}/traces?selectedEvaluationId=tr-{trace_id}"
+
+        return url
 
     def finish(self, result: ReplayResult, html: str | None) -> bool:
         """Log the result and the report, link the prompt versions, end the run; `False` (warned) on failure."""

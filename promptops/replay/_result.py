@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -317,11 +318,17 @@ class ReplayResult:
             _write(path, json_text(shown))
         return result_to_json(shown)
 
-    def to_html(self, path: str | os.PathLike[str] | None = None) -> str:
-        """The self-contained HTML report, redacted; also written to `path` if given."""
+    def to_html(
+        self, path: str | os.PathLike[str] | None = None, *, trace_url: Callable[[str], str] | None = None
+    ) -> str:
+        """The self-contained HTML report, redacted; also written to `path` if given.
+
+        `trace_url` maps a trace id to a link (the replay's own traces in the MLflow UI, when the run was logged
+        to a tracking server); without it trace ids are text.
+        """
         from ._report import render_html
 
-        html = render_html(self.redacted())
+        html = render_html(self.redacted(), trace_url=trace_url)
         if path is not None:
             _write(path, html)
         return html

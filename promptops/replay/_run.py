@@ -787,7 +787,12 @@ def _write_outputs(result: ReplayResult, settings: ReplaySettings, mlflow_run: R
     """The report, rendered once, after the run exists (it names the run), logged to it; the JSON and JUnit files."""
     if mlflow_run is not None:
         result.mlflow_run_id = mlflow_run.run_id
-    html = result.to_html(settings.report) if settings.report is not None or mlflow_run is not None else None
+    trace_url = mlflow_run.trace_url(result) if mlflow_run is not None else None
+    html = (
+        result.to_html(settings.report, trace_url=trace_url)
+        if settings.report is not None or mlflow_run is not None
+        else None
+    )
     if mlflow_run is not None:
         mlflow_run.finish(result, html)
     if settings.json_path is not None:

@@ -9,6 +9,7 @@ it names the run. `--no-mlflow` sends nothing to MLflow and captures nothing. No
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from pathlib import Path
@@ -97,6 +98,13 @@ def check_replay_run(uri: str, registry: Any, directory: Path, name: str) -> Non
     html = report.read_text()
     assert logged.read_text() == html
     assert f"<code>{run_id}</code>" in html and "not logged" not in html
+    # Against a server the report links each call's trace to its view in MLflow's UI (checked in Chromium).
+    links = re.findall(r'<a href="([^"]*)" target="_blank"', html)
+    if uri.startswith("http"):
+        view = f"{uri}/#/experiments/{experiment.experiment_id}/traces?selectedEvaluationId="
+        assert sorted(links) == sorted(f"{view}tr-{record.trace_id}" for record in result.records)
+    else:
+        assert links == []  # a sqlite store has no UI to link to
     assert CaptureStore.open(capture).count() == 0  # replay calls are never captured
 
 
