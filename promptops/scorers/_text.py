@@ -22,6 +22,8 @@ ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 # both sides and with every ROUGE type, so tokenising it once pays.
 _TOKENIZED_TEXTS = 16_384
 _STEMMED_WORDS = 65_536
+# Pairs whose reference n-grams sacrebleu holds at once (about 27 KB each for 300 characters).
+_BLEU_CHUNK = 256
 
 
 class _MemoStemmer:
@@ -138,7 +140,14 @@ class Bleu(SimilarityScorer):
         from sacrebleu.metrics.bleu import BLEU
 
         # force=True only silences sacrebleu's "lines end in a tokenized period" hint, counted over a whole batch.
-        return BLEU(force=True)._extract_corpus_statistics(outputs, [references])  # pyright: ignore[reportPrivateUsage]
+        metric = BLEU(force=True)
+        # In chunks (issue 15): sacrebleu first extracts the n-grams of every reference it is given, about 27 KB
+        # each for a 300-character text, then counts the matches; a whole replay's batch at once held them all.
+        stats: list[Any] = []
+        for start in range(0, len(outputs), _BLEU_CHUNK):
+            stop = start + _BLEU_CHUNK
+            stats += metric._extract_corpus_statistics(outputs[start:stop], [references[start:stop]])  # pyright: ignore[reportPrivateUsage]
+        return stats
 
     def similarity(self, outputs: Sequence[str], references: Sequence[str]) -> list[float]:
         """Sentence BLEU of each pair, divided by 100.

@@ -121,6 +121,32 @@ def test_bleu_equals_sacrebleu_sentence_and_corpus() -> None:
     assert bleu.corpus(items_for([(same, same)])) == 1.0
 
 
+def test_bleu_of_a_replay_sized_batch_equals_sacrebleu_in_bounded_memory() -> None:
+    # Issue 15: sacrebleu extracts every reference's n-grams before counting (about 27 KB each for 300 characters);
+    # a replay's whole batch at once held 54 KB per record. Scored in chunks, the values stay sacrebleu's.
+    import random
+    import tracemalloc
+
+    rng = random.Random(7)
+    pairs = [
+        (" ".join(f"w{rng.randrange(3000)}" for _ in range(50)), " ".join(f"w{rng.randrange(3000)}" for _ in range(50)))
+        for _ in range(1_500)
+    ]
+    items = items_for(pairs)
+    bleu = Bleu()
+    bleu.score(items[:2])  # sacrebleu's imports and tables, outside the measurement
+    tracemalloc.start()
+    try:
+        values = [score.value for score in bleu.score(items)]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20, f"{peak / 2**20:.1f} MB"  # 8 MB measured; all 1,500 references at once: 37 MB
+    assert values == [unit(sacrebleu.sentence_bleu(output, [reference]).score) for output, reference in pairs]
+    outputs, references = [output for output, _ in pairs], [reference for _, reference in pairs]
+    assert bleu.corpus(items) == unit(sacrebleu.corpus_bleu(outputs, [references]).score)
+
+
 def test_bleu_corpus_counts_raised_calls_as_empty_and_skips_missing_references() -> None:
     items = [
         ScoreInput({}, "the cat sat on the mat", "the cat sat on the mat"),

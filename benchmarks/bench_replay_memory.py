@@ -1,0 +1,226 @@
+"""Replay memory per record (issue 15): peak RSS and Python allocations of `promptops replay` at N records.
+
+Run with `.venv/bin/python benchmarks/bench_replay_memory.py` (`--records 5000 20000`, `--scorers rougeL bleu`,
+`--tracemalloc` for where the memory goes, phase by phase). Each size runs in a process of its own, so each
+figure starts from the same interpreter; the per-record figure is the slope between the sizes, which takes the
+fixed cost (imports, MLflow, the scorers' libraries) out.
+
+Everything is real: a sqlite MLflow store in a temporary directory holds the prompt versions, the replay's spans
+go to it (the default exporter), the finished calls go to the call store (the default capture store), the JSON
+and HTML outputs are written. The target formats its prompt with zero latency; the candidate's outputs differ
+from the captured ones on every record (the realistic case).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+os.environ["MLFLOW_MODEL_CATALOG_URI"] = ""
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_replay import DIFFERENT, TEMPLATE, TICKETS  # noqa: E402  (the same texts and versions as bench_replay)
+
+APP = """
+import promptops
+
+@promptops.track(prompt="PROMPT")
+def summarize(text: str, *, prompt: promptops.Prompt) -> str:
+    return prompt.format(text=text)[:400]
+"""
+
+
+def _rss_mb() -> tuple[float, float]:
+    """Current and peak resident set size (VmRSS, VmHWM) in MB."""
+    values: dict[str, float] = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            name, amount, _ = line.split()
+            values[name] = int(amount) / 1024
+    return values["VmRSS:"], values["VmHWM:"]
+
+
+def _types() -> list[str]:
+    """The most numerous live objects by type (cheap enough to take after the calls, unlike tracemalloc)."""
+    import collections
+    import gc
+
+    counts = collections.Counter(type(item).__qualname__ for item in gc.get_objects())
+    return [f"{number:>9} live {name}" for name, number in counts.most_common(12)]
+
+
+def child(count: int, scorers: list[str], trace: bool, workers: int, exporter: str) -> dict[str, Any]:
+    """One replay of `count` records in this process; memory at each phase."""
+    import tracemalloc
+
+    with tempfile.TemporaryDirectory() as directory:
+        workdir = Path(directory)
+        os.chdir(workdir)
+        import mlflow
+
+        import promptops
+        from promptops import replay
+        from promptops.replay import _run
+
+        uri = f"sqlite:///{workdir / 'mlflow.db'}"
+        name = f"bench-{uuid.uuid4().hex[:6]}"
+        client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.register_prompt(name=name, template=TEMPLATE)
+        client.set_prompt_alias(name, "production", 1)
+        client.register_prompt(name=name, template=DIFFERENT)
+        module = f"bench_memory_app_{uuid.uuid4().hex[:6]}"
+        (workdir / f"{module}.py").write_text(textwrap.dedent(APP).replace("PROMPT", name))
+        sys.path.insert(0, str(workdir))
+        promptops.configure(
+            tracking_uri=uri,
+            experiment_name="bench-memory",
+            capture=f"sqlite:///{workdir / 'captures.db'}",
+            cache_dir=str(workdir / ".promptops"),
+            trace_exporter=exporter,
+        )
+        base = [json.loads(line)["text"] for line in TICKETS.read_text().splitlines() if line.strip()]
+        data = workdir / "data.jsonl"
+        with data.open("w") as out:
+            for i in range(count):
+                text = base[i % len(base)] + f" (ref {i})"
+                output = TEMPLATE.replace("{{ text }}", text)[:400]
+                out.write(json.dumps({"inputs": {"text": text}, "output": output, "metadata": {"prompt_version": 1}}))
+                out.write("\n")
+        # warm-up: imports, the scorers' libraries, MLflow's tables (not counted)
+        warm = workdir / "warm.jsonl"
+        warm.write_text("".join(data.read_text().splitlines(keepends=True)[:20]))
+        replay.run(f"{module}:summarize", candidate=2, dataset=str(warm), scorers=scorers, log_to_mlflow=False)
+        promptops.flush(timeout=60)
+
+        phases: list[tuple[str, float, float, float]] = []
+        peak = [0.0]
+        stop = threading.Event()
+
+        def sample() -> None:  # VmHWM cannot be reset without privileges here: sample the RSS instead
+            while not stop.wait(0.02):
+                peak[0] = max(peak[0], _rss_mb()[0])
+
+        def mark(label: str) -> None:
+            rss = _rss_mb()[0]
+            traced = tracemalloc.get_traced_memory()[0] / 2**20 if tracemalloc.is_tracing() else 0.0
+            phases.append((label, rss, max(peak[0], rss), traced))
+
+        snapshots: dict[str, Any] = {}
+        peaks: dict[str, float] = {}
+        types: dict[str, list[str]] = {}
+
+        def wrap(owner: Any, attribute: str, label: str) -> None:
+            original = getattr(owner, attribute)
+
+            def wrapped(*args: Any, **kwargs: Any) -> Any:
+                mark(f"before {label}")
+                if trace and label != "calls":  # tracing the calls (and their span exports) is too slow
+                    tracemalloc.start(6)
+                try:
+                    return original(*args, **kwargs)
+                finally:
+                    if trace and label != "calls":
+                        peaks[label] = tracemalloc.get_traced_memory()[1] / 2**20
+                        snapshots[label] = tracemalloc.take_snapshot()
+                        tracemalloc.stop()
+                    mark(f"after {label}")
+                    if trace:
+                        types[label] = _types()
+
+            setattr(owner, attribute, wrapped)
+
+        wrap(_run, "_call", "calls")
+        wrap(_run, "_score", "scoring")
+        wrap(_run, "_write_outputs", "outputs")
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        mark("start")
+        started = time.perf_counter()
+        result = replay.run(
+            f"{module}:summarize", candidate=2, dataset=str(data), scorers=scorers, workers=workers,
+            log_to_mlflow=True, report=str(workdir / "report.html"), json_path=str(workdir / "result.json"),
+        )  # fmt: skip
+        seconds = time.perf_counter() - started
+        mark("result returned")
+        promptops.flush(timeout=120)
+        mark("spans flushed")
+        stop.set()
+        thread.join()
+        assert len(result.records) == count, (len(result.records), result.skipped)
+        top: dict[str, list[str]] = {}
+        for label, snapshot in snapshots.items():
+            stats = snapshot.filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)]).statistics("traceback")
+            top[label] = []
+            for stat in stats[:8]:
+                frames = [f"{frame.filename.replace(str(ROOT), '.')}:{frame.lineno}" for frame in stat.traceback]
+                interesting = [f for f in frames if "/promptops/" in f or f.startswith("./")] or frames
+                top[label].append(
+                    f"{stat.size / 2**20:8.1f} MB {stat.count:>8} blocks  " + " < ".join(interesting[-4:])
+                )
+        for label, value in peaks.items():
+            top[label].insert(0, f"traced peak during {label}: {value:.1f} MB")
+        for label, lines in types.items():
+            top.setdefault(label, []).extend(lines)
+        return {"records": count, "seconds": seconds, "phases": phases, "peak_mb": peak[0], "top": top}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, nargs="+", default=[5000, 20000])
+    parser.add_argument("--scorers", nargs="+", default=["rougeL", "bleu"])
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--exporter", default="mlflow")
+    parser.add_argument("--tracemalloc", action="store_true", help="where the memory goes (slower)")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        print(json.dumps(child(args.child, args.scorers, args.tracemalloc, args.workers, args.exporter)))
+        return
+    print(f"load average {os.getloadavg()}; scorers {args.scorers}; exporter {args.exporter}", flush=True)
+    rows: list[dict[str, Any]] = []
+    for count in args.records:
+        command = [sys.executable, __file__, "--child", str(count), "--workers", str(args.workers),
+                   "--exporter", args.exporter, "--scorers", *args.scorers]  # fmt: skip
+        if args.tracemalloc:
+            command.append("--tracemalloc")
+        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=3600)
+        if done.returncode:
+            print(done.stderr[-4000:])
+            raise SystemExit(done.returncode)
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        print(f"\n{count} records: {row['seconds']:.1f} s, peak RSS {row['peak_mb']:.0f} MB", flush=True)
+        for label, rss, peak, traced in row["phases"]:
+            print(
+                f"  {label:22} RSS {rss:7.0f} MB  peak so far {peak:7.0f} MB"
+                + (f"  traced {traced:7.1f} MB" if args.tracemalloc else "")
+            )
+        for label, lines in row["top"].items():
+            print(f"  top allocations alive {label}:")
+            for line in lines:
+                print("   ", line)
+    if len(rows) > 1:
+        first, last = rows[0], rows[-1]
+        start = {row["records"]: row["phases"][0][1] for row in rows}
+        slope = (last["peak_mb"] - start[last["records"]] - (first["peak_mb"] - start[first["records"]])) * 1024
+        slope /= last["records"] - first["records"]
+        print(f"\npeak RSS above the start, per record (slope {first['records']} -> {last['records']}): {slope:.1f} KB")
+
+
+if __name__ == "__main__":
+    main()
