@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
-__all__ = ["Listener", "write_as_older_schema"]
+__all__ = ["Listener", "RayCluster", "free_port", "write_as_older_schema"]
 
 
 class Listener:
@@ -60,3 +66,62 @@ def write_as_older_schema(engine: Any, records: Iterable[Any]) -> None:
     rows = [dict(zip(names, _store._row(record, sqlite=False), strict=True)) for record in records]  # pyright: ignore[reportPrivateUsage]
     with engine.begin() as connection:
         connection.execute(table.insert(), [{key: row[key] for key in table.columns.keys()} for row in rows])
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class RayCluster:
+    """A Ray head node on 127.0.0.1 with `cpus` CPUs, in a process group of its own, its session files in `temp_dir`.
+
+    Stopped by killing that group (never `ray stop`, which stops every cluster of the machine). Ray is told the
+    machine is no cluster node (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`), so it keeps to 127.0.0.1; a driver
+    process needs the same in its environment before it imports Ray.
+    """
+
+    def __init__(self, temp_dir: Path, *, cpus: int) -> None:
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        ray = str(Path(sys.executable).with_name("ray"))
+        command = [
+            ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(self.port),
+            "--num-cpus", str(cpus), "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", str(temp_dir),
+            "--node-manager-port", str(free_port()), "--object-manager-port", str(free_port()),
+            "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
+            "--metrics-export-port", str(free_port()), "--runtime-env-agent-port", str(free_port()),
+        ]  # fmt: skip
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        self.log = (temp_dir / "ray-start.log").open("w")
+        self.process = subprocess.Popen(
+            command,
+            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped by killing that group, and only that
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, (temp_dir / "ray-start.log").read_text()
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.2)
+        raise AssertionError("the Ray head did not start within 120 s")
+
+    def stop(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                continue
+            if sig is signal.SIGTERM:
+                time.sleep(1)  # what the head started goes down with it; SIGKILL whatever is left of the group
+        self.log.close()

@@ -66,7 +66,7 @@ _RayError: type[Exception] = importlib.import_module("ray.exceptions").RayError
 _POLL_S: Final = 0.1  # how often the driver collects finished calls (and checks its tasks)
 _TASK_RETRIES: Final = 3  # attempts after the first when a worker process dies under a task
 _QUEUED_PER_CPU: Final = 2  # chunks queued per CPU of the cluster: enough to keep every CPU busy
-_ROUNDS_PER_CHUNK: Final = 4  # a chunk holds about this many rounds of its task's threads
+_CHUNKS_PER_CPU: Final = 8  # chunks per CPU of the cluster when the run is large (at least two rounds each)
 _SCORE_BATCH: Final = 256  # items per scoring task
 _WAIT_STEP_S: Final = 0.5  # a worker sleeping between retries asks the coordinator this often if the run stopped
 # Not shipped to the workers with the working directory.
@@ -93,11 +93,39 @@ class _Coordinator:
         self.outbox: list[tuple[Job, Call]] = []
         self.collected = 0  # outbox entries before this (absolute) position were collected and dropped
         self.stopping = False
+        # Calls waiting for a slot, oldest first: woken one per freed slot (Flow.aacquire would poll every 5 ms,
+        # and a cluster keeps more calls waiting than one process).
+        self.waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def _wake(self) -> None:
+        """Wake as many waiting calls as there are free slots (all of them once the run stopped)."""
+        flow = self.flow
+        free = len(self.waiting) if flow.open or self.stopping else max(1, int(flow.limit)) - flow.in_flight
+        while free > 0 and self.waiting:
+            waiter = self.waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                free -= 1
+
+    async def _slot(self) -> bool:
+        """Take a slot of the flow control (after the `--rps` pacing); `False` once the run stopped."""
+        flow = self.flow
+        while not (flow.open or self.stopping):
+            if flow.in_flight < max(1, int(flow.limit)):
+                return await flow.aacquire()  # free: taken at once, then paced
+            waiter = asyncio.get_running_loop().create_future()
+            self.waiting.append(waiter)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(waiter), _WAIT_STEP_S)  # and look at the breaker now and then
+            if not waiter.done():
+                self.waiting.remove(waiter)
+        return False
 
     def _reclaim(self, chunk: int) -> None:
         for owner in [owner for owner in self.slots if owner[0] == chunk]:
             for _ in range(self.slots.pop(owner)):
                 self.flow.release()
+            self._wake()
         for owner in [owner for owner in self.admitted if owner[0] == chunk]:
             self.budget.abandoned(self.admitted.pop(owner))
 
@@ -115,14 +143,17 @@ class _Coordinator:
             elif self.slots[owner] > 0:  # "release"; ignored for an attempt whose slots were reclaimed
                 self.slots[owner] -= 1
                 self.flow.release()
+        if notes:
+            self._wake()
 
     async def start(self, owner: tuple[int, int], notes: Sequence[str]) -> tuple[bool, bool, str | None]:
         """A call wants to start: wait for a slot, then ask the budget; (slot taken, admitted, why not)."""
         self._apply(owner, notes)
-        if self.stopping or self.budget.stopped is not None or not await self.flow.aacquire():
+        if self.stopping or self.budget.stopped is not None or not await self._slot():
             return False, False, self.budget.stopped
         if self.stopping or owner[1] != self.attempts[owner[0]]:  # stopped, or the attempt was superseded meanwhile
             self.flow.release()
+            self._wake()
             return False, False, self.budget.stopped
         self.slots[owner] += 1
         if not self.budget.admit():
@@ -134,6 +165,8 @@ class _Coordinator:
         """An attempt failed on the provider's side and will be retried; whether the run stopped."""
         self._apply(owner, notes)
         self.flow.failed(text, rate_limit=rate_limit, retried=True)
+        if self.flow.open:
+            self._wake()
         return self.flow.open or self.stopping
 
     async def gave_up(self, owner: tuple[int, int], notes: Sequence[str], text: str, rate_limit: bool) -> None:
@@ -181,6 +214,7 @@ class _Coordinator:
     async def stop(self) -> None:
         """The driver stops the run (Ctrl-C): no call starts from now on."""
         self.stopping = True
+        self._wake()
 
 
 # -- on the workers -------------------------------------------------------------------------------------------
@@ -196,7 +230,8 @@ class _Context:
         prompts: The prompt versions the calls run, resolved by the driver.
         settings: `promptops.configure()` keywords: the driver's tracing, redaction and prices; capture off.
         retry_on: The user's extra retry predicate.
-        threads: Threads (or concurrent async calls) per task: the `--workers` ceiling shared among the CPUs.
+        threads: Threads (or concurrent async calls) per task: the `--workers` ceiling (the coordinator's slots
+            bound the calls in flight across the cluster; a task finishing its chunk leaves its slots to others).
         coordinator: The coordinator actor's handle.
     """
 
@@ -456,7 +491,7 @@ class RayExecutor:
         """Make the calls on the cluster; see the module documentation. `flow` and `budget` end with its counters."""
         del prices  # the workers price with the driver's table, sent with the settings
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        threads = max(1, math.ceil(flow.ceiling / cpus))
+        threads = flow.ceiling  # per task: the coordinator's slots bound the calls in flight, not the threads
         coordinator = (
             ray.remote(_Coordinator)
             .options(num_cpus=0, max_concurrency=max(1000, 4 * flow.ceiling))
@@ -473,7 +508,8 @@ class RayExecutor:
         )
         run = _Run(coordinator, ray.put(context), inputs, flow, budget, on_call)
         try:
-            interrupted = run.all(_chunks(jobs, threads * _ROUNDS_PER_CHUNK), queued=cpus * _QUEUED_PER_CPU)
+            size = max(2 * threads, math.ceil(len(jobs) / (cpus * _CHUNKS_PER_CPU)))
+            interrupted = run.all(_chunks(jobs, size), queued=cpus * _QUEUED_PER_CPU)
         finally:
             ray.kill(coordinator)
         return RunOutcome(run.calls, interrupted, flow, budget)
