@@ -61,18 +61,25 @@ class _Local:
 
 
 @contextlib.contextmanager
-def open_executor(settings: ReplaySettings, target: Target, prompts: Mapping[int, Prompt]) -> Generator[Executor]:
+def open_executor(
+    settings: ReplaySettings,
+    target: Target,
+    prompts: Mapping[int, Prompt],
+    spans: tuple[str | None, Mapping[str, Any] | None] = (None, None),
+) -> Generator[Executor]:
     """The executor the settings ask for, for the block (a Ray connection is closed at its end).
 
     Args:
         settings: `executor` and `ray_address` choose it.
         target: What the calls call (its module is shipped to Ray workers when it comes from this directory).
         prompts: Every prompt version a call runs, by version (Ray workers get them from here, not the registry).
+        spans: Where the calls' spans go: the replay run's experiment (`None`: nowhere, for the `mlflow`
+            exporter) and the attributes of each call's span (Ray workers route theirs the same way).
     """
     if settings.executor != "ray":
         yield _Local()
         return
     from ._ray import connect
 
-    with connect(settings.ray_address, target, prompts) as executor:
+    with connect(settings.ray_address, target, prompts, spans) as executor:
         yield executor

@@ -50,7 +50,7 @@ from .._prices import PriceTable
 from ._cost import Budget
 from ._flow import Flow
 from ._retry import RetryPolicy, error_text
-from ._runner import Call, Job, RunOutcome, execute
+from ._runner import Call, Job, RunOutcome, call_attributes, execute
 from ._target import ReplayError, Target, load_target
 
 if TYPE_CHECKING:
@@ -233,6 +233,8 @@ class _Context:
         threads: Threads (or concurrent async calls) per task: the `--workers` ceiling (the coordinator's slots
             bound the calls in flight across the cluster; a task finishing its chunk leaves its slots to others).
         coordinator: The coordinator actor's handle.
+        spans: The replay run's experiment and the calls' span attributes, as on the driver (issue 12: replay
+            spans go to the replay's experiment, or nowhere without a run, never among the application's).
     """
 
     key: str
@@ -242,6 +244,7 @@ class _Context:
     retry_on: Callable[[BaseException], bool] | None
     threads: int
     coordinator: Any
+    spans: tuple[str | None, dict[str, Any] | None] = (None, None)
 
 
 class _Link:
@@ -414,19 +417,22 @@ def _run_chunk(context: _Context, chunk: int, jobs: list[Job], rows: dict[int, d
     def report(job: Job, call: Call) -> None:
         ray.get(coordinator.put.remote(link.owner, link.notes(), job, call))
 
-    execute(
-        target,
-        _Rows(rows),
-        todo,
-        flow=_ClusterFlow(link, context.threads),
-        policy=RetryPolicy(context.retry_on),
-        budget=_ClusterBudget(link),
-        prices=prices,
-        on_call=report,
-    )
+    experiment, attributes = context.spans
+    # Routed as on the driver; the block drains the replay's spans before it ends (the worker may stop any time).
+    with tracing.for_replay(experiment, to_mlflow=experiment is not None), call_attributes(attributes):
+        execute(
+            target,
+            _Rows(rows),
+            todo,
+            flow=_ClusterFlow(link, context.threads),
+            policy=RetryPolicy(context.retry_on),
+            budget=_ClusterBudget(link),
+            prices=prices,
+            on_call=report,
+        )
     ray.get(coordinator.end.remote(link.owner, link.notes()))
     if tracing.tracer() is not None:
-        flush(timeout=30.0)  # the worker process may be reused or stopped at any time: send the spans now
+        flush(timeout=30.0)  # spans that do not go through the replay's routing (OTLP, the console)
     return len(todo)
 
 
@@ -472,9 +478,12 @@ class RayExecutor:
         prompts: Every prompt version a call runs, by version.
     """
 
-    def __init__(self, prompts: Mapping[int, Prompt]) -> None:
+    def __init__(
+        self, prompts: Mapping[int, Prompt], spans: tuple[str | None, Mapping[str, Any] | None] = (None, None)
+    ) -> None:
         """Use the Ray connection of this process; see `connect()`."""
         self.prompts = tuple(prompts.values())
+        self.spans = (spans[0], dict(spans[1]) if spans[1] is not None else None)
 
     def execute(
         self,
@@ -505,6 +514,7 @@ class RayExecutor:
             retry_on=policy.retry_on,
             threads=threads,
             coordinator=coordinator,
+            spans=self.spans,
         )
         run = _Run(coordinator, ray.put(context), inputs, flow, budget, on_call)
         try:
@@ -642,7 +652,12 @@ def _check_reachable(address: str | None) -> None:
 
 
 @contextlib.contextmanager
-def connect(address: str | None, target: Target, prompts: Mapping[int, Prompt]) -> Generator[RayExecutor]:
+def connect(
+    address: str | None,
+    target: Target,
+    prompts: Mapping[int, Prompt],
+    spans: tuple[str | None, Mapping[str, Any] | None] = (None, None),
+) -> Generator[RayExecutor]:
     """A `RayExecutor` on the cluster at `address` (or the connection this process already has), for the block.
 
     Raises:
@@ -667,7 +682,7 @@ def connect(address: str | None, target: Target, prompts: Mapping[int, Prompt]) 
                 "ray://host:10001 or auto)"
             ) from None
     try:
-        yield RayExecutor(prompts)
+        yield RayExecutor(prompts, spans)
     finally:
         if ours:
             ray.shutdown()

@@ -287,7 +287,7 @@ def _replay(
     flow = Flow(settings.workers, rps=settings.rps)
     prices = PriceTable(get_settings().prices)
     inputs = [record.inputs for record in prepared.records]
-    with open_executor(settings, prepared.target, prepared.plan.prompts) as executor:
+    with open_executor(settings, prepared.target, prepared.plan.prompts, (experiment, span_attributes)) as executor:
         with tracing.for_replay(experiment, to_mlflow=mlflow_run is not None), call_attributes(span_attributes):
             outcome = _call(prepared, settings, executor, flow, prices, inputs, progress)
         by_index, complete = _finished(prepared, outcome)
