@@ -64,6 +64,44 @@ def _types() -> list[str]:
     return [f"{number:>9} live {name}" for name, number in counts.most_common(12)]
 
 
+def prepare(workdir: Path, exporter: str) -> str:
+    """A sqlite MLflow store with the prompt (version 1 production, version 2 the candidate), the app; the target."""
+    import mlflow
+
+    import promptops
+
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    name = f"bench-{uuid.uuid4().hex[:6]}"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.register_prompt(name=name, template=TEMPLATE)
+    client.set_prompt_alias(name, "production", 1)
+    client.register_prompt(name=name, template=DIFFERENT)
+    module = f"bench_memory_app_{uuid.uuid4().hex[:6]}"
+    (workdir / f"{module}.py").write_text(textwrap.dedent(APP).replace("PROMPT", name))
+    sys.path.insert(0, str(workdir))
+    promptops.configure(
+        tracking_uri=uri,
+        experiment_name="bench-memory",
+        capture=f"sqlite:///{workdir / 'captures.db'}",
+        cache_dir=str(workdir / ".promptops"),
+        trace_exporter=exporter,
+    )
+    return f"{module}:summarize"
+
+
+def write_dataset(workdir: Path, count: int, offset: int = 0) -> str:
+    """`count` distinct records as production captured them (version 1's output), as a .jsonl file."""
+    base = [json.loads(line)["text"] for line in TICKETS.read_text().splitlines() if line.strip()]
+    path = workdir / f"data-{offset}-{count}.jsonl"
+    with path.open("w") as out:
+        for i in range(offset, offset + count):
+            text = base[i % len(base)] + f" (ref {i})"
+            output = TEMPLATE.replace("{{ text }}", text)[:400]
+            out.write(json.dumps({"inputs": {"text": text}, "output": output, "metadata": {"prompt_version": 1}}))
+            out.write("\n")
+    return str(path)
+
+
 def child(count: int, scorers: list[str], trace: bool, workers: int, exporter: str) -> dict[str, Any]:
     """One replay of `count` records in this process; memory at each phase."""
     import tracemalloc
@@ -71,40 +109,15 @@ def child(count: int, scorers: list[str], trace: bool, workers: int, exporter: s
     with tempfile.TemporaryDirectory() as directory:
         workdir = Path(directory)
         os.chdir(workdir)
-        import mlflow
-
         import promptops
         from promptops import replay
         from promptops.replay import _run
 
-        uri = f"sqlite:///{workdir / 'mlflow.db'}"
-        name = f"bench-{uuid.uuid4().hex[:6]}"
-        client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-        client.register_prompt(name=name, template=TEMPLATE)
-        client.set_prompt_alias(name, "production", 1)
-        client.register_prompt(name=name, template=DIFFERENT)
-        module = f"bench_memory_app_{uuid.uuid4().hex[:6]}"
-        (workdir / f"{module}.py").write_text(textwrap.dedent(APP).replace("PROMPT", name))
-        sys.path.insert(0, str(workdir))
-        promptops.configure(
-            tracking_uri=uri,
-            experiment_name="bench-memory",
-            capture=f"sqlite:///{workdir / 'captures.db'}",
-            cache_dir=str(workdir / ".promptops"),
-            trace_exporter=exporter,
-        )
-        base = [json.loads(line)["text"] for line in TICKETS.read_text().splitlines() if line.strip()]
-        data = workdir / "data.jsonl"
-        with data.open("w") as out:
-            for i in range(count):
-                text = base[i % len(base)] + f" (ref {i})"
-                output = TEMPLATE.replace("{{ text }}", text)[:400]
-                out.write(json.dumps({"inputs": {"text": text}, "output": output, "metadata": {"prompt_version": 1}}))
-                out.write("\n")
+        target = prepare(workdir, exporter)
+        data = write_dataset(workdir, count)
         # warm-up: imports, the scorers' libraries, MLflow's tables (not counted)
-        warm = workdir / "warm.jsonl"
-        warm.write_text("".join(data.read_text().splitlines(keepends=True)[:20]))
-        replay.run(f"{module}:summarize", candidate=2, dataset=str(warm), scorers=scorers, log_to_mlflow=False)
+        replay.run(target, candidate=2, dataset=write_dataset(workdir, 20, offset=10**6), scorers=scorers,
+                   log_to_mlflow=False)  # fmt: skip
         promptops.flush(timeout=60)
 
         phases: list[tuple[str, float, float, float]] = []
@@ -152,7 +165,7 @@ def child(count: int, scorers: list[str], trace: bool, workers: int, exporter: s
         mark("start")
         started = time.perf_counter()
         result = replay.run(
-            f"{module}:summarize", candidate=2, dataset=str(data), scorers=scorers, workers=workers,
+            target, candidate=2, dataset=data, scorers=scorers, workers=workers,
             log_to_mlflow=True, report=str(workdir / "report.html"), json_path=str(workdir / "result.json"),
         )  # fmt: skip
         seconds = time.perf_counter() - started
