@@ -10,6 +10,13 @@ its own final counters and what it wrote on stderr (a traceback from MLflow ther
 same kind of store (two calls a record, the candidate's and one baseline re-run; two spans a call, the `replay`
 span and the tracked call's), and counts the spans.
 
+`--server RATE` runs a third: one process making RATE tracked calls a second for `--seconds` (default 30) into a real
+`mlflow server` subprocess (sqlite backend, `--server-workers`, MLflow's default 4), every call a trace that uses a
+registered prompt version; then `promptops.flush()` until every span is stored and every trace linked. The parent
+counts the spans the server stored and the traces MLflow's own filter `prompt = "NAME/V"` finds, and how long the
+links took after the last call. To compare with other code, run it with `PYTHONPATH=<checkout>` (the child
+imports `promptops` from there).
+
 Before issue 10: 72% of the spans lost ("database is locked" from `log_spans`), 70 lines of MLflow traceback
 on stderr each time; a 5,000-record replay kept 15% of its spans, 20,000 kept 8%.
 """
@@ -164,13 +171,138 @@ def replay(records: int, directory: Path) -> dict[str, object]:
     }
 
 
+PACED = """
+import json, sys, time
+import promptops
+
+uri, rate, seconds, links = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "links"
+promptops.configure(tracking_uri=uri, experiment_name="bench-links", trace_exporter="mlflow", capture=None)
+name = "loss-check" if links else "not-registered"  # a fallback= prompt has no version to link: spans only
+
+@promptops.track(prompt=name, fallback="Summarize {{ text }}")
+def summarize(text, *, prompt):
+    return prompt.format(text=text)
+
+summarize("warm-up")  # the first export imports the OTLP encoder and resolves the experiment
+promptops.flush(120)
+calls = int(rate * seconds)
+started = time.monotonic()
+for index in range(calls):
+    summarize(f"call {index}")
+    time.sleep(max(started + (index + 1) / rate - time.monotonic(), 0.0))
+ended = time.monotonic()
+flushed = promptops.flush(1800)
+print(json.dumps({"calls": calls + 1, "call_seconds": round(ended - started, 1),
+                  "link_lag_seconds": round(time.monotonic() - ended, 1), "flushed": flushed,
+                  "stats": promptops.stats()}))
+"""
+
+
+def server_rate(rate: float, seconds: float, workers: int, links: bool, directory: Path) -> dict[str, object]:
+    """One process at `rate` tracked calls a second for `seconds` into a real `mlflow server`; count what arrived."""
+    import http.client
+    import signal
+    import socket
+
+    from mlflow import MlflowClient
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    url = f"http://127.0.0.1:{port}"
+    mlflow_script = Path(sys.executable).with_name("mlflow")
+    command = [str(mlflow_script), "server", "--backend-store-uri", f"sqlite:///{directory / 'server.db'}"]
+    command += ["--default-artifact-root", str(directory / "artifacts"), "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--workers", str(workers)]
+    env = {**child_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with (directory / "server.log").open("wb") as log:
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                connection.request("GET", "/health")
+                if connection.getresponse().status == 200:
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)
+        client = MlflowClient(tracking_uri=url, registry_uri=url)
+        version = client.register_prompt(name="loss-check", template="Summarize {{ text }}")
+        client.set_prompt_alias("loss-check", "production", version.version)
+        script = directory / "paced.py"
+        script.write_text(PACED)
+        done = subprocess.run(
+            [sys.executable, str(script), url, str(rate), str(seconds), "links" if links else "spans"],
+            cwd=directory,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=3600,
+            check=False,
+        )
+        lines = done.stdout.strip().splitlines()
+        child = json.loads(lines[-1]) if lines else {"stderr_tail": done.stderr[-1500:]}
+        experiment_id = client.get_experiment_by_name("bench-links").experiment_id
+        found: set[str] = set()
+        token = None
+        while True:
+            page = client.search_traces(
+                locations=[experiment_id],
+                filter_string=f'prompt = "loss-check/{version.version}"',
+                max_results=500,
+                page_token=token,
+                include_spans=False,
+            )
+            found.update(trace.info.trace_id for trace in page)
+            token = page.token
+            if not token:
+                break
+        with sqlite3.connect(directory / "server.db") as connection:
+            (stored,) = connection.execute("SELECT count(*) FROM spans").fetchone()
+        return {
+            "rate": rate,
+            "seconds": seconds,
+            "links": links,
+            "server_workers": workers,
+            "child": child,
+            "stored": stored,
+            "found_by_prompt_filter": len(found),
+        }
+    finally:
+        import os
+
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
 def main() -> None:
     """Run the scenario and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--calls", type=int, default=10_000)
     parser.add_argument("--replay", type=int, default=0, metavar="N", help="a replay of N records instead")
+    parser.add_argument("--server", type=float, default=0, metavar="RATE", help="RATE calls/s into an mlflow server")
+    parser.add_argument("--seconds", type=float, default=30, help="with --server: for this long (default 30)")
+    parser.add_argument("--server-workers", type=int, default=4, help="with --server: its --workers (default 4)")
+    parser.add_argument("--no-links", action="store_true", help="with --server: a fallback prompt, nothing to link")
     args = parser.parse_args()
+    if args.server:
+        with tempfile.TemporaryDirectory() as tmp:
+            outcome = server_rate(args.server, args.seconds, args.server_workers, not args.no_links, Path(tmp))
+        print(json.dumps(outcome, indent=2))
+        child = outcome["child"]
+        stats = child.get("stats", {}) if isinstance(child, dict) else {}
+        print(
+            f"{args.server:g} calls/s for {args.seconds:g} s into mlflow server (--workers {args.server_workers}"
+            f"{', nothing to link' if args.no_links else ''}): "
+            f"{outcome['stored']:,} of {child.get('calls', '?')} spans stored, {stats.get('spans_dropped', '?')} "
+            f"dropped, {outcome['found_by_prompt_filter']:,} traces found by the prompt filter; links done "
+            f"{child.get('link_lag_seconds', '?')} s after the last call"
+        )
+        return
     if args.replay:
         with tempfile.TemporaryDirectory() as tmp:
             outcome = replay(args.replay, Path(tmp))

@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from . import tracing as _tracing
 from ._config import Settings, get_settings
 from ._errors import log_internal_error
 from ._usage import report_usage, usage_sink
@@ -46,6 +47,10 @@ GEN_AI_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
 GEN_AI_FINISH_REASONS = "gen_ai.response.finish_reasons"
 GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"  # issue 12; the name as opentelemetry-semantic-conventions has it
 # Request parameters copied from the prompt version's model config, where it has them.
+# OpenInference names (`tracing/_conventions.py` has them all; these few are set in the call, see `_openinference`).
+OI_SPAN_KIND = "openinference.span.kind"
+OI_INPUT_VALUE = "input.value"
+OI_OUTPUT_VALUE = "output.value"
 _MODEL_CONFIG_ATTRIBUTES = {
     "temperature": "gen_ai.request.temperature",
     "max_tokens": "gen_ai.request.max_tokens",
@@ -166,6 +171,38 @@ def _build_prompt_attributes(prompt: Prompt) -> dict[str, Any]:
     return attributes
 
 
+_openinference_cache: dict[int, tuple[Prompt, dict[str, Any]]] = {}
+
+
+def _openinference(prompt: Prompt, attributes: dict[str, Any]) -> None:
+    """Add the OpenInference attributes known at a call's start, for a span of the application's own provider.
+
+    promptops' own exporters add them in the export thread (`tracing/_conventions.py`); an application's provider
+    exports with its own exporters, so they are set on the span (issue 12): the prompt's part (span kind, model,
+    template and version) is built once per prompt copy, the call adds its inputs under OpenInference's names.
+    """
+    cached = _openinference_cache.get(id(prompt))
+    if cached is None or cached[0] is not prompt:
+        from .tracing._conventions import openinference_static
+
+        if len(_openinference_cache) >= 256:
+            _openinference_cache.clear()
+        cached = _openinference_cache[id(prompt)] = (prompt, openinference_static(prompt, _prompt_attributes(prompt)))
+    attributes.update(cached[1])
+    # Inputs and output only under OpenInference's names, not their mime types and the template's variables (the
+    # same text again): each attribute costs the call about a microsecond here (issue 12's 1.5x budget).
+    if (inputs := attributes.get(INPUTS)) is not None:
+        attributes[OI_INPUT_VALUE] = inputs
+
+
+def _set_output(span: Span, text: str) -> None:
+    """The output attribute, and its OpenInference twin while spans go to the application's own provider."""
+    if _tracing._app_tracer is not None:  # pyright: ignore[reportPrivateUsage]
+        span.set_attributes({OUTPUT: text, OI_OUTPUT_VALUE: text})
+    else:
+        span.set_attribute(OUTPUT, text)
+
+
 class CallSpan:
     """How calls of one decorated function become spans."""
 
@@ -217,6 +254,8 @@ class CallSpan:
                 attributes[INPUTS] = _value_text(
                     settings, None if inputs is not None else self.inputs(args, kwargs, bound=bound), inputs
                 )
+            if tracer is _tracing._app_tracer:  # pyright: ignore[reportPrivateUsage]
+                _openinference(prompt, attributes)  # the application's exporters will not add them
             if (parent := _mlflow_parent(settings)) is not None:  # inside MLflow's own tracing: one trace (issue 12)
                 from .tracing._mlflow_tracing import start_mlflow_span
 
@@ -259,7 +298,7 @@ class CallSpan:
         span, token = started
         try:
             if has_output and settings.record_values:
-                span.set_attribute(OUTPUT, _value_text(settings, output, encoded))
+                _set_output(span, _value_text(settings, output, encoded))
         except Exception:
             log_internal_error("span output")
         _end(span, token)
@@ -471,7 +510,7 @@ class StreamSpan:
                 if self._first_ns is not None:
                     span.set_attribute(STREAM_FIRST_ITEM_MS, (self._first_ns - self._start_ns) / 1e6)
                 if self.settings.record_values:
-                    span.set_attribute(OUTPUT, _value_text(self.settings, output, encoded))
+                    _set_output(span, _value_text(self.settings, output, encoded))
                 if exc is not None:
                     inputs = self.inputs
                     masked = inputs[0].masked(self.settings, *inputs[1:3], bound=inputs[3]) if inputs else []
@@ -547,6 +586,10 @@ def record_usage(
             GEN_AI_FINISH_REASONS: list(finish_reasons) if finish_reasons is not None else None,
             GEN_AI_PROVIDER_NAME: provider,
         }
+        if _tracing._app_tracer is not None and OI_SPAN_KIND in getattr(span, "attributes", ()):  # pyright: ignore[reportPrivateUsage]
+            from .tracing._conventions import openinference_attributes
+
+            values.update(openinference_attributes({**values, OI_SPAN_KIND: "LLM"}), **{OI_SPAN_KIND: "LLM"})
         span.set_attributes({key: value for key, value in values.items() if value is not None})
     except Exception:
         log_internal_error("record_usage")

@@ -37,6 +37,9 @@ _PROVIDER = __name__ + "._provider"
 _setup: Setup | None = None
 _trace_api: Any = None  # opentelemetry.trace, once imported
 _override: tuple[Tracer | None] | None = None  # set by use_provider(): wins over everything else
+# The tracer of the application's own global provider, when spans go there: those spans get their OpenInference
+# attributes in the call (promptops' own exporters add them in the export thread instead). Set by `refresh()`.
+_app_tracer: Tracer | None = None
 
 
 def tracer() -> Tracer | None:
@@ -144,12 +147,14 @@ def stats() -> dict[str, int]:
         shutdown), `spans_failed` (in batches the exporter could not deliver), `export_failures` (such
         batches), `export_retries` (OTLP export attempts retried after a transient error, counted instead of
         logged), `prompt_links` and `prompt_links_failed` (traces the `mlflow` exporter linked, or could not
-        link, to their prompt versions), `spans_queued` (waiting for export now) and `spans_exporting` (in
-        the batch being exported now, which may be retrying against a failing endpoint).
+        link, to their prompt versions), `spans_queued` (waiting for export now), `spans_exporting` (in
+        the batch being exported now, which may be retrying against a failing endpoint) and
+        `prompt_links_queued` (stored traces waiting for their prompt link: into a tracking server, links are
+        sent after the spans, a few at a time).
     """
     provider = sys.modules.get(_PROVIDER)
     if provider is None:  # don't import the OpenTelemetry SDK just to say nothing happened
         from ._counters import NAMES
 
-        return dict.fromkeys((*NAMES, "spans_queued", "spans_exporting"), 0)
+        return dict.fromkeys((*NAMES, "spans_queued", "spans_exporting", "prompt_links_queued"), 0)
     return provider.stats()

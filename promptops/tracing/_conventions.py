@@ -25,6 +25,7 @@ __all__ = [
     "mlflow_chat_messages",
     "mlflow_span_type",
     "openinference_attributes",
+    "openinference_static",
     "chat_prompt_messages",
     "remember_prompt",
     "with_attributes",
@@ -227,6 +228,23 @@ def chat_prompt_messages(attributes: Mapping[str, Any]) -> dict[str, str]:
     if isinstance(output, str):
         result[GEN_AI_OUTPUT_MESSAGES] = json.dumps([{**_text_message("assistant", output), "finish_reason": "stop"}])
     return result
+
+
+def openinference_static(prompt: Prompt, attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """The OpenInference attributes a prompt copy gives every call's span: kind, model, template and its version.
+
+    For spans of an application's own tracer provider, set in the call (`_span._openinference`); `attributes` are
+    the prompt's span attributes (its model config among them).
+    """
+    extra: dict[str, Any] = {SPAN_KIND: "LLM" if _is_model_call(attributes) else "CHAIN"}
+    model = attributes.get(GEN_AI_REQUEST_MODEL)
+    if isinstance(model, str):
+        extra[LLM_MODEL_NAME] = model
+    if prompt.version > 0:  # a registry version: a fallback= template is not a prompt template of the registry
+        template = prompt.template
+        extra[LLM_PROMPT_TEMPLATE] = template if isinstance(template, str) else json.dumps(template)
+        extra[LLM_PROMPT_TEMPLATE_VERSION] = str(prompt.version)
+    return extra
 
 
 def with_openinference(attributes: Mapping[str, Any]) -> dict[str, Any]:

@@ -33,12 +33,16 @@ class ExportFailed(Exception):
     Attributes:
         locked: The store stayed locked by other writers for the whole retry budget.
         failed: How many of the batch's spans were not delivered (`None`: all of them).
+        timed_out: No answer within the timeout: the server may still have stored the request.
     """
 
-    def __init__(self, message: str, *, locked: bool = False, failed: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, locked: bool = False, failed: int | None = None, timed_out: bool = False
+    ) -> None:
         super().__init__(message)
         self.locked = locked
         self.failed = failed
+        self.timed_out = timed_out
 
 
 _lock = threading.Lock()

@@ -45,6 +45,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ._conventions import chat_prompt_messages, mlflow_chat_messages, mlflow_span_type, with_attributes
 from ._counters import ExportFailed, RateLimitedWarning, add
+from ._links import LinkSender, Outcome
 
 if TYPE_CHECKING:
     from ._mlflow_bulk import BulkWriter
@@ -74,6 +75,8 @@ MAX_PENDING_TRACES = 10_000  # traces whose root span has not been exported yet,
 LINK_PROMPTS_PATH = "/api/2.0/mlflow/traces/link-prompts"
 LINK_RUN_PATH = "/api/2.0/mlflow/traces/link-to-run"
 MAX_RUN_LINKS = 100  # traces MLflow links to a run in one request (MAX_TRACE_LINKS_PER_REQUEST)
+CATALOG_URI_VARIABLE = "MLFLOW_MODEL_CATALOG_URI"  # MLflow's; "" keeps it to its bundled price catalog
+LINK_CLOSE_WAIT = 5.0  # seconds a shut-down exporter keeps sending queued links (promptops.shutdown() waits first)
 LOCK_RETRY_BUDGET = 60.0  # seconds one store write keeps retrying "database is locked" (issue 10)
 _MLFLOW_DB_LOGGER = "mlflow.store.db.utils"  # logs a 70-line traceback per locked write, then raises
 
@@ -336,14 +339,31 @@ class MlflowHttpExporter(SpanExporter):
         self._links = PromptLinks()
         self._warn = RateLimitedWarning()
         self._lock = threading.Lock()
+        self._client_lock = threading.Lock()  # the link threads and the export thread share one client
+        self._sender = LinkSender(self._send_link, self._links_done)
+        self._behind: Callable[[], bool] | None = None
         _forget_in_child(weakref.ref(self))
 
+    def _links_done(self, linked: int, failed: int, reason: str) -> None:
+        links_done(linked, failed, reason, self._warn)
+
     def reset_after_fork(self) -> None:
-        """A forked child must not share the parent's connections."""
+        """A forked child must not share the parent's connections, nor wait for the parent's links."""
         self._client = None
         self._lock = threading.Lock()
+        self._client_lock = threading.Lock()
+        self._sender = LinkSender(self._send_link, self._links_done)
+        if self._behind is not None:
+            self._sender.behind = self._behind
 
     def _http(self) -> Any:
+        client = self._client
+        if client is not None:
+            return client
+        with self._client_lock:
+            return self._client if self._client is not None else self._new_client()
+
+    def _new_client(self) -> Any:
         if self._client is None:
             import httpx
 
@@ -368,7 +388,9 @@ class MlflowHttpExporter(SpanExporter):
         try:
             return self._http().request(method, self._base + path, **kwargs)
         except httpx.TimeoutException:
-            raise ExportFailed(f"{method} {self._base}{path} timed out after {self.timeout:g}s") from None
+            raise ExportFailed(
+                f"{method} {self._base}{path} timed out after {self.timeout:g}s", timed_out=True
+            ) from None
         except httpx.HTTPError as exc:
             raise ExportFailed(f"{method} {self._base}{path} failed: {type(exc).__name__}: {exc}") from None
 
@@ -402,16 +424,24 @@ class MlflowHttpExporter(SpanExporter):
             experiment_id = self.experiment_id()
             body = self.encode(spans)
             links, runs = self._links.take(), self._links.take_runs()
-            response = self._request(
-                "POST",
-                "/v1/traces",
-                content=body,
-                headers={"Content-Type": "application/x-protobuf", EXPERIMENT_HEADER: experiment_id},
-            )
+            with self._sender.exporting():  # the spans first: links wait for the batch to be stored
+                try:
+                    response = self._request(
+                        "POST",
+                        "/v1/traces",
+                        content=body,
+                        headers={"Content-Type": "application/x-protobuf", EXPERIMENT_HEADER: experiment_id},
+                    )
+                except ExportFailed as exc:
+                    if exc.timed_out:  # an overloaded server often stores the batch all the same: link it anyway
+                        self._sender.submit(links)  # (a trace it does not have is refused, and counted as failed)
+                    raise
             if not 200 <= response.status_code < 300:
                 raise ExportFailed(f"HTTP {response.status_code} from {self._base}/v1/traces: {response.text[:200]}")
-            self._link_all(links)
-            self._link_runs(runs)
+        # Stored: link its traces from the link threads (`_links`), not here. A server links a few dozen traces a
+        # second one request each; waiting for them here held every later batch back (issue 10).
+        self._sender.submit(links)
+        self._link_runs(runs)  # up to 100 traces a request: cheap enough to send here
         return SpanExportResult.SUCCESS
 
     def _link_runs(self, runs: list[tuple[str, list[str]]]) -> None:
@@ -427,23 +457,31 @@ class MlflowHttpExporter(SpanExporter):
                 failed, reason = failed + len(trace_ids), f"HTTP {response.status_code}: {response.text[:200]}"
         _runs_done(failed, reason, self._warn)
 
-    def _link_all(self, links: list[tuple[str, list[dict[str, str]]]]) -> None:
-        """One `POST /api/2.0/mlflow/traces/link-prompts` per trace (MLflow's REST API takes one trace a call)."""
-        linked = failed = 0
-        reason = ""
-        for trace_id, versions in links:
-            try:
-                response = self._request(
-                    "POST", LINK_PROMPTS_PATH, json={"trace_id": trace_id, "prompt_versions": versions}
-                )
-            except ExportFailed as exc:
-                failed, reason = failed + 1, str(exc)
-                continue
-            if response.status_code == 200:
-                linked += 1
-            else:
-                failed, reason = failed + 1, f"HTTP {response.status_code}: {response.text[:200]}"
-        links_done(linked, failed, reason, self._warn)
+    def _send_link(self, trace_id: str, versions: list[dict[str, str]]) -> Outcome:
+        """One `POST /api/2.0/mlflow/traces/link-prompts` (MLflow's REST API takes one trace a call)."""
+        try:
+            response = self._request(
+                "POST", LINK_PROMPTS_PATH, json={"trace_id": trace_id, "prompt_versions": versions}
+            )
+        except ExportFailed as exc:  # refused, reset, timed out: the server may be back soon
+            return "retry", str(exc)
+        if response.status_code == 200:
+            return "linked", ""
+        reason = f"HTTP {response.status_code}: {response.text[:200]}"
+        return ("retry" if response.status_code == 429 or response.status_code >= 500 else "failed"), reason
+
+    def set_backlog(self, behind: Callable[[], bool]) -> None:
+        """Tell the link threads how to see that span export falls behind (they then hold their requests)."""
+        self._sender.behind = behind
+        self._behind = behind
+
+    def links_pending(self) -> int:
+        """Traces waiting for their prompt link (queued or being sent)."""
+        return self._sender.pending()
+
+    def wait_for_links(self, timeout: float) -> bool:
+        """Wait until every link queued so far was sent or given up; `False` if some are pending at `timeout`."""
+        return self._sender.wait(timeout)
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
         """The OTLP protobuf request for `spans`, with MLflow's attributes added."""
@@ -465,7 +503,8 @@ class MlflowHttpExporter(SpanExporter):
         return request.SerializeToString()
 
     def shutdown(self) -> None:
-        """Close the connections."""
+        """Send the links still queued (a few seconds at most), then close the connections."""
+        self._sender.close(LINK_CLOSE_WAIT)
         client, self._client = self._client, None
         if client is not None:
             client.close()
@@ -681,4 +720,22 @@ def make_mlflow_exporter(uri: str, experiment_name: str | None) -> tuple[SpanExp
         return MlflowHttpExporter(uri, experiment_name), f"the MLflow server {_base_url(uri)}"
     parts = urlsplit(uri)
     shown = urlunsplit(parts._replace(netloc=parts.hostname or "")) if parts.password else uri
+    keep_price_catalog_local()
     return MlflowStoreExporter(uri, experiment_name), f"the MLflow tracking store {shown}"
+
+
+def keep_price_catalog_local() -> None:
+    """Keep MLflow to its bundled model price catalog, unless the user chose a catalog (`MLFLOW_MODEL_CATALOG_URI`).
+
+    MLflow 3.17 prices a span that carries a model name, a provider and token usage while storing it, and for that
+    downloads the provider's catalog from github.com (`mlflow.utils.providers`), once a day per provider, with
+    three retries and a 5 s timeout each. With promptops' local-store exporter that happens in promptops' export
+    thread: traffic the user did not ask for, and where outbound traffic is blocked, an export stalled for up to
+    half a minute while the queue fills. An empty value is MLflow's own switch for its bundled catalog (the costs
+    are still computed, from the prices MLflow ships with). It is a process-wide setting: it applies to the
+    application's own MLflow use too, and is set only when the application has not set it (see docs/tracing.md).
+    The tracking-server exporter sets nothing: there the server prices spans, with its own environment.
+    """
+    if CATALOG_URI_VARIABLE not in os.environ:
+        os.environ[CATALOG_URI_VARIABLE] = ""
+        logger.debug("promptops set %s='' (MLflow's bundled model prices, no download)", CATALOG_URI_VARIABLE)

@@ -111,6 +111,16 @@ class CountingExporter(SpanExporter):
         """Flush the wrapped exporter."""
         return self.exporter.force_flush(timeout_millis)
 
+    def links_pending(self) -> int:
+        """Traces the wrapped exporter still has to link to their prompt versions (the `mlflow` server exporter)."""
+        pending: Callable[[], int] | None = getattr(self.exporter, "links_pending", None)
+        return pending() if pending is not None else 0
+
+    def wait_for_links(self, timeout: float) -> bool:
+        """Wait (at most `timeout` seconds) until the wrapped exporter sent the prompt links queued so far."""
+        wait: Callable[[float], bool] | None = getattr(self.exporter, "wait_for_links", None)
+        return wait(timeout) if wait is not None else True
+
 
 def _run_bounded(target: Callable[[], Any], timeout: float, name: str) -> bool:
     """Run `target` in a daemon thread; `True` if it returned within `timeout` seconds."""
@@ -235,6 +245,11 @@ class BoundedBatchSpanProcessor(BatchSpanProcessor):
         batch: Any = self._batch_processor
         return int(batch._max_queue_size)
 
+    def behind(self) -> bool:
+        """Whether half an export batch of spans or more is waiting: the next export is due soon."""
+        batch: Any = self._batch_processor
+        return len(batch._queue) * 2 >= batch._max_export_batch_size
+
     @property
     def queued(self) -> int:
         """How many ended spans wait for export now."""
@@ -317,12 +332,13 @@ def refresh() -> Tracer | None:
             provider = trace_api.get_tracer_provider()
             tracing._trace_api = trace_api  # pyright: ignore[reportPrivateUsage]
             seen = trace_api._TRACER_PROVIDER  # pyright: ignore[reportPrivateUsage]
+            app_tracer = None
             if (override := tracing._override) is not None:  # pyright: ignore[reportPrivateUsage]
                 setup = Setup(settings, seen, override[0], None)
             elif not isinstance(provider, trace_api.ProxyTracerProvider):
                 # The application's own set-up wins, whatever trace_exporter says.
                 _retire_private()
-                chosen = provider.get_tracer(SCOPE, __version__)
+                chosen = app_tracer = provider.get_tracer(SCOPE, __version__)
                 setup = Setup(settings, seen, chosen, None)
             elif settings.trace_exporter == "none":
                 _retire_private()
@@ -330,6 +346,7 @@ def refresh() -> Tracer | None:
             else:
                 private = _private_for(settings)
                 setup = Setup(settings, seen, private.tracer, private)
+            tracing._app_tracer = app_tracer  # pyright: ignore[reportPrivateUsage]
             if settings is _config.current:
                 tracing._setup = setup  # pyright: ignore[reportPrivateUsage]
             return setup.tracer
@@ -363,6 +380,9 @@ def _new_provider(exporter: SpanExporter, description: str) -> tuple[TracerProvi
     # a deeper queue unless OTEL_BSP_MAX_QUEUE_SIZE says otherwise (issue 10; the memory is in performance.md).
     deep = counting.local and "OTEL_BSP_MAX_QUEUE_SIZE" not in os.environ
     processor = BoundedBatchSpanProcessor(counting, description, LOCAL_QUEUE_SIZE if deep else None)
+    if (set_backlog := getattr(exporter, "set_backlog", None)) is not None:
+        # The prompt-link threads of the mlflow server exporter hold their requests while spans wait (issue 10).
+        set_backlog(processor.behind)
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME})
     # shutdown_on_exit=False: the SDK's own atexit hook would wait up to 30 s for a dead endpoint; ours is short.
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
@@ -468,6 +488,7 @@ def flush(timeout: float) -> bool:
     for processor in _processors():
         remaining = max(deadline - time.monotonic(), 0.0)
         finished = processor.force_flush(int(remaining * 1000)) and finished
+    finished = _wait_for_links(deadline) and finished
     if not finished and (error := _counters.last_error) and (exporters := _exporters()):
         # Say now what is known (issue 17): the export in flight has failed attempts and is retrying; its final
         # outcome is counted later (`spans_failed`), when the exporter gives up or gets through.
@@ -495,7 +516,20 @@ def shutdown(timeout: float) -> bool:
     finished = True
     for processor in processors:
         remaining = max(deadline - time.monotonic(), 0.0)
+        # Spans first, then the prompt links they queued, then stop: the exporter's own shutdown waits briefly.
+        finished = processor.force_flush(int(remaining * 1000)) and finished
+    finished = _wait_for_links(deadline, processors) and finished
+    for processor in processors:
+        remaining = max(deadline - time.monotonic(), 0.0)
         finished = processor.shutdown(remaining) and finished
+    return finished
+
+
+def _wait_for_links(deadline: float, processors: list[BoundedBatchSpanProcessor] | None = None) -> bool:
+    """Wait until the exporters sent the prompt links queued so far (the `mlflow` exporter into a server)."""
+    finished = True
+    for exporter in _exporters(processors):
+        finished = exporter.wait_for_links(max(deadline - time.monotonic(), 0.0)) and finished
     return finished
 
 
@@ -503,22 +537,28 @@ def stats() -> dict[str, int]:
     """See `promptops.tracing.stats`."""
     result = snapshot()
     result["spans_queued"] = sum(processor.queued for processor in _processors())
-    result["spans_exporting"] = sum(exporter.in_flight for exporter in _exporters())
+    exporters = _exporters()
+    result["spans_exporting"] = sum(exporter.in_flight for exporter in exporters)
+    result["prompt_links_queued"] = sum(exporter.links_pending() for exporter in exporters)
     return result
 
 
-def _progress() -> tuple[int, int]:
+def _progress() -> tuple[int, int, int]:
     counts = snapshot()
-    return counts["spans_exported"] + counts["spans_failed"], -sum(p.queued for p in _processors())
+    return (
+        counts["spans_exported"] + counts["spans_failed"],
+        -sum(p.queued for p in _processors()),
+        counts["prompt_links"] + counts["prompt_links_failed"],
+    )
 
 
 def _local_export_running() -> bool:
     return any(exporter.local and exporter.in_flight for exporter in _exporters())
 
 
-def _exporters() -> list[CountingExporter]:
+def _exporters(processors: list[BoundedBatchSpanProcessor] | None = None) -> list[CountingExporter]:
     exporters: list[CountingExporter] = []
-    for processor in _processors():
+    for processor in _processors() if processors is None else processors:
         exporter: Any = processor._batch_processor._exporter  # pyright: ignore[reportPrivateUsage]
         if isinstance(exporter, CountingExporter):
             exporters.append(exporter)
@@ -544,10 +584,12 @@ def _at_exit() -> None:
                 break
             if not told:
                 told = True
+                counts = stats()
                 logger.warning(
-                    "promptops is still exporting %d spans to %s before this process exits (at most %.0f s more; "
-                    "interrupt to abandon them)",
-                    stats()["spans_queued"] + stats()["spans_exporting"],
+                    "promptops is still exporting %d spans (and linking %d traces to their prompt versions) to %s "
+                    "before this process exits (at most %.0f s more; interrupt to abandon them)",
+                    counts["spans_queued"] + counts["spans_exporting"],
+                    counts["prompt_links_queued"],
                     ", ".join(exporter.description for exporter in _exporters()) or "the exporter",
                     ATEXIT_MAX - (time.monotonic() - started),
                 )
@@ -577,4 +619,10 @@ def report_losses() -> None:
             counts["spans_queued"],
             in_flight,
             counts["spans_exported"],
+        )
+    if unlinked := counts["prompt_links_queued"]:
+        logger.warning(
+            "promptops tracing: %d traces were stored but not linked to their prompt versions before exit (the "
+            "prompt filter and the prompt's Traces tab miss them)",
+            unlinked,
         )

@@ -246,6 +246,7 @@ class CountingProxy:
         self._open = threading.Event()
         self._open.set()
         self._hold_for = 0.0
+        self._slow: dict[str, float] = {}  # path prefix -> seconds every such request is delayed
         self._closing = False
         proxy = self
 
@@ -284,6 +285,9 @@ class CountingProxy:
             self.requests.append((handler.command, handler.path))
         if not self._open.is_set():
             self._open.wait(self._hold_for)
+        for prefix, seconds in self._slow.items():
+            if handler.path.startswith(prefix):
+                time.sleep(seconds)
         if self._closing:
             handler.close_connection = True
             return
@@ -324,6 +328,10 @@ class CountingProxy:
         """Delay every request by up to `seconds` (until `release()`), before forwarding it."""
         self._hold_for = seconds
         self._open.clear()
+
+    def slow(self, path_prefix: str, seconds: float) -> None:
+        """Delay every request whose path starts with `path_prefix` by `seconds` (a slower server for those)."""
+        self._slow[path_prefix] = seconds
 
     def release(self) -> None:
         """Stop delaying; requests being held are forwarded now."""

@@ -12,10 +12,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import promptops
 from promptops import tracing
+from promptops.tracing._mlflow import LINK_PROMPTS_PATH
 
-from .conftest import MlflowServer
+from .conftest import CountingProxy, MlflowServer
 
 
 def tracked_functions(name: str) -> tuple[Any, Any]:
@@ -152,3 +155,62 @@ def test_a_fallback_prompt_is_not_linked(tmp_path: Path, prompt_name: str) -> No
     assert after["spans_exported"] - before["spans_exported"] == 1
     assert after["prompt_links"] == before["prompt_links"]
     assert after["prompt_links_failed"] == before["prompt_links_failed"]
+
+
+def linked_trace_ids(uri: str, experiment_id: str, prompt: str) -> set[str]:
+    """Every trace id MLflow's own filter `prompt = "NAME/V"` finds, page by page (no spans fetched)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    found: set[str] = set()
+    token: str | None = None
+    while True:
+        page = client.search_traces(
+            locations=[experiment_id],
+            filter_string=f'prompt = "{prompt}"',
+            max_results=500,
+            page_token=token,
+            include_spans=False,
+        )
+        found.update(trace.info.trace_id for trace in page)
+        token = page.token
+        if not token:
+            return found
+
+
+def test_a_burst_the_server_links_slower_than_it_arrives_loses_no_span(
+    server: MlflowServer, proxy: CountingProxy, prompt_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issues 10 and 12: MLflow's REST API links one trace per request, and a server links a few dozen a second.
+    # Sent one after another inside the export, the links held the export back and a faster application filled its
+    # export queue (spans dropped). Here the server is made a slower linker (every link request delayed 100 ms by
+    # the proxy: at most 10 a second one at a time) and 1,000 calls come at up to 100 a second into a queue of 700
+    # spans: before, each batch of 50 traces held the export for 5 s or more, and hundreds of spans were dropped at
+    # any call rate above about 35 a second. (The rate leaves the server room to take the spans on a loaded machine.)
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "700")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "50")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+    proxy.slow(LINK_PROMPTS_PATH, 0.1)
+    server.register(prompt_name, "Summarize {{ text }}")
+    experiment = f"burst-{uuid.uuid4().hex[:8]}"
+    promptops.configure(tracking_uri=proxy.url, experiment_name=experiment, trace_exporter="mlflow", capture=None)
+    summarize, _ = tracked_functions(prompt_name)
+    calls = 1_000
+    with promptops.use_prompt(prompt_name, version=1):
+        summarize("warm-up")  # the first export imports the OTLP encoder and resolves the experiment: seconds here
+        assert promptops.flush(120)
+        before = tracing.stats()
+        for index in range(calls):
+            summarize(f"doc {index}")
+            time.sleep(0.01)  # at most 100 calls a second (fewer on a loaded machine; never a catch-up burst)
+    assert promptops.flush(200)  # the spans, then every queued link
+    after = tracing.stats()
+    assert after["spans_dropped"] == before["spans_dropped"]
+    assert after["spans_failed"] == before["spans_failed"]
+    assert after["spans_exported"] - before["spans_exported"] == calls
+    assert after["prompt_links"] - before["prompt_links"] == calls
+    assert after["prompt_links_failed"] == before["prompt_links_failed"]
+    assert after["prompt_links_queued"] == 0
+    assert proxy.count(LINK_PROMPTS_PATH) == calls + 1  # one request per trace, none repeated
+    experiment_id = server.client.get_experiment_by_name(experiment).experiment_id
+    assert len(linked_trace_ids(server.url, experiment_id, f"{prompt_name}/1")) == calls + 1

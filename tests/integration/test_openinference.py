@@ -13,7 +13,7 @@ import pytest
 import promptops
 from promptops.tracing import _conventions
 
-from .conftest import MlflowServer
+from .conftest import MlflowServer, run_python
 from .test_tracing_export import wait_for_traces
 
 
@@ -114,3 +114,78 @@ def test_a_chat_prompt_call_carries_its_messages_into_mlflow(tmp_path: Path, pro
         {"role": "assistant", "content": "short the doc"},
     ]
     assert "gen_ai.input.messages" not in spans["other_arguments"].attributes
+
+
+APP_PROVIDER = """
+import json, sys
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+import promptops
+
+memory = InMemorySpanExporter()
+provider = TracerProvider()  # the application's own set-up (as Phoenix's register() makes one)
+provider.add_span_processor(SimpleSpanProcessor(memory))
+trace.set_tracer_provider(provider)
+promptops.configure(tracking_uri=sys.argv[1], capture=None)
+name = sys.argv[2]
+
+
+@promptops.track(prompt=name)
+def summarize(text, *, prompt):
+    promptops.record_usage(input_tokens=7, output_tokens=2, response_model="gpt-test-2", provider="openai")
+    return "short " + text
+
+
+@promptops.track(prompt=name + "-plain", name="plain", fallback="x")
+def plain(text):
+    return summarize(text)
+
+
+@promptops.track(prompt=name, name="stream")
+def stream(text, *, prompt):
+    yield "a"
+    yield "b"
+
+
+plain("doc")
+assert "".join(stream("doc")) == "ab"
+print(json.dumps({span.name: dict(span.attributes) for span in memory.get_finished_spans()}))
+"""
+
+
+def test_an_application_provider_gets_the_openinference_attributes(tmp_path: Path, prompt_name: str) -> None:
+    # Issue 12: with its own tracer provider the application exports with its own exporters, which add nothing: the
+    # attributes Phoenix reads are set on the span in the call.
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.register_prompt(name=prompt_name, template="Summarize {{ text }}", model_config={"model_name": "gpt-test"})
+    client.set_prompt_alias(prompt_name, "production", 1)
+    spans = run_python(APP_PROVIDER, uri, prompt_name, cwd=tmp_path)
+    llm, chain, streamed = spans["summarize"], spans["plain"], spans["stream"]
+    assert llm["openinference.span.kind"] == "LLM"
+    assert llm["input.value"] == llm["promptops.inputs"] == '{"text":"doc"}'
+    assert "input.mime_type" not in llm  # left out in the call: each attribute costs it (the budget is 1.5x)
+    assert llm["output.value"] == llm["promptops.output"] == '"short doc"'
+    assert llm["llm.model_name"] == "gpt-test-2"  # the model that answered (record_usage), over the config's
+    assert llm["llm.provider"] == "openai"
+    assert (llm["llm.token_count.prompt"], llm["llm.token_count.completion"]) == (7, 2)
+    assert llm["llm.prompt_template.template"] == "Summarize {{ text }}"
+    assert llm["llm.prompt_template.version"] == "1"
+    assert "llm.prompt_template.variables" not in llm  # the inputs again: left out in the call
+    assert chain["openinference.span.kind"] == "CHAIN"  # no model config, no usage
+    assert chain["input.value"] == '{"text":"doc"}' and chain["output.value"] == '"short doc"'
+    assert "llm.prompt_template.template" not in chain  # a fallback= template is not a registry prompt version
+    assert streamed["openinference.span.kind"] == "LLM"  # the prompt's model config: a model call
+    assert streamed["output.value"] == '"ab"'
+
+
+def test_the_names_set_in_the_call_are_the_export_threads() -> None:
+    from promptops import _span
+
+    assert _span.OI_SPAN_KIND == _conventions.SPAN_KIND
+    assert _span.OI_INPUT_VALUE == _conventions.INPUT_VALUE
+    assert _span.OI_OUTPUT_VALUE == _conventions.OUTPUT_VALUE

@@ -33,6 +33,7 @@ STATS_KEYS = {
     "prompt_links_failed",
     "spans_queued",
     "spans_exporting",
+    "prompt_links_queued",
 }
 
 
