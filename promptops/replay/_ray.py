@@ -4,7 +4,7 @@ Imported only for that executor (`pip install 'mlflow-promptops[ray]'`). What ru
 
 - **The driver** (the process that called `replay.run()`) plans the calls, looks up the stored ones, and sends
   the rest to the cluster in *chunks* of whole records, each a Ray task (`num_cpus=1`; a task's worker process
-  runs its chunk on a few threads, or asyncio for an async target, like the local executor). It keeps at most a
+  runs its chunk on up to `--workers` threads, or asyncio for an async target, like the local executor). It keeps at most a
   few chunks per CPU of the cluster queued, stores every finished call in the call store as it arrives, feeds
   the progress bar, then scores, summarises and gates exactly as the local executor does.
 - **One coordinator actor** holds the run's `Flow` (the `--workers` ceiling, the AIMD window, `--rps`, the
