@@ -38,12 +38,28 @@ CHILD_EXIT_TIMEOUT = 5.0  # the flush at a multiprocessing child's exit (as the 
 def flush(timeout: float = 5.0) -> bool:
     """Wait until background work finishes: prompt fetches, spans waiting for export, captured calls, feedback.
 
+    A SIGTERM that arrives while the main thread is in `flush()` (or `shutdown()`, or the exit flush of a
+    multiprocessing child) lets that flush finish within its own deadline, then terminates the process.
+
     Args:
         timeout: Seconds to wait at most.
 
     Returns:
         `True` if everything finished, `False` if the deadline passed first.
     """
+    global _flushing
+    if threading.current_thread() is not threading.main_thread():
+        return _flush(timeout)
+    _flushing += 1
+    try:
+        return _flush(timeout)
+    finally:
+        _flushing -= 1
+        if not _flushing and _term_pending:
+            _terminate(signal.SIGTERM, None)
+
+
+def _flush(timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     current = prompts._resolver  # pyright: ignore[reportPrivateUsage] - don't create one just to flush it
     finished = current.wait(timeout) if current is not None else True
@@ -94,14 +110,33 @@ _Handler = Any  # signal.Handlers | Callable[[int, FrameType | None], Any] | int
 _previous: _Handler = None  # the SIGTERM handler ours replaced (we chain to it)
 _installed_pid = 0  # the process our handler was installed in (a forked child inherits it: still ours)
 _finalizer_pid = 0
+# Flushes running in the main thread. A signal handler runs in the main thread between two bytecodes, possibly
+# while a flush there holds a lock (an Event's, a writer's): a second flush from the handler would wait for that
+# lock forever. So a SIGTERM that interrupts a flush only marks termination as pending; the flush ends it.
+_flushing = 0
+_term_pending = False
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     """Flush (bounded), then do what SIGTERM did before: the application's handler, or terminate."""
+    global _flushing, _term_pending
+    if _flushing:
+        _term_pending = True
+        return
+    _flushing += 1
     try:
-        flush(SIGTERM_TIMEOUT)
+        _flush(SIGTERM_TIMEOUT)
     except Exception:  # never keep a process from terminating
         log_internal_error("flush on SIGTERM")
+    finally:
+        _flushing -= 1
+    _terminate(signum, frame)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    """What SIGTERM did before promptops: the application's handler, or the default action."""
+    global _term_pending
+    _term_pending = False
     previous = _previous
     if callable(previous):
         previous(signum, frame)

@@ -76,6 +76,35 @@ print("not terminated")
     assert count(f"sqlite:///{tmp_path / 'captures.db'}") == 3001
 
 
+def test_a_sigterm_during_a_flush_lets_that_flush_finish_then_terminates(tmp_path: Path) -> None:
+    """The handler runs in the main thread, maybe while a flush there holds a lock: a second flush from it would
+    wait for that lock forever (a `with Pool()` worker hung so at its exit flush). So it lets the running flush
+    finish, within that flush's own deadline (here longer than the handler's 3 s), and then terminates."""
+    body = f"""
+import sqlite3
+summarize("first")
+promptops.flush(10)
+held = threading.Event()
+def hold():  # another connection keeps the store locked for 6 s
+    connection = sqlite3.connect({str(tmp_path / "captures.db")!r}, isolation_level=None)
+    connection.execute("BEGIN EXCLUSIVE")
+    held.set()
+    time.sleep(6)
+    connection.execute("ROLLBACK")
+threading.Thread(target=hold).start()
+held.wait()
+for i in range(100):
+    summarize(f"call {{i}}")
+threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+print("flushed", promptops.flush(30), flush=True)
+print("not terminated")
+"""
+    result = run_child(app(tmp_path, body), tmp_path)
+    assert result.returncode == -signal.SIGTERM, result.stderr
+    assert "not terminated" not in result.stdout and "flushed" not in result.stdout
+    assert count(f"sqlite:///{tmp_path / 'captures.db'}") == 101
+
+
 def test_an_ignored_sigterm_stays_ignored(tmp_path: Path) -> None:
     body = """
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
