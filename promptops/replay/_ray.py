@@ -68,6 +68,7 @@ _TASK_RETRIES: Final = 3  # attempts after the first when a worker process dies 
 _QUEUED_PER_CPU: Final = 2  # chunks queued per CPU of the cluster: enough to keep every CPU busy
 _CHUNKS_PER_CPU: Final = 8  # chunks per CPU of the cluster when the run is large (at least two rounds each)
 _SCORE_BATCH: Final = 256  # items per scoring task
+_STOP_WAIT_S: Final = 10.0  # on Ctrl-C, how long the tasks get to end by themselves before they are cancelled
 _WAIT_STEP_S: Final = 0.5  # a worker sleeping between retries asks the coordinator this often if the run stopped
 # Not shipped to the workers with the working directory.
 _EXCLUDES: Final = [".git", ".venv", "venv", ".tox", ".promptops", "mlruns", "node_modules", "__pycache__", "*.db"]
@@ -590,10 +591,17 @@ class _Run:
                 self.collect()
             self.collect()
         except KeyboardInterrupt:
+            left: list[Any] = list(pending)
             with contextlib.suppress(Exception):
                 ray.get(self.coordinator.stop.remote(), timeout=10)
-            for ref in pending:
-                ray.cancel(ref, force=True)
+                # Stopped, the tasks start no call and end once their calls in flight return: let them, and
+                # cancel only what is left. Force-cancelling a task as it completes can trip an internal check
+                # of Ray's (2.60: "Tried to complete task that was not pending") that aborts the driver.
+                if left:
+                    left = ray.wait(left, num_returns=len(left), timeout=_STOP_WAIT_S)[1]
+            for ref in left:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
             with contextlib.suppress(Exception):
                 self.collect()
             return True
