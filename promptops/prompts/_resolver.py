@@ -247,6 +247,8 @@ class Resolver:
 
     def _get_registry(self) -> Registry:
         with self._registry_lock:
+            if self._closed:  # a fetch started after close(): its registry's connections would never be closed
+                raise RegistryError("the resolver was closed (promptops was reconfigured or shut down)")
             if self._registry is None:
                 self._registry = make_registry(self.uri, timeout=self.settings.registry_timeout)
             return self._registry

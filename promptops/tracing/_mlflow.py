@@ -340,6 +340,7 @@ class MlflowHttpExporter(SpanExporter):
         self._warn = RateLimitedWarning()
         self._lock = threading.Lock()
         self._client_lock = threading.Lock()  # the link threads and the export thread share one client
+        self._closed = False  # after shutdown() no client is made: a late link thread's would never be closed
         self._sender = LinkSender(self._send_link, self._links_done)
         self._behind: Callable[[], bool] | None = None
         _forget_in_child(weakref.ref(self))
@@ -364,6 +365,8 @@ class MlflowHttpExporter(SpanExporter):
             return self._client if self._client is not None else self._new_client()
 
     def _new_client(self) -> Any:
+        if self._closed:
+            raise ExportFailed("promptops tracing was shut down")
         if self._client is None:
             import httpx
 
@@ -505,7 +508,9 @@ class MlflowHttpExporter(SpanExporter):
     def shutdown(self) -> None:
         """Send the links still queued (a few seconds at most), then close the connections."""
         self._sender.close(LINK_CLOSE_WAIT)
-        client, self._client = self._client, None
+        with self._client_lock:
+            self._closed = True
+            client, self._client = self._client, None
         if client is not None:
             client.close()
 
