@@ -17,6 +17,7 @@ import pytest
 import promptops
 from promptops import Prompt, prompts
 from promptops.prompts._disk import DiskCache
+from promptops.prompts._registry import RegistryError
 from tests.conftest import Registry
 
 
@@ -336,3 +337,14 @@ def test_a_fetch_past_its_budget_is_abandoned_not_reused(local_registry: Registr
     assert current._inflight.get(key, None) is None or current._inflight[key].future is not hung  # pyright: ignore[reportPrivateUsage]
     hung.set_result(Prompt(name=prompt_name, version=1, template="one"))  # a late answer changes nothing
     assert call().version == 2
+
+
+def test_a_closed_resolver_opens_no_new_connection(local_registry: Registry, prompt_name: str) -> None:
+    # A fetch that starts after close() (its thread was late, or a refresh was due) made a new registry whose
+    # connections nobody closed: their ResourceWarning, raised at garbage collection inside a later test, failed CI.
+    local_registry.register(prompt_name, "one", alias="production")
+    current = prompts.resolver()
+    current.close()
+    with pytest.raises(RegistryError, match="closed"):
+        current._get_registry()  # pyright: ignore[reportPrivateUsage]
+    assert current._registry is None  # pyright: ignore[reportPrivateUsage]

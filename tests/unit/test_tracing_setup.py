@@ -437,3 +437,17 @@ def test_a_replay_does_not_wait_for_a_failing_exporter(monkeypatch: pytest.Monke
     replay_spans(tracer, 100)
     assert time.monotonic() - started < 45  # generous; 100 spans each waiting out the (1 s) bound take 100 s
     assert tracing.stats()["spans_dropped"] - before["spans_dropped"] >= 50
+
+
+def test_the_server_exporter_opens_no_connection_after_shutdown() -> None:
+    # A link thread still running at shutdown (past its close wait) made a new httpx client nobody closed: its
+    # socket's ResourceWarning, raised at garbage collection inside a later test, failed CI.
+    from promptops.tracing._counters import ExportFailed
+    from promptops.tracing._mlflow import MlflowHttpExporter
+
+    exporter = MlflowHttpExporter("http://127.0.0.1:9", None)
+    exporter._http()  # pyright: ignore[reportPrivateUsage] - made on first use, as in the export thread
+    exporter.shutdown()
+    with pytest.raises(ExportFailed, match="shut down"):
+        exporter._http()  # pyright: ignore[reportPrivateUsage]
+    assert exporter._client is None  # pyright: ignore[reportPrivateUsage]
