@@ -191,6 +191,18 @@ def main() -> int:
     both = medians["tracing + capture"] - base
     alone = medians["tracing only"] - base
     app = medians["tracing, app provider"] - base
+    # The same ratio per repeat (each repeat's batches ran back to back), then its median: a slow drift of the
+    # machine moves both batches of a repeat alike, so this spread is the measurement's own.
+    paired = sorted(
+        (both_ - bare_) / (raw_ - bare_)
+        for both_, raw_, bare_ in zip(
+            samples["tracing + capture"], samples["raw OTel span"], samples["bare"], strict=True
+        )
+    )
+    print(
+        f"per repeat: tracing + capture / raw span median {statistics.median(paired):.2f}x "
+        f"(quartiles {paired[len(paired) // 4]:.2f}-{paired[3 * len(paired) // 4]:.2f}x)"
+    )
     print(
         f"tracing + capture adds {both / raw:.2f}x what the raw span adds (target <= 1.5x); tracing alone {alone / raw:.2f}x"
         f"; tracing alone into an application provider (OpenInference attributes in the call) {app / raw:.2f}x"
