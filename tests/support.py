@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Listener", "RayCluster", "free_port", "write_as_older_schema"]
+__all__ = ["Listener", "RayCluster", "free_port", "kill_marked", "write_as_older_schema"]
 
 
 class Listener:
@@ -66,6 +66,30 @@ def write_as_older_schema(engine: Any, records: Iterable[Any]) -> None:
     rows = [dict(zip(names, _store._row(record, sqlite=False), strict=True)) for record in records]  # pyright: ignore[reportPrivateUsage]
     with engine.begin() as connection:
         connection.execute(table.insert(), [{key: row[key] for key in table.columns.keys()} for row in rows])
+
+
+def kill_marked(name: str, value: str) -> int:
+    """SIGKILL every process whose environment has `name=value`; how many there were (Linux `/proc`).
+
+    A subprocess killed by its timeout leaves its own children running (an `mlflow server` in a session of its
+    own, with its uvicorn workers): they inherited the environment, so a marker set there finds them all.
+    """
+    marker = f"{name}={value}".encode()
+    killed = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environment = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:  # gone, or not ours to read
+            continue
+        if marker in environment:
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+    return killed
 
 
 def free_port() -> int:

@@ -7,12 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support import kill_marked
+
 DEMO = Path(__file__).parents[2] / "examples" / "demo.py"
 
 
 def test_demo_runs_end_to_end_offline(tmp_path: Path) -> None:
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "PROMPTOPS_DEMO_DIR": str(tmp_path)}
-    done = subprocess.run([sys.executable, str(DEMO)], capture_output=True, text=True, timeout=400, env=env)
+    try:
+        done = subprocess.run([sys.executable, str(DEMO)], capture_output=True, text=True, timeout=400, env=env)
+    finally:  # on a timeout the demo is killed, not its mlflow server: that one would run on for good
+        kill_marked("PROMPTOPS_DEMO_DIR", str(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
     lines = {
         line.split("->")[0].strip(): line.split("->", 1)[1].strip()
