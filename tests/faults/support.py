@@ -99,7 +99,8 @@ class FaultProxy:
 
     `mode` applies to every connection, current and new: `"pass"` forwards, `"blackhole"` keeps connections open
     and throws away whatever passes (a stalled network path: nothing arrives, nothing fails), `"drip"` forwards
-    a few bytes at a time, slowly. `reset()` aborts every current connection (TCP RST).
+    a few bytes at a time, slowly, `"down"` closes new connections at once (a server that is not there).
+    `reset()` aborts every current connection (TCP RST).
     """
 
     def __init__(self, upstream: int) -> None:
@@ -116,6 +117,11 @@ class FaultProxy:
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+            # A close() alone leaves the connection up while a pump thread is blocked in recv() on it (the call
+            # holds the socket): shutdown() wakes it first, so the peer sees the reset now, not a silent path.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
                 sock.close()
 
     def close(self) -> None:
@@ -123,6 +129,9 @@ class FaultProxy:
         self.reset()
 
     def _connect(self, client: socket.socket) -> None:
+        if self.mode == "down":
+            client.close()
+            return
         try:
             upstream = socket.create_connection(("127.0.0.1", self.upstream))
         except OSError:
