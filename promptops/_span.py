@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from . import tracing as _tracing
 from ._config import Settings, get_settings
 from ._errors import log_internal_error
-from ._usage import report_usage, usage_sink
+from ._usage import StreamUsage, report_usage, usage_sink
 from .prompts import Prompt, replay_active
 
 if TYPE_CHECKING:
@@ -396,8 +396,10 @@ class StreamSpan:
         "_start_ns",
         "convert",
         "inputs",
+        "last",
         "on_end",
         "settings",
+        "sink",
         "span",
         "token_context",
     )
@@ -430,6 +432,8 @@ class StreamSpan:
         self._limit = limit * 10
         self._done = False
         self.inputs: tuple[CallSpan, tuple[Any, ...], dict[str, Any], bool] | None = None  # for `masked` on error
+        self.sink: StreamUsage | None = None  # a captured stream's usage sink, set around each step (issue 14)
+        self.last: Any = None  # the last item: an OpenAI stream's final chunk carries the usage
 
     @classmethod
     def start(
@@ -483,6 +487,7 @@ class StreamSpan:
     def item(self, value: Any) -> None:
         """Count one item and keep it for the joined output (bounded: see `__init__`)."""
         self._items += 1
+        self.last = value
         if self._first_ns is None:
             self._first_ns = time.perf_counter_ns()
         if self._keep and self._size <= self._limit:

@@ -26,7 +26,7 @@ from ._config import Selector, Settings, get_settings, parse_selector
 from ._errors import PromptUnavailableError, log_internal_error
 from ._span import CallSpan, StreamSpan
 from ._uri import redact_uri
-from ._usage import Usage, passed_on, usage_of, usage_sink
+from ._usage import StreamUsage, UsageCollector, passed_on, usage_of, usage_sink
 from .capture import CallCapture
 from .capture._capture import DEFERRED
 from .prompts import NO_OVERRIDES, Prompt, Template, active_prompt, overrides, resolver, selector_for
@@ -249,16 +249,15 @@ def _observed(spec: _Spec, tracer: Any) -> bool:
     return settings is None or settings.capture is not None
 
 
-class _Observation:
+class _Observation(UsageCollector):
     """One call's span and capture bookkeeping, shared by the sync and async paths.
 
     Capture is decided at the start (`admit`), and arguments the record must convert now are converted once, for
-    the span and the record alike (issue 11: they were converted twice); so is a mutable return value.
+    the span and the record alike (issue 11: they were converted twice); so is a mutable return value. A call whose
+    record is kept is the usage sink while it runs (`_run`): `record_usage()` inside it lands in its record.
     """
 
-    __slots__ = (
-        "args", "began", "bound", "inputs", "kwargs", "prompt", "settings", "spec", "started", "usage", "writer",
-    )  # fmt: skip
+    __slots__ = ("args", "began", "bound", "inputs", "kwargs", "prompt", "settings", "spec", "started", "writer")
 
     def __init__(
         self,
@@ -273,7 +272,7 @@ class _Observation:
         self.settings = settings = get_settings()
         capture = spec.capture
         self.writer = writer = capture.admit(settings) if capture.enabled else None
-        self.usage: Usage | None = None  # what the call reports while it is the usage sink (`add`)
+        self.usage = None  # `UsageCollector.__init__`, without the call
         self.inputs: Any = DEFERRED
         if writer is not None and not capture.deferrable(args, kwargs, bound):
             named = capture.bind(args, kwargs, bound)
@@ -287,15 +286,6 @@ class _Observation:
             else None
         )  # fmt: skip
         self.began = perf_counter_ns()
-
-    def add(
-        self, input_tokens: int | None, output_tokens: int | None, model: str | None, provider: str | None = None
-    ) -> None:
-        """`record_usage()` during the call: kept with its record (issue 14). `_run` makes this the usage sink."""
-        usage = self.usage
-        if usage is None:
-            usage = self.usage = Usage()
-        usage.add(input_tokens, output_tokens, model, provider)
 
     def failed(self, exc: BaseException, listened: Token[Any] | None = None) -> None:
         ended = perf_counter_ns()
@@ -421,10 +411,11 @@ def _stream(
         return None if capture.immutable(output) else capture.encode(settings, output)
 
     def on_end(output: Any, encoded: Any, exc: BaseException | None, began: int, first: int | None, ended: int) -> None:
-        if writer is not None:
+        if writer is not None and stream is not None:
+            usage = stream.sink.ended(stream.last) if stream.sink is not None else None
             capture.hand_over(
                 writer, settings, prompt, args, kwargs, bound, inputs, output if encoded is None else encoded,
-                encoded is not None, exc, began, ended, first, stream.span if stream is not None else None,
+                encoded is not None, exc, began, ended, first, stream.span, usage,
             )  # fmt: skip
 
     stream = StreamSpan.start(
@@ -432,6 +423,8 @@ def _stream(
         inputs=inputs[1] if inputs is not DEFERRED else None,
         on_end=on_end if writer is not None else None, convert=convert if writer is not None else None,
     )  # fmt: skip
+    if stream is not None and writer is not None:
+        stream.sink = StreamUsage()  # the record keeps what the stream reports while it runs (issue 14)
     return stream
 
 
@@ -544,19 +537,32 @@ def _async_wrapper(spec: _Spec) -> Callable[..., Any]:
     return wrapper
 
 
-def _enter(prompt: Prompt, stream: StreamSpan | None) -> tuple[Any, object]:
-    """Make `prompt` (and the stream's span) current for one step of a stream; undo with `_leave`.
+def _enter(prompt: Prompt, stream: StreamSpan | None) -> tuple[Any, object, Any]:
+    """Make `prompt`, the stream's span and its usage sink current for one step of a stream; undo with `_leave`.
 
     The one copy of what every step of `_iterate`/`_aiterate` does (issue 16: it was written out four times).
-    Two plain calls, not a context manager: this runs once per item of every tracked stream.
+    Two plain calls, not a context manager: this runs once per item of every tracked stream. The sink is set only
+    for a captured stream, as `_run` sets it only for a captured call: `record_usage()` in the generator then
+    lands in the stream's record (issue 14).
     """
-    return active_prompt.set(prompt), stream.attach() if stream is not None else None
+    if stream is None:
+        return active_prompt.set(prompt), None, None
+    # Per item, so no call that would do nothing: a context variable set and reset cost ~0.25 µs already.
+    sink = stream.sink
+    listened = None
+    if sink is not None:
+        listened = usage_sink.set(sink)
+        sink.outer = listened.old_value
+    return active_prompt.set(prompt), stream.attach() if stream.token_context is not None else None, listened
 
 
-def _leave(stream: StreamSpan | None, tokens: tuple[Any, object]) -> None:
-    """Undo `_enter`: detach the span, then restore the previous prompt."""
+def _leave(stream: StreamSpan | None, tokens: tuple[Any, object, Any]) -> None:
+    """Undo `_enter`: restore the usage sink, detach the span, then restore the previous prompt."""
     if stream is not None:
-        stream.detach(tokens[1])
+        if tokens[2] is not None:
+            usage_sink.reset(tokens[2])
+        if tokens[1] is not None:
+            stream.detach(tokens[1])
     active_prompt.reset(tokens[0])
 
 

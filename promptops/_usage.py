@@ -1,7 +1,7 @@
 """Token usage of one call, as the call reports it (issue 13: tokens and cost; issue 14: per rollout arm).
 
 Replay sets `usage_sink` to a fresh `Usage` around each call it makes, and so does `@promptops.track` around
-a call whose capture record is kept. `promptops.record_usage()` and the LangChain callback handler add what
+a call whose capture record is kept (around each step of a captured stream: `StreamUsage`). `promptops.record_usage()` and the LangChain callback handler add what
 they see to it (`report_usage`); when nothing was reported, the usage of the response object the function
 returned is read, if it is one (`usage_of`: OpenAI chat completions and responses, Anthropic messages,
 LangChain messages), duck-typed, without importing any SDK. Elsewhere the sink is unset and reporting costs
@@ -18,7 +18,9 @@ from typing import Any, Protocol
 from ._prices import PRICES_AS_OF
 
 __all__ = [
+    "StreamUsage",
     "Usage",
+    "UsageCollector",
     "UsageSink",
     "UsageTotals",
     "passed_on",
@@ -84,6 +86,71 @@ def passed_on(token: Token[UsageSink | None], usage: Usage) -> None:
     outer = token.old_value
     if outer is not Token.MISSING and outer is not None:
         outer.add(usage.input_tokens, usage.output_tokens, usage.model, usage.provider)
+
+
+class UsageCollector:
+    """A usage sink that keeps what is reported to it in `usage`: a tracked call's, a stream's (issue 14).
+
+    Attributes:
+        usage: What was reported, `None` until something is.
+    """
+
+    __slots__ = ("usage",)
+
+    def __init__(self) -> None:
+        """An empty sink."""
+        self.usage: Usage | None = None
+
+    def add(
+        self, input_tokens: int | None, output_tokens: int | None, model: str | None, provider: str | None = None
+    ) -> None:
+        """Count one model call."""
+        usage = self.usage
+        if usage is None:
+            usage = self.usage = Usage()
+        usage.add(input_tokens, output_tokens, model, provider)
+
+
+class StreamUsage(UsageCollector):
+    """The usage sink of one captured stream (a tracked generator's call; issue 14).
+
+    Set around each step of the stream, so what is reported while the generator runs lands in the stream's record
+    and, as it is reported, in the sink of whoever drives that step (an enclosing tracked call), as a nested call's
+    usage does (`passed_on`).
+
+    Attributes:
+        usage: What the stream reported, `None` until it reports something.
+        outer: The sink in force around the step being run (`Token.MISSING`: none), which `_track._enter` stores
+            from the token of setting this one, once per step.
+    """
+
+    __slots__ = ("outer",)
+
+    def __init__(self) -> None:
+        """An empty sink."""
+        super().__init__()
+        self.outer: Any = None
+
+    def add(
+        self, input_tokens: int | None, output_tokens: int | None, model: str | None, provider: str | None = None
+    ) -> None:
+        """Count one model call for the stream, and for the sink around it."""
+        super().add(input_tokens, output_tokens, model, provider)
+        outer = self.outer
+        if outer is not None and outer is not Token.MISSING:
+            outer.add(input_tokens, output_tokens, model, provider)
+
+    def ended(self, last: Any) -> Usage | None:
+        """What the stream used: what it reported, else the usage its last item carries, if any.
+
+        That is an OpenAI stream's final chunk with `stream_options={"include_usage": True}`, yielded as it is; the
+        usage found there counts for the sink around the stream too.
+        """
+        if self.usage is None:
+            found = usage_of(last)
+            if found is not None:
+                self.add(found.input_tokens, found.output_tokens, found.model, found.provider)
+        return self.usage
 
 
 def report_usage(

@@ -2,8 +2,9 @@
 
 Replay against a real provider meets rate limits, overloads and slow answers (issue 13). This server lets
 tests, examples and benchmarks meet them on 127.0.0.1, through the real `openai` and `anthropic` SDKs and
-LangChain's `ChatOpenAI`: `POST /v1/chat/completions` answers like OpenAI (with `usage`), `POST /v1/messages`
-like Anthropic. Answers come from `promptops.testing.OfflineModel`, which reads the prompt, so a prompt change
+LangChain's `ChatOpenAI`: `POST /v1/chat/completions` answers like OpenAI (with `usage`; with `"stream": true` as server-sent
+events, the usage in a last chunk when `stream_options.include_usage` asks for it), `POST /v1/messages` like
+Anthropic. Answers come from `promptops.testing.OfflineModel`, which reads the prompt, so a prompt change
 changes the output the way it would with a real model.
 
 ```python
@@ -31,6 +32,7 @@ import collections
 import json
 import math
 import random
+import re
 import threading
 import time
 import uuid
@@ -276,7 +278,22 @@ def _handler(server: ProviderServer) -> type[BaseHTTPRequestHandler]:
             text = server.reply(messages, model)
             usage = (sum(_tokens(message["content"]) for message in messages), _tokens(text))
             server._count(200, usage)  # pyright: ignore[reportPrivateUsage]
+            if body.get("stream") and not anthropic:
+                options: Any = body.get("stream_options") or {}
+                include_usage = isinstance(options, dict) and options.get("include_usage") is True  # pyright: ignore[reportUnknownMemberType]
+                self._send_events(_openai_chunks(model, text, usage, include_usage=include_usage))
+                return
             self._send(200, _anthropic_answer(model, text, usage) if anthropic else _openai_answer(model, text, usage))
+
+        def _send_events(self, events: Sequence[Mapping[str, Any]]) -> None:
+            """A stream of server-sent events, as OpenAI sends one: a `data:` line per chunk, then `[DONE]`."""
+            data = b"".join(b"data: " + json.dumps(event).encode() + b"\n\n" for event in events)
+            data += b"data: [DONE]\n\n"
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
         def _send(self, status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> None:
             data = json.dumps(body).encode()
@@ -314,6 +331,24 @@ def _openai_answer(model: str, text: str, usage: tuple[int, int]) -> dict[str, A
         ],
         "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)},
     }
+
+
+def _openai_chunks(model: str, text: str, usage: tuple[int, int], *, include_usage: bool) -> list[dict[str, Any]]:
+    """An answer as OpenAI streams it: a role chunk, a chunk per word, a finish chunk, then the usage if asked."""
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk", "created": int(time.time())}
+    head["model"] = model
+
+    def chunk(delta: dict[str, str], finish_reason: str | None = None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+        return {**head, "choices": [choice], **({"usage": None} if include_usage else {})}
+
+    chunks = [chunk({"role": "assistant", "content": ""})]
+    chunks += [chunk({"content": piece}) for piece in re.findall(r"\s*\S+", text)]
+    chunks.append(chunk({}, "stop"))
+    if include_usage:
+        total = {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}
+        chunks.append({**head, "choices": [], "usage": total})
+    return chunks
 
 
 def _anthropic_answer(model: str, text: str, usage: tuple[int, int]) -> dict[str, Any]:

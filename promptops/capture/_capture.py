@@ -210,6 +210,7 @@ class CallCapture:
             ended_ns: When it ended (the stream was exhausted or closed), same clock.
             first_item_ns: When a stream yielded its first item, same clock.
             span_context: The call's OpenTelemetry span or `SpanContext`, if one was recording.
+            usage: The tokens the call reported (`promptops._usage`), if it reported any.
         """
         settings = _config.current or get_settings()
         writer = self.admit(settings)
@@ -230,6 +231,7 @@ class CallCapture:
         ended_ns: int,
         first_item_ns: int | None = None,
         span_context: Any = None,
+        usage: Usage | None = None,
     ) -> None:
         """Queue one finished call whose inputs are already a mapping by name. Never raises, never blocks.
 
@@ -246,6 +248,7 @@ class CallCapture:
             ended_ns: When it ended, same clock.
             first_item_ns: When a stream produced its first item, same clock.
             span_context: The call's OpenTelemetry span or `SpanContext`, if one was recording.
+            usage: The tokens the call reported (`promptops._usage`), if it reported any.
         """
         settings = _config.current or get_settings()
         writer = self.admit(settings)
@@ -253,7 +256,7 @@ class CallCapture:
             named = dict(inputs)
             self.hand_over(
                 writer, settings, prompt, (), {}, False, (named, self._encode(settings, named)), output, False,
-                error, started_ns, ended_ns, first_item_ns, span_context,
+                error, started_ns, ended_ns, first_item_ns, span_context, usage,
             )  # fmt: skip
 
     def hand_over(

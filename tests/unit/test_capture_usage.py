@@ -1,6 +1,7 @@
 """Token usage kept with capture records (issue 14): `record_usage()` in a tracked call, or its returned response.
 
-The real `openai` and `anthropic` SDKs and LangChain's `ChatOpenAI` talk to `promptops.provider_server` on
+Streams too: what a tracked generator reports while it runs. The real `openai` and `anthropic` SDKs and
+LangChain's `ChatOpenAI` talk to `promptops.provider_server` on
 127.0.0.1, whose token counters are what the records must hold. Older stores gain the usage columns in place.
 """
 
@@ -9,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 import sqlite3
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import openai
@@ -172,6 +175,115 @@ def test_returned_provider_responses_carry_their_usage(name: str, provider: Prov
     langchain = usage(found["with_langchain"])
     assert langchain[:3] == (*expected["with_langchain"], "gpt-4o-mini")
     assert langchain[3] in ("openai", None)  # `model_provider` is in the message's metadata from langchain-core 1.0
+
+
+@pytest.mark.parametrize("kind", ["generator", "async generator"])
+def test_a_stream_keeps_the_usage_reported_while_it_runs(name: str, kind: str) -> None:
+    """`record_usage()` inside a tracked generator, before, between and after its items, lands in its record.
+
+    Two streams consumed in turns keep their own tokens; what the consumer reports between items is not theirs;
+    the tracked call consuming them counts their tokens too, as for a nested call (issue 14).
+    """
+    promptops.configure(trace_exporter="none")
+
+    @promptops.track(prompt=name)
+    def words(text: str, n: int, *, prompt: Prompt) -> Iterator[str]:
+        promptops.record_usage(input_tokens=10 * n, model="gpt-4o-mini", provider="openai")
+        for word in text.split():
+            yield word
+            promptops.record_usage(output_tokens=n, response_model=f"gpt-4o-mini-{n}")
+
+    @promptops.track(prompt=name)
+    async def awords(text: str, n: int, *, prompt: Prompt) -> AsyncIterator[str]:
+        promptops.record_usage(input_tokens=10 * n, model="gpt-4o-mini", provider="openai")
+        for word in text.split():
+            await asyncio.sleep(0)
+            yield word
+            promptops.record_usage(output_tokens=n, response_model=f"gpt-4o-mini-{n}")
+
+    def mine() -> None:  # the consumer's own model call, between the streams' items
+        promptops.record_usage(input_tokens=100, model="consumer-model")
+
+    @promptops.track(prompt=name)
+    def consume(text: str, *, prompt: Prompt) -> str:
+        pairs: list[tuple[str, str]] = []
+        if kind == "generator":
+            for pair in zip(words(text, 1), words(text, 2), strict=True):
+                mine()
+                pairs.append(pair)
+        else:
+
+            async def both() -> None:
+                first, second = awords(text, 1), awords(text, 2)
+                async for item in first:
+                    pairs.append((item, await anext(second)))
+                    mine()
+                assert [item async for item in second] == []
+
+            asyncio.run(both())
+        return " ".join(a + b for a, b in pairs)
+
+    assert consume("one two three") == "oneone twotwo threethree"
+    (outer,) = [record for record in records() if "consume" in record.function]
+    streams = sorted(usage(record) for record in records() if "words" in record.function)
+    assert streams == [(10, 3, "gpt-4o-mini-1", "openai"), (20, 6, "gpt-4o-mini-2", "openai")]
+    assert usage(outer) == (330, 9, "gpt-4o-mini-2", "openai")  # its own 3 x 100, and the streams' tokens
+
+
+def test_a_stream_through_the_real_openai_sdk_keeps_the_servers_token_counts(
+    name: str, provider: ProviderServer
+) -> None:
+    """Streamed chat completions (`stream_options={"include_usage": True}`), sync and async, three ways of yielding.
+
+    The usage is reported from the final chunk with `record_usage()`, or read from that chunk when the generator
+    yields the SDK's chunks as they are; either way the record holds what the server counted.
+    """
+    promptops.configure(trace_exporter="none")
+    options: Any = {"stream": True, "stream_options": {"include_usage": True}, "model": "gpt-4o-mini"}
+
+    def ask(prompt: Prompt, text: str) -> list[dict[str, str]]:
+        return [{"role": "user", "content": prompt.format(text=text)}]
+
+    @promptops.track(prompt=name)
+    def deltas(text: str, *, prompt: Prompt) -> Iterator[str]:
+        with openai.OpenAI(base_url=provider.openai_url, api_key="test", max_retries=0) as client:
+            for chunk in client.chat.completions.create(messages=ask(prompt, text), **options):
+                if chunk.usage is not None:
+                    promptops.record_usage(
+                        input_tokens=chunk.usage.prompt_tokens,
+                        output_tokens=chunk.usage.completion_tokens,
+                        response_model=chunk.model,
+                        provider="openai",
+                    )
+                elif chunk.choices and chunk.choices[0].delta.content:
+                    yield chunk.choices[0].delta.content
+
+    @promptops.track(prompt=name)
+    def chunks(text: str, *, prompt: Prompt) -> Iterator[Any]:
+        with openai.OpenAI(base_url=provider.openai_url, api_key="test", max_retries=0) as client:
+            yield from client.chat.completions.create(messages=ask(prompt, text), **options)
+
+    @promptops.track(prompt=name)
+    async def achunks(text: str, *, prompt: Prompt) -> AsyncIterator[Any]:
+        async with openai.AsyncOpenAI(base_url=provider.openai_url, api_key="test", max_retries=0) as client:
+            async for chunk in await client.chat.completions.create(messages=ask(prompt, text), **options):
+                yield chunk
+
+    async def drain(stream: AsyncIterator[Any]) -> list[Any]:
+        return [item async for item in stream]
+
+    expected: dict[str, tuple[int, int]] = {}
+    text = "the quarterly report, in three short sentences"
+    for func in (deltas, chunks, achunks):
+        before = (provider.input_tokens, provider.output_tokens)
+        items = asyncio.run(drain(achunks(text))) if func is achunks else list(func(text))
+        expected[func.__name__] = (provider.input_tokens - before[0], provider.output_tokens - before[1])
+        assert expected[func.__name__][0] > 0 and len(items) > 3  # the server counted real usage, streamed
+        if func is deltas:
+            assert len("".join(items).split()) == expected["deltas"][1]  # the words streamed are those counted
+    found = {record.function.rsplit(".", 1)[-1]: record for record in records()}
+    for function, tokens in expected.items():
+        assert usage(found[function]) == (*tokens, "gpt-4o-mini", "openai"), function
 
 
 def test_usage_is_not_read_in_a_replay_by_capture(name: str) -> None:

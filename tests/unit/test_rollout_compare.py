@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import random
@@ -9,7 +10,9 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -196,25 +199,33 @@ def test_feedback_lands_in_the_store_and_gates_on_it(registry: Registry, rollout
     assert comparison.metrics["feedback.thumbs.mean"].delta == -1.0
 
 
-def test_status_compares_tokens_and_cost_reported_by_the_real_openai_sdk(
-    local_registry: Registry, prompt_name: str, tmp_path: Path
-) -> None:
-    """A candidate prompt three times as long costs more: the arms' tokens and cost come from the captures."""
+@contextlib.contextmanager
+def provider_rollout(registry: Registry, name: str) -> Iterator[tuple[Any, Any]]:
+    """A rollout of a candidate prompt three times as long as the baseline, to half the traffic; the local provider
+    server and a real `openai` client for it."""
     import openai
 
     from promptops.provider_server import ProviderServer
 
-    local_registry.register(prompt_name, "Summarize: {{text}}", alias="production")
-    local_registry.register(
-        prompt_name, "Summarize in detail, naming every figure and every person, then list open questions: {{text}}"
+    registry.register(name, "Summarize: {{text}}", alias="production")
+    registry.register(
+        name, "Summarize in detail, naming every figure and every person, then list open questions: {{text}}"
     )
-    promptops.configure(tracking_uri=local_registry.uri, trace_exporter="none")
-    start_rollout(local_registry.client, prompt_name, candidate=2, share=0.5)
-    rollout_cache().refresh(prompt_name)
+    promptops.configure(tracking_uri=registry.uri, trace_exporter="none")
+    start_rollout(registry.client, name, candidate=2, share=0.5)
+    rollout_cache().refresh(name)
     with (
         ProviderServer() as server,
         openai.OpenAI(base_url=server.openai_url, api_key="test", max_retries=0) as client,
     ):
+        yield server, client
+
+
+def test_status_compares_tokens_and_cost_reported_by_the_real_openai_sdk(
+    local_registry: Registry, prompt_name: str, tmp_path: Path
+) -> None:
+    """A candidate prompt three times as long costs more: the arms' tokens and cost come from the captures."""
+    with provider_rollout(local_registry, prompt_name) as (server, client):
 
         @promptops.track(prompt=prompt_name, rollout_key="user")
         def reply(user: str, text: str, *, prompt: Prompt) -> object:
@@ -272,6 +283,61 @@ def test_status_compares_tokens_and_cost_reported_by_the_real_openai_sdk(
     assert "gate cost.mean noninferior 10%: FAIL" in status.stdout
     page = (tmp_path / "s.html").read_text()
     assert "tokens.mean" in page and f"{usage['candidate'].input_tokens:,} in" in page
+
+
+def test_status_shows_tokens_per_arm_for_a_streamed_feature(local_registry: Registry, prompt_name: str) -> None:
+    """A chat feature that streams (a tracked generator through the real `openai` SDK) has tokens and cost per arm."""
+    with provider_rollout(local_registry, prompt_name) as (server, client):
+
+        @promptops.track(prompt=prompt_name, rollout_key="user")
+        def chat(user: str, text: str, *, prompt: Prompt) -> Iterator[str]:
+            stream = client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": prompt.format(text=text)}],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            for chunk in stream:
+                if chunk.usage is not None:
+                    promptops.record_usage(
+                        input_tokens=chunk.usage.prompt_tokens,
+                        output_tokens=chunk.usage.completion_tokens,
+                        response_model=chunk.model,
+                    )
+                elif chunk.choices and chunk.choices[0].delta.content:
+                    yield chunk.choices[0].delta.content
+
+        for index in range(120):
+            assert "".join(chat(f"user-{index}", "the third quarter's numbers"))
+        assert promptops.flush(timeout=60)
+        served = (server.input_tokens, server.output_tokens)
+
+    url = promptops.get_settings().capture
+    assert url is not None
+    status = run(local_registry.uri, "rollout", "status", prompt_name, "--store", url, "--min-calls", "30")
+    assert status.exit_code == 0, status.output
+    assert {"tokens.mean", "cost.mean"} <= {line.split()[0] for line in status.stdout.splitlines() if line.strip()}
+    state = read_rollout(local_registry.client, prompt_name)
+    assert state is not None
+    store = CaptureStore.open(url)
+    try:
+        usage = compare(state, store.query(prompt=prompt_name), min_calls=30, resamples=0).usage
+    finally:
+        store.close()
+    assert usage["baseline"].calls + usage["candidate"].calls == 120  # every streamed call kept its usage
+    assert (
+        usage["baseline"].input_tokens + usage["candidate"].input_tokens,
+        usage["baseline"].output_tokens + usage["candidate"].output_tokens,
+    ) == served  # what the server counted, split between the arms
+    for arm in ("baseline", "candidate"):  # and the status line shows each arm's totals
+        total = usage[arm]
+        assert f"{arm}: {total.input_tokens:,} in / {total.output_tokens:,} out tokens in {total.calls:,} calls" in (
+            status.stdout
+        )
+    assert (
+        usage["candidate"].input_tokens / usage["candidate"].calls
+        > usage["baseline"].input_tokens / usage["baseline"].calls
+    )  # the longer prompt
 
 
 def test_feedback_refuses_malformed_arguments() -> None:

@@ -45,6 +45,7 @@ from ._internals import (
     REPLAY,
     STREAM_FIRST_ITEM_MS,
     STREAM_ITEMS,
+    Usage,
     dump,
     log_internal_error,
     prompt_identity_attributes,
@@ -111,12 +112,14 @@ class _Run:
         "function",
         "inputs",
         "prompt",
+        "provider",
         "root",
         "settings",
         "span",
         "started_ns",
         "tokens",
         "tracer",
+        "usage",
         "wanted",
     )
 
@@ -128,12 +131,14 @@ class _Run:
         self.started_ns = time.perf_counter_ns()
         self.first_ns: int | None = None  # first streamed token (of this model run; for a root, of any)
         self.tokens = 0
+        self.provider: str | None = None  # model runs: who serves the model (`ls_provider`)
         # Top-level chain runs only:
         self.capture: CallCapture | None = None
         self.function = ""
         self.inputs: Any = None
         self.prompt: Prompt | None = None  # the version the capture record is linked to
         self.wanted: str | None = None  # metadata promptops_prompt: which prompt that is, when several
+        self.usage: Usage | None = None  # what the run's model runs used, for its capture record (issue 14)
 
 
 def _name(serialized: Mapping[str, Any] | None, kwargs: Mapping[str, Any], default: str) -> str:
@@ -364,7 +369,22 @@ class PromptOpsCallbackHandler(BaseCallbackHandler):
                 ended_ns=ended_ns,
                 first_item_ns=run.first_ns,
                 span_context=span,
+                usage=run.usage,
             )
+
+    def _count(self, run_id: UUID, attributes: Mapping[str, Any]) -> None:
+        """Report a finished model run's usage: to the call in progress, and to its top-level run if captured."""
+        run = self._runs.get(run_id)
+        provider = run.provider if run is not None else None
+        input_tokens, output_tokens = attributes.get(GEN_AI_INPUT_TOKENS), attributes.get(GEN_AI_OUTPUT_TOKENS)
+        model = attributes.get(GEN_AI_RESPONSE_MODEL)
+        report_usage(input_tokens, output_tokens, model, provider)
+        root = run.root if run is not None else None
+        if root is not None and root.capture is not None and (input_tokens is not None or output_tokens is not None):
+            with self._lock:  # a chain's parallel branches end their model runs from several threads
+                if root.usage is None:
+                    root.usage = Usage()
+                root.usage.add(input_tokens, output_tokens, model, provider)
 
     def _capture_for(self, function: str) -> CallCapture:
         capture = self._captures.get(function)
@@ -511,7 +531,8 @@ class PromptOpsCallbackHandler(BaseCallbackHandler):
             if settings.record_values:
                 attributes[GEN_AI_INPUT_MESSAGES] = dump(settings, [_parts(message) for message in batch])
         # A model call leaves the process: CLIENT, as the GenAI conventions have it (issue 12).
-        self._start(run_id, parent_run_id, span_name, attributes, inputs, _client_kind())
+        run = self._start(run_id, parent_run_id, span_name, attributes, inputs, _client_kind())
+        run.provider = provider if isinstance(provider, str) and provider else None
 
     @override
     def on_chat_model_start(
@@ -585,15 +606,14 @@ class PromptOpsCallbackHandler(BaseCallbackHandler):
         tags: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        """End a model run's span with its output, token usage, finish reasons and response model."""
+        """End a model run's span with its output, token usage, finish reasons and response model.
+
+        The usage counts for the call around the chain: a replayed call's `tokens` and `cost` (issue 13), an
+        enclosing tracked call's capture record, or else the capture record of the top-level chain run (issue 14).
+        """
         try:
             output, attributes, replies = _model_result(response)
-            # during a replay the tokens count towards the call's `tokens` and `cost` metrics (issue 13)
-            report_usage(
-                attributes.get(GEN_AI_INPUT_TOKENS),
-                attributes.get(GEN_AI_OUTPUT_TOKENS),
-                attributes.get(GEN_AI_RESPONSE_MODEL),
-            )
+            self._count(run_id, attributes)
             settings = promptops.get_settings()
             if replies and settings.record_values:
                 attributes[GEN_AI_OUTPUT_MESSAGES] = dump(settings, replies)

@@ -30,7 +30,7 @@ from promptops._span import (  # pyright: ignore[reportPrivateUsage]
     prompt_identity_attributes,
     record_exception,
 )
-from promptops._usage import report_usage  # pyright: ignore[reportPrivateUsage]
+from promptops._usage import Usage, report_usage  # pyright: ignore[reportPrivateUsage]
 
 __all__ = [
     "FUNCTION",
@@ -45,6 +45,7 @@ __all__ = [
     "REPLAY",
     "STREAM_FIRST_ITEM_MS",
     "STREAM_ITEMS",
+    "Usage",
     "dump",
     "log_internal_error",
     "prompt_identity_attributes",

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import BaseMessage
-from langchain_core.outputs import ChatResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from typing_extensions import override
 
 
 class Registry:
@@ -78,6 +80,37 @@ class ProviderChat(GenericFakeChatModel):
     """LangChain's generic fake chat model with a `model` field, as provider chat models have one."""
 
     model: str = "fake-chat-1"
+
+
+class StreamingProviderChat(ProviderChat):
+    """`ProviderChat` whose stream ends with a chunk carrying the usage and model, as providers' streams do.
+
+    LangChain's fake streams the content only; `ChatOpenAI(stream_usage=True)` and `ChatAnthropic` send the
+    usage in a last chunk, which LangChain adds into the message the model run ends with.
+    """
+
+    @override
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        message = self._generate(messages, stop=stop, run_manager=run_manager, **kwargs).generations[0].message
+        assert isinstance(message, AIMessage) and isinstance(message.content, str)
+        for word in re.split(r"(\s)", message.content):
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=word, id=message.id))
+            if run_manager:
+                run_manager.on_llm_new_token(word, chunk=chunk)
+            yield chunk
+        last = AIMessageChunk(
+            content="",
+            id=message.id,
+            usage_metadata=message.usage_metadata,
+            response_metadata=message.response_metadata,
+        )
+        yield ChatGenerationChunk(message=last)
 
 
 class FailingChat(GenericFakeChatModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import textwrap
@@ -14,7 +15,7 @@ from langchain_core.language_models.fake_chat_models import ParrotFakeChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import RunnableConfig, RunnableLambda, RunnableSerializable
-from langchain_support import FailingChat, ProviderChat, Registry, span_id
+from langchain_support import FailingChat, ProviderChat, Registry, StreamingProviderChat, span_id
 from typer.testing import CliRunner
 from typing_extensions import override
 
@@ -164,11 +165,8 @@ def test_a_tracked_call_keeps_the_tokens_its_chain_runs_reported(versions: dict[
         usage_metadata={"input_tokens": 11, "output_tokens": 3, "total_tokens": 14},
         response_metadata={"model_name": "fake-chat-1-2026"},
     )
-    chain = (
-        pinned_prompt("summarize", fallback="Summarize: {{ text }}")
-        | ProviderChat(messages=iter([reply, reply]))
-        | StrOutputParser()
-    )
+    model = ProviderChat(messages=iter([reply, reply]))
+    chain = pinned_prompt("summarize", fallback="Summarize: {{ text }}") | model | StrOutputParser()
 
     @promptops.track(prompt="wrapper", fallback="unused")
     def handle(text: str) -> str:
@@ -177,7 +175,55 @@ def test_a_tracked_call_keeps_the_tokens_its_chain_runs_reported(versions: dict[
 
     assert handle("twice") == "Short.Short."
     (record,) = [record for record in records() if record.function.endswith("handle")]
-    assert (record.input_tokens, record.output_tokens, record.model) == (22, 6, "fake-chat-1-2026")
+    provider = model._get_ls_params().get("ls_provider")  # pyright: ignore[reportPrivateUsage]
+    assert (record.input_tokens, record.output_tokens, record.model, record.provider) == (
+        22,
+        6,
+        "fake-chat-1-2026",
+        provider,
+    )
+    assert provider
+
+
+@pytest.mark.parametrize("how", ["invoke", "stream", "ainvoke"])
+def test_a_captured_chain_run_keeps_the_tokens_its_model_runs_reported(versions: dict[str, int], how: str) -> None:
+    """A top-level chain run's record keeps its model runs' usage, model and provider, as a tracked call's does."""
+    first = AIMessage(
+        "Short answer.",
+        usage_metadata={"input_tokens": 11, "output_tokens": 3, "total_tokens": 14},
+        response_metadata={"model_name": "fake-chat-1-2026"},
+    )
+    second = AIMessage(
+        "Shorter.",
+        usage_metadata={"input_tokens": 20, "output_tokens": 2, "total_tokens": 22},
+        response_metadata={"model_name": "fake-chat-2-2026"},
+    )
+    model = StreamingProviderChat(messages=iter([first, second]))
+    chain = (
+        pinned_prompt("summarize", fallback="Summarize: {{ text }}")
+        | model
+        | StrOutputParser()
+        | RunnableLambda(lambda text: {"text": text})
+        | pinned_prompt("summarize", fallback="Shorten: {{ text }}")
+        | model
+        | StrOutputParser()
+    ).with_config(run_name="two_models", callbacks=[PromptOpsCallbackHandler()])
+    if how == "invoke":
+        assert chain.invoke({"text": "a ticket"}) == "Shorter."
+    elif how == "stream":
+        assert "".join(chain.stream({"text": "a ticket"})) == "Shorter."
+    else:
+        assert asyncio.run(chain.ainvoke({"text": "a ticket"})) == "Shorter."
+    (record,) = records("langchain:two_models")
+    assert record.output == "Shorter."
+    provider = model._get_ls_params().get("ls_provider")  # pyright: ignore[reportPrivateUsage]
+    assert provider  # LangChain names one for every chat model (from the class name, for this fake)
+    assert (record.input_tokens, record.output_tokens, record.model, record.provider) == (
+        31,
+        5,
+        "fake-chat-2-2026",
+        provider,
+    )
 
 
 def test_capture_options_and_errors(prompt_name: str) -> None:
