@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import io
 import json
 import math
 import numbers
 import re
 import sys
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from .._serialize import to_jsonable
 
 if TYPE_CHECKING:
     from ._result import CandidateResult, GateResult, MetricSummary, RecordResult, ReplayResult, VersionInfo
 
-__all__ = ["SCHEMA_VERSION", "json_text", "jsonable", "result_to_json"]
+__all__ = ["SCHEMA_VERSION", "json_text", "jsonable", "result_to_json", "write_json", "write_result"]
 
 SCHEMA_VERSION: Final = 2
 """Version of the document's schema; bumped when a key changes meaning (adding keys does not bump it).
@@ -122,19 +124,30 @@ def _record(record: RecordResult) -> dict[str, Any]:
     return _fields(record)
 
 
-def result_to_json(result: ReplayResult) -> dict[str, Any]:
+def result_to_json(
+    result: ReplayResult, *, shown: Callable[[RecordResult], RecordResult] | None = None
+) -> dict[str, Any]:
     """The JSON document of a replay, as data.
 
     Args:
         result: The replay's result.
+        shown: Applied to each record before it is converted (`redaction()`: what the reports show).
 
     Returns:
-        `{"schema_version", "passed", "target", "prompt_name", "candidate", "baseline", "dataset", "dataset_fingerprint", "scorers",
-        "gates", "metrics", "records", "skipped", "repeats", "workers", "interrupted", "started_at",
-        "duration_s", "mlflow_run_id", "calls", "reused", "infrastructure_errors", "retries", "rate_limited",
-        "lowest_concurrency", "could_not_measure", "usage", "spent", "stopped", "candidates", "best"}`; `json.dumps(..., allow_nan=False)`
-        accepts it.
+        `{"schema_version", "passed", "target", "prompt_name", "candidate", "baseline", "dataset",
+        "dataset_fingerprint", "scorers", "gates", "metrics", "records", "skipped", "repeats", "workers",
+        "interrupted", "started_at", "duration_s", "mlflow_run_id", "calls", "reused", "infrastructure_errors",
+        "retries", "rate_limited", "lowest_concurrency", "could_not_measure", "usage", "spent", "stopped",
+        "candidates", "best"}`; `json.dumps(..., allow_nan=False)` accepts it.
     """
+    return _document(result, [_record(record) for record in _each(result, shown)])
+
+
+def _each(result: ReplayResult, shown: Callable[[RecordResult], RecordResult] | None) -> Iterator[RecordResult]:
+    return iter(result.records) if shown is None else map(shown, result.records)
+
+
+def _document(result: ReplayResult, records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     started_at = result.started_at
     if started_at.tzinfo is None:  # the model promises UTC; say so explicitly in the text
         started_at = started_at.replace(tzinfo=datetime.timezone.utc)
@@ -150,7 +163,7 @@ def result_to_json(result: ReplayResult) -> dict[str, Any]:
         "scorers": list(result.scorers),
         "gates": [_gate(gate) for gate in result.gates],
         "metrics": {str(name): _metric(summary) for name, summary in result.metrics.items()},
-        "records": [_record(record) for record in result.records],
+        "records": records,
         "skipped": {str(reason): int(count) for reason, count in result.skipped.items()},
         "repeats": result.repeats,
         "workers": result.workers,
@@ -176,6 +189,64 @@ def result_to_json(result: ReplayResult) -> dict[str, Any]:
     }
 
 
+def write_result(
+    result: ReplayResult,
+    out: TextIO,
+    *,
+    shown: Callable[[RecordResult], RecordResult] | None = None,
+    indent: int | None = 2,
+) -> None:
+    """Write the JSON document of a replay (what `--json FILE` holds), one record at a time.
+
+    The text is `json_text()`'s, byte for byte, but neither it nor the document is ever whole in memory: each
+    record is redacted (`shown`), converted, encoded and written, then dropped (issue 15).
+
+    Args:
+        result: The replay's result.
+        out: Where the text goes.
+        shown: Applied to each record before it is converted (`redaction()`: what the reports show).
+        indent: Indentation of the text; `None` for the most compact form.
+    """
+    write_json(_document(result, map(_record, _each(result, shown))), out, indent=indent)
+
+
+def write_json(document: dict[str, Any], out: TextIO, *, indent: int | None = 2) -> None:
+    """Write a replay's JSON document, as `json.dumps(document, indent=indent, ...)` would, plus a newline.
+
+    `document["records"]` may be any iterable (a generator: each record is encoded and written as it comes). Both
+    texts are the same because JSON text never holds a raw newline inside a string: an item's own encoding,
+    with its lines indented one level further, is what the whole-document encoding writes for it.
+
+    Args:
+        document: The document (`result_to_json()`'s keys, records possibly lazy).
+        out: Where the text goes.
+        indent: Indentation of the text; `None` for the most compact form.
+    """
+    encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=indent).encode
+    if indent is None:
+        opening, separator, closing = "", ", ", ""
+        nested = opening, separator, closing
+    else:
+        pad = " " * indent
+        opening, separator, closing = "\n" + pad, ",\n" + pad, "\n"
+        nested = "\n" + pad * 2, ",\n" + pad * 2, "\n" + pad
+
+    def shifted(text: str, depth: int) -> str:
+        return text if indent is None else text.replace("\n", "\n" + " " * (indent * depth))
+
+    out.write("{")
+    for position, (key, value) in enumerate(document.items()):
+        out.write((separator if position else opening) + encode(key) + ": ")
+        if key != "records":
+            out.write(shifted(encode(value), 1))
+            continue
+        count = 0
+        for count, record in enumerate(value, 1):
+            out.write(("[" + nested[0] if count == 1 else nested[1]) + shifted(encode(record), 2))
+        out.write(nested[2] + "]" if count else "[]")
+    out.write(closing + "}\n")
+
+
 def json_text(result: ReplayResult, *, indent: int | None = 2) -> str:
     """The JSON document of a replay, as text (what `--json FILE` writes).
 
@@ -186,4 +257,6 @@ def json_text(result: ReplayResult, *, indent: int | None = 2) -> str:
     Returns:
         Strict JSON text (UTF-8 characters kept as they are, ending with a newline).
     """
-    return json.dumps(result_to_json(result), indent=indent, ensure_ascii=False, allow_nan=False) + "\n"
+    out = io.StringIO()
+    write_result(result, out, indent=indent)
+    return out.getvalue()

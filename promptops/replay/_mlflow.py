@@ -21,7 +21,10 @@ import json
 import logging
 import math
 import re
+import shutil
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._config import get_settings
@@ -32,13 +35,15 @@ if TYPE_CHECKING:
 
     from ._result import CandidateResult, MetricSummary, RecordResult, ReplayResult
 
-__all__ = ["RUN_ATTRIBUTE", "ReplayRun", "metric_key", "replay_experiment"]
+__all__ = ["REPORT_ARTIFACT", "RUN_ATTRIBUTE", "ReplayRun", "metric_key", "replay_experiment"]
 
 logger = logging.getLogger("promptops.replay")
 
 RUN_ATTRIBUTE = "promptops.replay.run_id"
 """The attribute of a replay's span of each call naming its MLflow run (`tracing/_mlflow.py` reads it)."""
 
+REPORT_ARTIFACT = "replay_report.html"
+"""The run's artifact holding the HTML report."""
 LINKED_PROMPTS = "mlflow.linkedPrompts"  # MLflow's run tag of the prompt versions a run used
 _UNSAFE = re.compile(r"[^\w\-. /:]")
 _STATS = ("baseline", "candidate", "delta", "ci_low", "ci_high", "p50", "p95", "ratio", "p95_ratio")
@@ -141,11 +146,15 @@ class ReplayRun:
 
         return url
 
-    def finish(self, result: ReplayResult, html: str | None) -> bool:
-        """Log the result and the report, link the prompt versions, end the run; `False` (warned) on failure."""
+    def finish(self, result: ReplayResult, report: Path | None) -> bool:
+        """Log the result and the report file, link the prompt versions, end the run; `False` (warned) on failure.
+
+        The run's records table is redacted as the reports are (issue 11), a record at a time (issue 15); the
+        report, a file already written, is logged as `replay_report.html`.
+        """
         try:
             with mlflow_environment(_timeout()):
-                self._log(result.redacted(), html)  # the tables show what the reports show (issue 11)
+                self._log(result, report)
                 self.client.set_terminated(self.run_id, status="KILLED" if result.interrupted else "FINISHED")
             return True
         except Exception as exc:
@@ -166,8 +175,10 @@ class ReplayRun:
         except Exception as exc:
             logger.debug("promptops replay: could not mark run %s failed: %s", self.run_id, exc)
 
-    def _log(self, result: ReplayResult, html: str | None) -> None:
+    def _log(self, result: ReplayResult, report: Path | None) -> None:
         from mlflow.entities import Metric, Param, RunTag
+
+        from ._result import redaction
 
         client, run_id = self.client, self.run_id
         several = len(result.candidates) > 1
@@ -222,11 +233,24 @@ class ReplayRun:
             )
         candidates = result.candidates or []
         if result.records or any(candidate.records for candidate in candidates):
-            client.log_table(run_id, data=_records_table(result), artifact_file="replay_records.json")
+            table = _records_table(result, redaction())
+            client.log_table(run_id, data=table, artifact_file="replay_records.json")
+            del table
         if several:
             client.log_table(run_id, data=_matrix_table(candidates), artifact_file="replay_candidates.json")
-        if html is not None:
-            client.log_text(run_id, html, "replay_report.html")
+        if report is not None:
+            _log_report(client, run_id, report)
+
+
+def _log_report(client: Any, run_id: str, report: Path) -> None:
+    """The report file as the run's `replay_report.html` (copied under that name when the file has another)."""
+    if report.name == REPORT_ARTIFACT:
+        client.log_artifact(run_id, str(report))
+        return
+    with tempfile.TemporaryDirectory(prefix="promptops-report-") as directory:
+        staged = Path(directory) / REPORT_ARTIFACT
+        shutil.copyfile(report, staged)
+        client.log_artifact(run_id, str(staged))
 
 
 def _linked_prompts(result: ReplayResult) -> RunTag:
@@ -256,8 +280,8 @@ def _metric_values(summaries: dict[str, MetricSummary], candidate: str | None) -
     return values
 
 
-def _records_table(result: ReplayResult) -> dict[str, list[Any]]:
-    """One row per record and candidate (a `candidate` column tells them apart)."""
+def _records_table(result: ReplayResult, shown: Callable[[RecordResult], RecordResult]) -> dict[str, list[Any]]:
+    """One row per record and candidate (a `candidate` column tells them apart), each record as `shown`."""
     arms: list[tuple[str, list[RecordResult]]] = [(c.label, c.records) for c in result.candidates] or [
         (result.candidate.label, result.records)
     ]
@@ -268,7 +292,7 @@ def _records_table(result: ReplayResult) -> dict[str, list[Any]]:
     for name in names:
         columns[name], columns[f"{name}.delta"] = [], []
     for label, records in arms:
-        for r in records:
+        for r in map(shown, records):
             columns["candidate"].append(label)
             columns["id"].append(r.id)
             columns["inputs"].append(_cell(r.inputs))

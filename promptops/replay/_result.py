@@ -11,7 +11,7 @@ import datetime
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .._usage import UsageTotals
 
@@ -23,6 +23,8 @@ __all__ = [
     "ReplayResult",
     "UsageTotals",
     "VersionInfo",
+    "open_output",
+    "redaction",
 ]
 
 
@@ -272,51 +274,26 @@ class ReplayResult:
 
         Inputs, outputs and expected outputs, error messages and scorers' reasons (issue 11: a candidate's fresh
         output, or a dataset imported from a file, was never redacted). Scores and metrics are unchanged: they
-        were computed on the real values.
+        were computed on the real values. The outputs `replay.run()` writes redact one record at a time as they
+        write it (`redaction()`), rather than copying every record first (issue 15).
         """
-        import sys
-
-        from .._config import get_settings
-        from .._redact import redactor_for
-        from .._serialize import to_jsonable
-
-        redactor = redactor_for(get_settings())
-
-        def value(data: Any) -> Any:
-            return to_jsonable(data, max_chars=sys.maxsize, redactor=redactor)  # never truncated: a full record
-
-        def text(message: str | None) -> str | None:
-            return None if message is None else redactor.redact_text(message)
-
-        def shown(records: list[RecordResult]) -> list[RecordResult]:
-            return [
-                dataclasses.replace(
-                    record,
-                    inputs=value(record.inputs),
-                    baseline_output=value(record.baseline_output),
-                    candidate_output=value(record.candidate_output),
-                    expected=value(record.expected),
-                    reasons={name: redactor.redact_text(reason) for name, reason in record.reasons.items()},
-                    error=text(record.error),
-                    baseline_error=text(record.baseline_error),
-                )
-                for record in records
-            ]
+        shown = redaction()
 
         # Every candidate's records (issue 13): the first one's are `records`, redacted once for both.
-        candidates = [dataclasses.replace(c, records=shown(c.records)) for c in self.candidates]
+        candidates = [dataclasses.replace(c, records=list(map(shown, c.records))) for c in self.candidates]
         first = self.candidates[0].records if self.candidates else None
-        records = candidates[0].records if first is self.records and candidates else shown(self.records)
+        records = candidates[0].records if first is self.records and candidates else list(map(shown, self.records))
         return dataclasses.replace(self, records=records, candidates=candidates)
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-        """The result as the stable JSON document (`schema_version` 1), redacted; also written to `path` if given."""
-        from ._json import json_text, result_to_json
+        """The result as the stable JSON document (`schema_version` 2), redacted; also written to `path` if given."""
+        from ._json import result_to_json, write_json
 
-        shown = self.redacted()
+        document = result_to_json(self, shown=redaction())
         if path is not None:
-            _write(path, json_text(shown))
-        return result_to_json(shown)
+            with open_output(path) as out:
+                write_json(document, out)
+        return document
 
     def to_html(
         self, path: str | os.PathLike[str] | None = None, *, trace_url: Callable[[str], str] | None = None
@@ -326,20 +303,25 @@ class ReplayResult:
         `trace_url` maps a trace id to a link (the replay's own traces in the MLflow UI, when the run was logged
         to a tracking server); without it trace ids are text.
         """
-        from ._report import render_html
+        from ._report import iter_html
 
-        html = render_html(self.redacted(), trace_url=trace_url)
+        html = "".join(iter_html(self, shown=redaction(), trace_url=trace_url))
         if path is not None:
-            _write(path, html)
+            with open_output(path) as out:
+                out.write(html)
         return html
 
     def to_junit(self, path: str | os.PathLike[str] | None = None) -> str:
-        """JUnit XML, one test case per gate, redacted; also written to `path` if given."""
+        """JUnit XML, one test case per gate; also written to `path` if given.
+
+        It holds no record's content (only how many there were and how many raised), so nothing needs redacting.
+        """
         from ._junit import result_to_junit
 
-        xml = result_to_junit(self.redacted())
+        xml = result_to_junit(self)
         if path is not None:
-            _write(path, xml)
+            with open_output(path) as out:
+                out.write(xml)
         return xml
 
     def summary(self) -> str:
@@ -369,11 +351,50 @@ class ReplayResult:
             raise AssertionError(self.summary())
 
 
-def _write(path: str | os.PathLike[str], text: str) -> None:
-    """Write a report file as UTF-8, creating its directory if needed."""
+def redaction() -> Callable[[RecordResult], RecordResult]:
+    """A record as every report shows it: through the redaction spans and captures get (issue 11).
+
+    One record at a time, so an output can redact each record as it writes it instead of copying them all first
+    (issue 15: the copies were a large share of a 20,000-record replay's memory).
+
+    Returns:
+        A function from a record to a redacted copy (inputs, outputs, expected output, error messages and
+        scorers' reasons; scores unchanged). The settings' redactor is read once, here.
+    """
+    import sys
+
+    from .._config import get_settings
+    from .._redact import redactor_for
+    from .._serialize import to_jsonable
+
+    redactor = redactor_for(get_settings())
+
+    def value(data: Any) -> Any:
+        return to_jsonable(data, max_chars=sys.maxsize, redactor=redactor)  # never truncated: a full record
+
+    def text(message: str | None) -> str | None:
+        return None if message is None else redactor.redact_text(message)
+
+    def shown(record: RecordResult) -> RecordResult:
+        return dataclasses.replace(
+            record,
+            inputs=value(record.inputs),
+            baseline_output=value(record.baseline_output),
+            candidate_output=value(record.candidate_output),
+            expected=value(record.expected),
+            reasons={name: redactor.redact_text(reason) for name, reason in record.reasons.items()},
+            error=text(record.error),
+            baseline_error=text(record.baseline_error),
+        )
+
+    return shown
+
+
+def open_output(path: str | os.PathLike[str]) -> TextIO:
+    """A report file opened for writing as UTF-8, its directory created if needed."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text, encoding="utf-8")
+    return target.open("w", encoding="utf-8")
 
 
 def _number(value: float | None) -> str:

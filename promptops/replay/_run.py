@@ -6,11 +6,13 @@ so a typo costs nothing and exits with one line.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import math
 import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -784,18 +786,33 @@ def _finite(value: float) -> float | None:
 
 
 def _write_outputs(result: ReplayResult, settings: ReplaySettings, mlflow_run: ReplayRun | None) -> None:
-    """The report, rendered once, after the run exists (it names the run), logged to it; the JSON and JUnit files."""
-    if mlflow_run is not None:
-        result.mlflow_run_id = mlflow_run.run_id
-    trace_url = mlflow_run.trace_url(result) if mlflow_run is not None else None
-    html = (
-        result.to_html(settings.report, trace_url=trace_url)
-        if settings.report is not None or mlflow_run is not None
-        else None
-    )
-    if mlflow_run is not None:
-        mlflow_run.finish(result, html)
+    """The report, rendered once, after the run exists (it names the run), logged to it; the JSON and JUnit files.
+
+    Each is written as it is rendered, a record at a time, and each record redacted as it is written: neither a
+    redacted copy of the records nor a whole document is held in memory (issue 15).
+    """
+    from ._json import write_result
+    from ._report import iter_html
+    from ._result import open_output, redaction
+
+    shown = redaction()
+    with contextlib.ExitStack() as stack:
+        report = Path(settings.report) if settings.report is not None else None
+        if mlflow_run is not None:
+            result.mlflow_run_id = mlflow_run.run_id
+            if report is None:  # logged to the run only: written to a temporary file first
+                from ._mlflow import REPORT_ARTIFACT
+
+                directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="promptops-report-"))
+                report = Path(directory) / REPORT_ARTIFACT
+        if report is not None:
+            trace_url = mlflow_run.trace_url(result) if mlflow_run is not None else None
+            with open_output(report) as out:
+                out.writelines(iter_html(result, shown=shown, trace_url=trace_url))
+        if mlflow_run is not None:
+            mlflow_run.finish(result, report)
     if settings.json_path is not None:
-        result.to_json(settings.json_path)
+        with open_output(settings.json_path) as out:
+            write_result(result, out, shown=shown)
     if settings.junit is not None:
         result.to_junit(settings.junit)

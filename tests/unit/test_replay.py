@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import sys
 import textwrap
 import uuid
@@ -19,6 +20,8 @@ from promptops import replay
 from promptops.capture import CaptureStore
 from promptops.cli import app
 from promptops.replay import ReplayError
+from promptops.replay._json import result_to_json
+from promptops.replay._report import render_html
 from promptops.testing import capture_spans
 from tests.conftest import Registry
 
@@ -337,6 +340,34 @@ def check_logged_run(application: App, directory: Path) -> None:
     assert run.data.metrics["rougeL.delta"] == pytest.approx(result.metrics["rougeL"].delta)
     artifacts = {artifact.path for artifact in client.list_artifacts(result.mlflow_run_id)}
     assert {"replay_records.json", "replay_report.html"} <= artifacts
+
+
+def test_files_written_a_record_at_a_time_are_the_whole_redacted_documents(echo: App, tmp_path: Path) -> None:
+    # Issue 15: replay writes its JSON, its report and its run's records table record by record, redacting each
+    # as it goes. The files are what encoding a redacted copy of the whole result gives, and hold no secret.
+    from mlflow import MlflowClient
+
+    texts = [f"{text} Reach me at jane.canary{i}@example.com" for i, text in enumerate(TEXTS[:5])]
+    data = write_dataset(tmp_path / "tickets.jsonl", captured_rows(texts))
+    written, report = tmp_path / "out" / "result.json", tmp_path / "report.html"
+    result = replay.run(
+        echo.target, candidate=echo.versions["same"], dataset=data, json_path=str(written), report=str(report)
+    )
+    assert result.mlflow_run_id is not None
+    assert "jane.canary0@example.com" in result.records[0].inputs["text"]  # the result keeps the real values
+    text = written.read_text(encoding="utf-8")
+    assert text == json.dumps(result_to_json(result.redacted()), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    footer = re.compile(r"on \d{4}-\d\d-\d\d \d\d:\d\d UTC")  # the minute it was generated
+    page = report.read_text(encoding="utf-8")
+    assert footer.sub("", page) == footer.sub("", render_html(result.redacted()))
+    client = MlflowClient(tracking_uri=echo.registry.uri)
+    logged = Path(client.download_artifacts(result.mlflow_run_id, "replay_report.html", str(tmp_path / "logged")))
+    assert logged.read_text(encoding="utf-8") == page
+    table = Path(client.download_artifacts(result.mlflow_run_id, "replay_records.json", str(tmp_path / "logged")))
+    rows = json.loads(table.read_text(encoding="utf-8"))
+    assert len(rows["data"]) == 5 and "Reach me at" in table.read_text(encoding="utf-8")
+    for shown in (text, page, table.read_text(encoding="utf-8")):
+        assert "jane.canary" not in shown
 
 
 def test_interrupt_keeps_finished_records(echo: App, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import html
+import io
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -14,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from promptops.replay._json import SCHEMA_VERSION, json_text, jsonable, result_to_json
+from promptops.replay._json import SCHEMA_VERSION, json_text, jsonable, result_to_json, write_result
 from promptops.replay._junit import result_to_junit
-from promptops.replay._report import PAGE_SIZE, render_html
+from promptops.replay._report import PAGE_SIZE, iter_html, render_html
 from promptops.replay._report._diff import word_diff
 from promptops.replay._result import (
     CandidateResult,
@@ -25,6 +26,7 @@ from promptops.replay._result import (
     RecordResult,
     ReplayResult,
     VersionInfo,
+    redaction,
 )
 
 XSS = "<script>alert(1)</script>"
@@ -621,3 +623,105 @@ def test_html_paged_records_data_stays_inert_whatever_the_text() -> None:
     assert all(records[i].id.lower() in item[0] for item, i in zip(data, range(49, -1, -1), strict=True))
     assert [item[1] for item in data] == [2] * 50  # changed output, no error: what the filters read
     assert "</script><script>alert" not in page  # in the data it is text: <\/script><script>alert
+
+
+# ----------------------------------------------------------------------------------- written a record at a time
+
+
+def whole_json(result: ReplayResult, indent: int | None = 2) -> str:
+    """The JSON file as it was encoded before it was streamed: the whole redacted document, dumped at once."""
+    return json.dumps(result_to_json(result.redacted()), indent=indent, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def secret_records() -> list[RecordResult]:
+    key = "sk-CANARYstream0123456789abcdef"
+    return [
+        *sample_records(),
+        record(
+            "secret",
+            f"mail jane.canary@example.com {key}",
+            {"answer": "ok", "api_key": "plain-canary-value", "nested": [{"token": "t-canary"}, float("nan")]},
+            -0.1,
+            inputs={"password": "pw-canary-input", "text": f"password=inline-canary and {key}\nline two"},
+            error=f"RuntimeError: upstream refused {key}",
+            baseline_error="ValueError: Authorization: Bearer CANARYbearer0123",
+            expected=f"expected {key}",
+            reasons={"rougeL": f"differs at {key}"},
+        ),
+        record("surrogate", "bad \ud800 text", Summary("title \udfff", {"x"}), 0.05),
+    ]
+
+
+class Counted:
+    """The reports' redaction, counting the records it has redacted so far."""
+
+    def __init__(self) -> None:
+        self.redact = redaction()
+        self.count = 0
+
+    def __call__(self, item: RecordResult) -> RecordResult:
+        self.count += 1
+        return self.redact(item)
+
+
+def test_json_written_a_record_at_a_time_is_the_whole_text_encoding(tmp_path: Path) -> None:
+    # Issue 15: the file is written record by record, each redacted as it is written; the text must not change.
+    result = sample_result(secret_records())
+    for indent in (2, None, 0, 4):
+        out = io.StringIO()
+        write_result(result, out, shown=redaction(), indent=indent)
+        assert out.getvalue() == whole_json(result, indent), indent
+    assert "CANARY" not in whole_json(result) and "plain-canary-value" not in whole_json(result)
+    empty = sample_result([], metrics={}, gates=[], skipped={})
+    for indent in (2, None):
+        out = io.StringIO()
+        write_result(empty, out, shown=redaction(), indent=indent)
+        assert out.getvalue() == whole_json(empty, indent)
+    result.to_json(tmp_path / "deep" / "r.json")
+    assert (tmp_path / "deep" / "r.json").read_text(encoding="utf-8") == whole_json(result)
+
+    # A record at a time: each record's text is written right after that record was redacted, not after all were.
+    counted = Counted()
+    redacted_at: list[int] = []
+
+    class Out(io.StringIO):
+        def write(self, text: str, /) -> int:
+            if '"id": ' in text:
+                redacted_at.append(counted.count)
+            return super().write(text)
+
+    write_result(result, Out(), shown=counted)
+    assert redacted_at == list(range(1, len(result.records) + 1))
+
+
+def test_html_rendered_a_record_at_a_time_is_the_whole_page() -> None:
+    # Issue 15: the report is written in pieces, each record redacted as it is rendered, the pages past the first
+    # spooled; the page is the one rendered from a redacted copy of every record at once.
+    many = [
+        record(f"r{i:04d}", f"old text {i} jane.canary@example.com", f"new text {i}", -((i * 37) % 101) / 100)
+        for i in range(2 * PAGE_SIZE + 37)
+    ]
+    records = secret_records() + many  # the first page, a full page of data past it, and a part of one
+    first = CandidateResult("5", 5, None, False, {}, [], records)
+    second = CandidateResult("6", 6, None, False, {}, [], list(reversed(records[: PAGE_SIZE + 3])))
+    result = sample_result(records, candidates=[first, second])
+    counted = Counted()
+    pieces: list[tuple[int, str]] = []
+    for piece in iter_html(result, shown=counted):
+        pieces.append((counted.count, piece))
+    streamed = "".join(piece for _, piece in pieces)
+    footer = re.compile(r"on \d{4}-\d\d-\d\d \d\d:\d\d UTC")  # the minute it was generated
+    assert footer.sub("", streamed) == footer.sub("", render_html(result.redacted()))
+    assert "jane.canary" not in streamed and "CANARY" not in streamed
+
+    # Every record once, in order, across the first page and the spooled pages, for both candidates.
+    whole = render_html(result.redacted(), page_size=10**6)
+    for name in ("records", "records-1"):
+        listed = all_records(streamed, name)
+        assert listed == all_records(whole, name)
+    assert len(all_records(streamed)) == len(records) and len(all_records(streamed, "records-1")) == PAGE_SIZE + 3
+    assert len(records) - PAGE_SIZE == PAGE_SIZE + 49 and section(streamed, "records").count('class="recpage"') == 2
+
+    # The first page's records are yielded as each is rendered; the pages past it once the index is written.
+    first_page = [count for count, piece in pieces if piece.startswith('<details class="rec')]
+    assert first_page[:PAGE_SIZE] == list(range(1, PAGE_SIZE + 1))

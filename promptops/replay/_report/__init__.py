@@ -10,10 +10,11 @@ Size stays bounded for thousands of records: every record is listed (collapsed),
 changes carry a word-level diff of up to `max_chars` characters per side, the others a short excerpt; the
 JSON document has everything. A browser lays out one page of `PAGE_SIZE` records at a time: the first page is
 in the document, the others are JSON data in an inert `<script type="application/json">` that the page's
-script shows on demand, and filters over (issue 15).
+script shows on demand, and filters over (issue 15). `iter_html()` yields the document in pieces, a record at a time,
+so a report of any size is written without being whole in memory.
 """
 
-from ._page import DETAIL_LIMIT, MAX_CHARS, render_html
+from ._page import DETAIL_LIMIT, MAX_CHARS, iter_html, render_html
 from ._records import PAGE_SIZE
 
-__all__ = ["DETAIL_LIMIT", "MAX_CHARS", "PAGE_SIZE", "render_html"]
+__all__ = ["DETAIL_LIMIT", "MAX_CHARS", "PAGE_SIZE", "iter_html", "render_html"]

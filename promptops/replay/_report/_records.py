@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from .._json import jsonable
@@ -17,6 +19,7 @@ _EXCERPT_CHARS: Final = 200  # per side, for records past the detail limit
 _INPUTS_PREVIEW: Final = 600  # characters of inputs shown before "show all"
 _INPUTS_MAX: Final = 5_000  # inputs beyond this are cut even when expanded
 _PREVIEW_CHARS: Final = 140  # the one-line preview in a record's summary row
+_SPOOL_CHUNK: Final = 1 << 16  # characters copied from the spooled pages at a time
 PAGE_SIZE: Final = 100
 """Records in the page as it loads; the others wait as JSON data and are shown a page at a time (issue 15)."""
 
@@ -214,20 +217,6 @@ def _json_script(kind: str, data: Any) -> str:
     return f'<script type="application/json" class="{kind}">{text}</script>'
 
 
-def _data(items: Sequence[tuple[str, str, int]], page_size: int) -> str:
-    """Records past the first page, for the script: an index it reads at load, and their HTML a page per element.
-
-    The index (what the filters read: search text and flags) is parsed when the page loads; a page's HTML only
-    when it is shown. A 20,000-record report laid out as one list took Chromium 11.8 s (issue 15).
-    """
-    index = _json_script("recindex", [[text, flags] for _, text, flags in items])
-    pages = (
-        _json_script("recpage", [html for html, _, _ in items[start : start + page_size]])
-        for start in range(0, len(items), page_size)
-    )
-    return index + "".join(pages)
-
-
 def records_section(
     result: ReplayResult,
     *,
@@ -237,29 +226,18 @@ def records_section(
     max_chars: int,
     suffix: str = "",
     page_size: int = PAGE_SIZE,
-) -> str:
+    shown: Callable[[RecordResult], RecordResult] | None = None,
+) -> Iterator[str]:
     """Every record, worst change first: the first `page_size` as HTML, the rest as data the script pages through.
 
     Without JavaScript (an artifact viewer that blocks scripts) the first page still reads; the note says where the
-    rest is.
+    rest is. Yields the section in pieces, rendering one record at a time (each through `shown`, the reports'
+    redaction): the pages past the first wait in a temporary file, not in memory, until the index of what the
+    filters read (a short text and flags per record) has been written before them (issue 15).
     """
     key, higher = _key_metric(result)
     order = _order(result.records, key, higher)
-    items = [
-        _record(
-            rank + 1,
-            result.records[index],
-            metrics=result.metrics,
-            key=key,
-            higher=higher,
-            detailed=rank < detail_limit,
-            max_chars=max_chars,
-            labels=labels,
-            trace_url=trace_url,
-        )
-        for rank, index in enumerate(order)
-    ]
-    total = len(items)
+    total = len(order)
     page_size = max(page_size, 1)
     if key is not None:
         direction = "lowest" if higher else "highest"
@@ -286,18 +264,51 @@ def records_section(
         '<button type="button" class="close-all">Collapse all</button>'
         f'<span class="muted"><span class="shown">{total:,}</span> of {total:,}</span>{pager}</div>'
     )
-    first = "".join(html for html, _, _ in items[:page_size])
-    rest = ""
-    if paged:
-        rest = (
-            f'<p class="muted small nojs">This page lists the first {page_size:,} records; the other '
-            f"{total - page_size:,} are shown a page at a time by the page's script (open the file in a browser), "
-            f"and the JSON output has them all.</p>{_data(items[page_size:], page_size)}"
-        )
     title = "Records" if not suffix else f"Records · candidate {escape(labels[1])}"
-    return (
+    yield (
         f'<section id="records{suffix}" class="records"><h2>{title}</h2><p class="muted">{total:,} records {how}; '
         f"{detail_note}. Click a record to see both outputs side by side: <del>removed</del> and <ins>added</ins> "
         f'words are marked.</p>{toolbar}<div class="reclist" data-page="{page_size}">'
-        f"{first or '<p class=muted>No records.</p>'}</div>{rest}</section>"
     )
+    with contextlib.ExitStack() as stack:
+        # Records past the first page: their HTML a page per inert <script>, spooled; what the filters read, kept.
+        spool = stack.enter_context(tempfile.TemporaryFile("w+", encoding="utf-8")) if paged else None
+        index: list[list[str | int]] = []
+        page: list[str] = []
+        for rank, position in enumerate(order):
+            record = result.records[position]
+            html, text, flags = _record(
+                rank + 1,
+                record if shown is None else shown(record),
+                metrics=result.metrics,
+                key=key,
+                higher=higher,
+                detailed=rank < detail_limit,
+                max_chars=max_chars,
+                labels=labels,
+                trace_url=trace_url,
+            )
+            if spool is None or rank < page_size:
+                yield html
+                continue
+            index.append([text, flags])
+            page.append(html)
+            if len(page) == page_size or rank == total - 1:
+                spool.write(_json_script("recpage", page))
+                page.clear()
+        if not total:
+            yield "<p class=muted>No records.</p>"
+        yield "</div>"
+        if spool is not None:
+            # The index is parsed when the page loads, a page's HTML only when it is shown: a 20,000-record report
+            # laid out as one list took Chromium 11.8 s (issue 15).
+            yield (
+                f'<p class="muted small nojs">This page lists the first {page_size:,} records; the other '
+                f"{total - page_size:,} are shown a page at a time by the page's script (open the file in a browser), "
+                f"and the JSON output has them all.</p>"
+            )
+            yield _json_script("recindex", index)
+            spool.seek(0)
+            while chunk := spool.read(_SPOOL_CHUNK):
+                yield chunk
+    yield "</section>"
