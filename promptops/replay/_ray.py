@@ -18,9 +18,13 @@ Imported only for that executor (`pip install 'mlflow-promptops[ray]'`). What ru
   value for an item depends on that item alone (the `Scorer` contract), and the corpus figures (corpus BLEU)
   and the statistics are computed by the driver, so the result is the local executor's.
 
-A worker killed mid-run loses its task's calls in flight: Ray runs the task again (`max_retries`); the new
-attempt gives back the slots the dead one held and skips the calls it had already finished. Ctrl-C on the driver
-stops new calls, cancels the tasks and keeps the calls that finished, as locally.
+A worker killed mid-run loses its task's calls in flight. Ray's task retries are off for the call tasks: Ray
+would run the task again without the driver knowing, and until the new attempt started the dead one kept its
+slots, while its requests left waiting at the coordinator took the slots freed meanwhile; the running tasks then
+all waited for a slot, and the new attempt for a CPU they held (a hang seen on 2026-12-06). Instead the driver
+gets the task's `WorkerCrashedError`, has the coordinator free what the dead attempt held and refuse what it left
+waiting (`lost()`), and submits the chunk again; the new attempt skips the calls already finished. Ctrl-C on the
+driver stops new calls, cancels the tasks and keeps the calls that finished, as locally.
 
 The target must be importable on the workers. When `ray.init()` is ours (no Ray connection in the process yet)
 and the target's module lives under the current directory, that directory is shipped as the job's
@@ -59,12 +63,21 @@ if TYPE_CHECKING:
 
 __all__ = ["RayExecutor", "connect"]
 
+logger = logging.getLogger("promptops.replay")
+
 # Ray's own annotations are partial: typed as Any here rather than silencing the strict checks line by line.
 ray: Any = importlib.import_module("ray")
-_RayError: type[Exception] = importlib.import_module("ray.exceptions").RayError
+_exceptions = importlib.import_module("ray.exceptions")
+_RayError: type[Exception] = _exceptions.RayError
+# A task's worker process or node died under it: the chunk is submitted again.
+_WorkerLost: tuple[type[Exception], ...] = (
+    _exceptions.WorkerCrashedError,
+    _exceptions.NodeDiedError,
+    _exceptions.OutOfMemoryError,
+)
 
 _POLL_S: Final = 0.1  # how often the driver collects finished calls (and checks its tasks)
-_TASK_RETRIES: Final = 3  # attempts after the first when a worker process dies under a task
+_TASK_RETRIES: Final = 3  # attempts after the first when a worker process dies under a task (or scoring batch)
 _QUEUED_PER_CPU: Final = 2  # chunks queued per CPU of the cluster: enough to keep every CPU busy
 _CHUNKS_PER_CPU: Final = 8  # chunks per CPU of the cluster when the run is large (at least two rounds each)
 _SCORE_BATCH: Final = 256  # items per scoring task
@@ -80,8 +93,8 @@ _EXCLUDES: Final = [".git", ".venv", "venv", ".tox", ".promptops", "mlruns", "no
 class _Coordinator:
     """The run's flow control and budget, shared by every worker, and the calls finished but not yet collected.
 
-    Slots and admissions are counted per *owner*, a task attempt `(chunk, attempt)`: when Ray runs a chunk again
-    after its worker died, `begin()` gives back what the dead attempt held.
+    Slots and admissions are counted per *owner*, a task attempt `(chunk, attempt)`: when a chunk's worker died,
+    `lost()` gives back what the dead attempt held and refuses what it left waiting.
     """
 
     def __init__(self, ceiling: int, rps: float | None, max_cost: float | None) -> None:
@@ -132,9 +145,14 @@ class _Coordinator:
 
     async def begin(self, chunk: int) -> tuple[int, list[Job]]:
         """A task attempt starts on `chunk`: its attempt number and the chunk's calls already finished."""
-        self._reclaim(chunk)  # an earlier attempt died: what it held is free again
+        self._reclaim(chunk)  # an earlier attempt died (should Ray have run it again itself): free what it held
         self.attempts[chunk] += 1
         return self.attempts[chunk], self.done.get(chunk, [])
+
+    async def lost(self, chunk: int) -> None:
+        """The worker running `chunk` died: its slots and admissions are free, its waiting requests refused."""
+        self._reclaim(chunk)
+        self.attempts[chunk] += 1  # the dead attempt is superseded: a slot its requests still get is given back
 
     def _apply(self, owner: tuple[int, int], notes: Sequence[str]) -> None:
         """What a worker noted without waiting for an answer: attempts that succeeded, slots given back."""
@@ -559,11 +577,14 @@ class _Run:
         self.on_call = on_call
         self.calls: dict[Job, Call] = {}
         self.position = 0
-        self.task = ray.remote(_run_chunk).options(num_cpus=1, max_retries=_TASK_RETRIES, retry_exceptions=False)
+        # No retries by Ray: the driver submits a chunk again itself once the coordinator freed what it held.
+        self.task = ray.remote(_run_chunk).options(num_cpus=1, max_retries=0)
+        self.pending: dict[Any, tuple[int, list[Job]]] = {}  # task -> its chunk's number and calls
+        self.lost: collections.Counter[int] = collections.Counter()  # chunk -> attempts lost with their worker
 
     def all(self, chunks: Iterator[list[Job]], *, queued: int) -> bool:
         """Run every chunk; whether Ctrl-C interrupted the run."""
-        pending: dict[Any, int] = {}
+        pending = self.pending
         numbered = enumerate(chunks)
         try:
             while True:
@@ -571,41 +592,59 @@ class _Run:
                     item = next(numbered, None)
                     if item is None:
                         break
-                    number, chunk = item
-                    rows = {job.index: self.inputs[job.index] for job in chunk}
-                    pending[self.task.remote(self.context, number, chunk, rows)] = number
+                    self.submit(*item)
                 if not pending:
                     break
                 ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=_POLL_S)
                 for ref in ready:
-                    del pending[ref]
-                    try:
-                        ray.get(ref)
-                    except _RayError as exc:
-                        for other in pending:
-                            ray.cancel(other, force=True)
-                        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                        raise ReplayError(
-                            f"a replay task failed on the Ray cluster after {_TASK_RETRIES + 1} attempts: {detail}"
-                        ) from None
+                    self.finished(ref)
                 self.collect()
             self.collect()
-        except KeyboardInterrupt:
-            left: list[Any] = list(pending)
-            with contextlib.suppress(Exception):
-                ray.get(self.coordinator.stop.remote(), timeout=10)
-                # Stopped, the tasks start no call and end once their calls in flight return: let them, and
-                # cancel only what is left. Force-cancelling a task as it completes can trip an internal check
-                # of Ray's (2.60: "Tried to complete task that was not pending") that aborts the driver.
-                if left:
-                    left = ray.wait(left, num_returns=len(left), timeout=_STOP_WAIT_S)[1]
-            for ref in left:
-                with contextlib.suppress(Exception):
-                    ray.cancel(ref, force=True)
+        except (KeyboardInterrupt, ReplayError) as exc:
+            self.stop()
             with contextlib.suppress(Exception):
                 self.collect()
+            if isinstance(exc, ReplayError):
+                raise
             return True
         return False
+
+    def submit(self, number: int, chunk: list[Job]) -> None:
+        rows = {job.index: self.inputs[job.index] for job in chunk}
+        self.pending[self.task.remote(self.context, number, chunk, rows)] = (number, chunk)
+
+    def finished(self, ref: Any) -> None:
+        """A task ended. A chunk whose worker died runs again (up to `_TASK_RETRIES` times); other errors end the run."""
+        number, chunk = self.pending.pop(ref)
+        try:
+            ray.get(ref)
+        except _WorkerLost as exc:
+            self.lost[number] += 1
+            if self.lost[number] > _TASK_RETRIES:
+                raise _failed(exc, f" after {_TASK_RETRIES + 1} attempts") from None
+            logger.warning(
+                "promptops replay: a Ray worker died under a task (attempt %d of %d): its unfinished calls run again (%s)",
+                self.lost[number], _TASK_RETRIES + 1, _first_line(exc),
+            )  # fmt: skip
+            ray.get(self.coordinator.lost.remote(number))
+            if not self.flow.open and self.budget.stopped is None:
+                self.submit(number, chunk)
+        except _RayError as exc:
+            raise _failed(exc, "") from None
+
+    def stop(self) -> None:
+        """No call starts from now on; the tasks end once their calls in flight return, or are cancelled."""
+        left: list[Any] = list(self.pending)
+        with contextlib.suppress(Exception):
+            ray.get(self.coordinator.stop.remote(), timeout=10)
+            # Stopped, the tasks start no call and end once their calls in flight return: let them, and
+            # cancel only what is left. Force-cancelling a task as it completes can trip an internal check
+            # of Ray's (2.60: "Tried to complete task that was not pending") that aborts the driver.
+            if left:
+                left = ray.wait(left, num_returns=len(left), timeout=_STOP_WAIT_S)[1]
+        for ref in left:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
 
     def collect(self) -> None:
         """Take the calls finished since the last collection; bring the driver's counters up to date."""
@@ -627,6 +666,14 @@ class _Run:
             flow.reason = state["reason"]
             flow.opened.set()
         budget.spent, budget.stopped = state["spent"], state["stopped"]
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _failed(exc: BaseException, attempts: str) -> ReplayError:
+    return ReplayError(f"a replay task failed on the Ray cluster{attempts}: {_first_line(exc)}")
 
 
 def _runtime_env(target: Target) -> dict[str, Any] | None:
@@ -683,7 +730,7 @@ def connect(
                 configure_logging=False,
             )
         except Exception as exc:
-            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            detail = _first_line(exc)
             where = address or os.environ.get("RAY_ADDRESS") or "a new local Ray instance"
             raise ReplayError(
                 f"cannot start the replay on Ray ({where}): {detail}; check --ray-address (the head's host:port, "
