@@ -50,7 +50,11 @@ GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"  # issue 12; the name as opentelem
 # OpenInference names (`tracing/_conventions.py` has them all; these few are set in the call, see `_openinference`).
 OI_SPAN_KIND = "openinference.span.kind"
 OI_INPUT_VALUE = "input.value"
+OI_INPUT_MIME_TYPE = "input.mime_type"
 OI_OUTPUT_VALUE = "output.value"
+OI_OUTPUT_MIME_TYPE = "output.mime_type"
+OI_TEMPLATE_VARIABLES = "llm.prompt_template.variables"
+JSON_MIME_TYPE = "application/json"  # inputs and output are recorded as JSON text
 _MODEL_CONFIG_ATTRIBUTES = {
     "temperature": "gen_ai.request.temperature",
     "max_tokens": "gen_ai.request.max_tokens",
@@ -179,7 +183,8 @@ def _openinference(prompt: Prompt, attributes: dict[str, Any]) -> None:
 
     promptops' own exporters add them in the export thread (`tracing/_conventions.py`); an application's provider
     exports with its own exporters, so they are set on the span (issue 12): the prompt's part (span kind, model,
-    template and version) is built once per prompt copy, the call adds its inputs under OpenInference's names.
+    template and version) is built once per prompt copy, the call adds its inputs under OpenInference's names, with
+    their mime type and, for a registry version, as the template's variables (the output follows in `_set_output`).
     """
     cached = _openinference_cache.get(id(prompt))
     if cached is None or cached[0] is not prompt:
@@ -189,16 +194,17 @@ def _openinference(prompt: Prompt, attributes: dict[str, Any]) -> None:
             _openinference_cache.clear()
         cached = _openinference_cache[id(prompt)] = (prompt, openinference_static(prompt, _prompt_attributes(prompt)))
     attributes.update(cached[1])
-    # Inputs and output only under OpenInference's names, not their mime types and the template's variables (the
-    # same text again): each attribute costs the call about a microsecond here (issue 12's 1.5x budget).
     if (inputs := attributes.get(INPUTS)) is not None:
         attributes[OI_INPUT_VALUE] = inputs
+        attributes[OI_INPUT_MIME_TYPE] = JSON_MIME_TYPE
+        if prompt.version > 0:  # a registry version's template: the call's arguments are its variables
+            attributes[OI_TEMPLATE_VARIABLES] = inputs
 
 
 def _set_output(span: Span, text: str) -> None:
-    """The output attribute, and its OpenInference twin while spans go to the application's own provider."""
+    """The output attribute, and its OpenInference twins while spans go to the application's own provider."""
     if _tracing._app_tracer is not None:  # pyright: ignore[reportPrivateUsage]
-        span.set_attributes({OUTPUT: text, OI_OUTPUT_VALUE: text})
+        span.set_attributes({OUTPUT: text, OI_OUTPUT_VALUE: text, OI_OUTPUT_MIME_TYPE: JSON_MIME_TYPE})
     else:
         span.set_attribute(OUTPUT, text)
 

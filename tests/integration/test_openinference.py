@@ -168,17 +168,19 @@ def test_an_application_provider_gets_the_openinference_attributes(tmp_path: Pat
     llm, chain, streamed = spans["summarize"], spans["plain"], spans["stream"]
     assert llm["openinference.span.kind"] == "LLM"
     assert llm["input.value"] == llm["promptops.inputs"] == '{"text":"doc"}'
-    assert "input.mime_type" not in llm  # left out in the call: each attribute costs it (the budget is 1.5x)
+    assert llm["input.mime_type"] == llm["output.mime_type"] == "application/json"
     assert llm["output.value"] == llm["promptops.output"] == '"short doc"'
     assert llm["llm.model_name"] == "gpt-test-2"  # the model that answered (record_usage), over the config's
     assert llm["llm.provider"] == "openai"
     assert (llm["llm.token_count.prompt"], llm["llm.token_count.completion"]) == (7, 2)
     assert llm["llm.prompt_template.template"] == "Summarize {{ text }}"
     assert llm["llm.prompt_template.version"] == "1"
-    assert "llm.prompt_template.variables" not in llm  # the inputs again: left out in the call
+    assert llm["llm.prompt_template.variables"] == '{"text":"doc"}'
     assert chain["openinference.span.kind"] == "CHAIN"  # no model config, no usage
     assert chain["input.value"] == '{"text":"doc"}' and chain["output.value"] == '"short doc"'
+    assert chain["input.mime_type"] == chain["output.mime_type"] == "application/json"
     assert "llm.prompt_template.template" not in chain  # a fallback= template is not a registry prompt version
+    assert "llm.prompt_template.variables" not in chain
     assert streamed["openinference.span.kind"] == "LLM"  # the prompt's model config: a model call
     assert streamed["output.value"] == '"ab"'
 
@@ -189,3 +191,7 @@ def test_the_names_set_in_the_call_are_the_export_threads() -> None:
     assert _span.OI_SPAN_KIND == _conventions.SPAN_KIND
     assert _span.OI_INPUT_VALUE == _conventions.INPUT_VALUE
     assert _span.OI_OUTPUT_VALUE == _conventions.OUTPUT_VALUE
+    assert _span.OI_INPUT_MIME_TYPE == _conventions.INPUT_MIME_TYPE
+    assert _span.OI_OUTPUT_MIME_TYPE == _conventions.OUTPUT_MIME_TYPE
+    assert _span.OI_TEMPLATE_VARIABLES == _conventions.LLM_PROMPT_TEMPLATE_VARIABLES
+    assert _span.JSON_MIME_TYPE == _conventions.JSON
