@@ -33,6 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support import linked_trace_ids
+
 CHILD = """
 import json, sys
 import promptops
@@ -246,20 +250,7 @@ def server_rate(rate: float, seconds: float, workers: int, links: bool, director
         lines = done.stdout.strip().splitlines()
         child = json.loads(lines[-1]) if lines else {"stderr_tail": done.stderr[-1500:]}
         experiment_id = client.get_experiment_by_name("bench-links").experiment_id
-        found: set[str] = set()
-        token = None
-        while True:
-            page = client.search_traces(
-                locations=[experiment_id],
-                filter_string=f'prompt = "loss-check/{version.version}"',
-                max_results=500,
-                page_token=token,
-                include_spans=False,
-            )
-            found.update(trace.info.trace_id for trace in page)
-            token = page.token
-            if not token:
-                break
+        found = linked_trace_ids(url, experiment_id, f"loss-check/{version.version}")
         with sqlite3.connect(directory / "server.db") as connection:
             (stored,) = connection.execute("SELECT count(*) FROM spans").fetchone()
         return {
@@ -270,10 +261,9 @@ def server_rate(rate: float, seconds: float, workers: int, links: bool, director
             "child": child,
             "stored": stored,
             "found_by_prompt_filter": len(found),
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
         }
     finally:
-        import os
-
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
 
@@ -290,6 +280,7 @@ def main() -> None:
     parser.add_argument("--no-links", action="store_true", help="with --server: a fallback prompt, nothing to link")
     args = parser.parse_args()
     if args.server:
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
         with tempfile.TemporaryDirectory() as tmp:
             outcome = server_rate(args.server, args.seconds, args.server_workers, not args.no_links, Path(tmp))
         print(json.dumps(outcome, indent=2))
@@ -297,9 +288,12 @@ def main() -> None:
         stats = child.get("stats", {}) if isinstance(child, dict) else {}
         print(
             f"{args.server:g} calls/s for {args.seconds:g} s into mlflow server (--workers {args.server_workers}"
-            f"{', nothing to link' if args.no_links else ''}): "
-            f"{outcome['stored']:,} of {child.get('calls', '?')} spans stored, {stats.get('spans_dropped', '?')} "
-            f"dropped, {outcome['found_by_prompt_filter']:,} traces found by the prompt filter; links done "
+            f"{', nothing to link' if args.no_links else ''}), load average {load} before, "
+            f"{' '.join(str(x) for x in outcome['load_average_after'])} after: "
+            f"{outcome['stored']:,} of {child.get('calls', '?')} spans stored; the process counted "
+            f"{stats.get('spans_exported', '?')} exported, {stats.get('spans_dropped', '?')} dropped, "
+            f"{stats.get('spans_failed', '?')} failed, {stats.get('export_retries', '?')} batches sent again; "
+            f"{outcome['found_by_prompt_filter']:,} traces found by the prompt filter; links done "
             f"{child.get('link_lag_seconds', '?')} s after the last call"
         )
         return

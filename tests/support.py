@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Listener", "RayCluster", "free_port", "kill_marked", "write_as_older_schema"]
+__all__ = ["Listener", "RayCluster", "free_port", "kill_marked", "linked_trace_ids", "write_as_older_schema"]
 
 
 class Listener:
@@ -97,6 +97,27 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def linked_trace_ids(uri: str, experiment_id: str, prompt: str) -> set[str]:
+    """Every trace id MLflow's own filter `prompt = "NAME/V"` finds, page by page (no spans fetched)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    found: set[str] = set()
+    token: str | None = None
+    while True:
+        page = client.search_traces(
+            locations=[experiment_id],
+            filter_string=f'prompt = "{prompt}"',
+            max_results=500,
+            page_token=token,
+            include_spans=False,
+        )
+        found.update(trace.info.trace_id for trace in page)
+        token = page.token
+        if not token:
+            return found
 
 
 class RayCluster:

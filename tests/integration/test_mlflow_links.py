@@ -18,6 +18,7 @@ import promptops
 from promptops import tracing
 from promptops.tracing._mlflow import LINK_PROMPTS_PATH
 
+from ..support import linked_trace_ids
 from .conftest import CountingProxy, MlflowServer
 
 
@@ -155,27 +156,6 @@ def test_a_fallback_prompt_is_not_linked(tmp_path: Path, prompt_name: str) -> No
     assert after["spans_exported"] - before["spans_exported"] == 1
     assert after["prompt_links"] == before["prompt_links"]
     assert after["prompt_links_failed"] == before["prompt_links_failed"]
-
-
-def linked_trace_ids(uri: str, experiment_id: str, prompt: str) -> set[str]:
-    """Every trace id MLflow's own filter `prompt = "NAME/V"` finds, page by page (no spans fetched)."""
-    import mlflow
-
-    client = mlflow.MlflowClient(uri)
-    found: set[str] = set()
-    token: str | None = None
-    while True:
-        page = client.search_traces(
-            locations=[experiment_id],
-            filter_string=f'prompt = "{prompt}"',
-            max_results=500,
-            page_token=token,
-            include_spans=False,
-        )
-        found.update(trace.info.trace_id for trace in page)
-        token = page.token
-        if not token:
-            return found
 
 
 def test_a_burst_the_server_links_slower_than_it_arrives_loses_no_span(
