@@ -146,7 +146,8 @@ def stats() -> dict[str, int]:
         `spans_exported` (accepted by the exporter), `spans_dropped` (export queue full, or ended after
         shutdown), `spans_failed` (in batches the exporter could not deliver), `export_failures` (such
         batches), `export_retries` (OTLP export attempts retried after a transient error, counted instead of
-        logged), `prompt_links` and `prompt_links_failed` (traces the `mlflow` exporter linked, or could not
+        logged, and batches the `mlflow` exporter sent again because a tracking server that timed out did not
+        store them), `prompt_links` and `prompt_links_failed` (traces the `mlflow` exporter linked, or could not
         link, to their prompt versions), `spans_queued` (waiting for export now), `spans_exporting` (in
         the batch being exported now, which may be retrying against a failing endpoint) and
         `prompt_links_queued` (stored traces waiting for their prompt link: into a tracking server, links are

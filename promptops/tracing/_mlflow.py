@@ -35,7 +35,7 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -70,6 +70,11 @@ EXPERIMENT_HEADER = "x-mlflow-experiment-id"
 DEFAULT_EXPERIMENT_ID = "0"
 TRACE_ID_PREFIX = "tr-"  # MLflow's trace id is "tr-" and the OpenTelemetry trace id in hex
 EXPORT_TIMEOUT = 10.0  # seconds for one export request (OTLP's default)
+OTLP_PATH = "/v1/traces"
+BATCH_GET_PATH = "/api/3.0/mlflow/traces/batchGet"  # complete traces, spans included, by id
+BATCH_GET_TRACES = 100  # trace ids per batchGet request (they go in the query string)
+SETTLE_POLL = 0.5  # seconds before asking again whether a timed-out batch was stored (doubling, at most ...)
+SETTLE_POLL_MAX = 4.0
 _EMPTY_RESOURCE = Resource.get_empty()
 MAX_PENDING_TRACES = 10_000  # traces whose root span has not been exported yet, remembered for prompt links
 LINK_PROMPTS_PATH = "/api/2.0/mlflow/traces/link-prompts"
@@ -329,6 +334,8 @@ def _forget_in_child(exporter: weakref.ref[Any]) -> None:
 class MlflowHttpExporter(SpanExporter):
     """OTLP/HTTP protobuf to an MLflow tracking server's `/v1/traces`, into one experiment."""
 
+    deep_queue = True  # the provider gives it a queue for bursts (`_provider.MLFLOW_QUEUE_SIZE`)
+
     def __init__(self, uri: str, experiment_name: str | None, *, timeout: float = EXPORT_TIMEOUT) -> None:
         self.uri = uri
         self.experiment_name = experiment_name
@@ -422,30 +429,93 @@ class MlflowHttpExporter(SpanExporter):
         return self._experiment_id
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """POST one batch as one OTLP request."""
+        """POST one batch as one OTLP request; a request that timed out is settled (`_settle`)."""
         with self._lock:
             experiment_id = self.experiment_id()
-            body = self.encode(spans)
+            request = self.encode(spans)
             links, runs = self._links.take(), self._links.take_runs()
             with self._sender.exporting():  # the spans first: links wait for the batch to be stored
                 try:
-                    response = self._request(
-                        "POST",
-                        "/v1/traces",
-                        content=body,
-                        headers={"Content-Type": "application/x-protobuf", EXPERIMENT_HEADER: experiment_id},
-                    )
+                    self._post_spans(request.SerializeToString(), experiment_id)
                 except ExportFailed as exc:
-                    if exc.timed_out:  # an overloaded server often stores the batch all the same: link it anyway
-                        self._sender.submit(links)  # (a trace it does not have is refused, and counted as failed)
-                    raise
-            if not 200 <= response.status_code < 300:
-                raise ExportFailed(f"HTTP {response.status_code} from {self._base}/v1/traces: {response.text[:200]}")
+                    if not exc.timed_out:
+                        raise
+                    missing, reason = self._settle(request, experiment_id, exc)
+                    if missing:  # link the traces that were stored; count the spans that were not as failed
+                        lost = {trace_id for trace_id, _ in missing}
+                        self._sender.submit([(trace_id, v) for trace_id, v in links if trace_id not in lost])
+                        raise ExportFailed(reason, failed=len(missing)) from None
         # Stored: link its traces from the link threads (`_links`), not here. A server links a few dozen traces a
         # second one request each; waiting for them here held every later batch back (issue 10).
         self._sender.submit(links)
         self._link_runs(runs)  # up to 100 traces a request: cheap enough to send here
         return SpanExportResult.SUCCESS
+
+    def _post_spans(self, body: bytes, experiment_id: str) -> None:
+        response = self._request(
+            "POST",
+            OTLP_PATH,
+            content=body,
+            headers={"Content-Type": "application/x-protobuf", EXPERIMENT_HEADER: experiment_id},
+        )
+        if not 200 <= response.status_code < 300:
+            raise ExportFailed(f"HTTP {response.status_code} from {self._base}{OTLP_PATH}: {response.text[:200]}")
+
+    def _settle(self, request: Any, experiment_id: str, error: ExportFailed) -> tuple[set[tuple[str, int]], str]:
+        """A batch whose request timed out: find out what the server stored, send again only what it did not.
+
+        A busy server often stores a batch after the client stopped waiting (issue 10: at 100 calls a second every
+        span arrived, yet most batches counted as failed). So the exporter asks the server which of the batch's
+        spans it holds (`GET /api/3.0/mlflow/traces/batchGet`), for up to `timeout` more seconds while the server
+        finishes, and sends again the spans it does not hold, once. Sending again is safe even if the first request
+        is still being stored: MLflow's `log_spans` upserts spans by (trace, span id) and does not count a re-sent
+        span twice in a trace's token usage (3.17's `SqlAlchemyStore._log_spans_once`). Only what is known not
+        stored is sent again; a server that cannot say (unreachable, or older than `batchGet`) gets nothing more.
+
+        Returns:
+            The (MLflow trace id, span id) of the spans not delivered (none: the whole batch is stored), and why.
+        """
+        missing = _span_keys(request)
+        deadline = time.monotonic() + self.timeout
+        for attempt in range(2):  # the request that timed out, then the one sending the rest again
+            try:
+                missing -= self._stored(missing, deadline if attempt == 0 else 0.0)
+            except ExportFailed as exc:  # cannot tell: nothing is sent again, the rest counts as failed
+                return missing, f"{error}; could not tell what the server stored: {exc}"
+            if not missing:
+                return missing, ""
+            if attempt:
+                break
+            add(export_retries=1)
+            try:
+                self._post_spans(_only(request, missing).SerializeToString(), experiment_id)
+                return set(), ""
+            except ExportFailed as exc:
+                error = exc
+                if not exc.timed_out:  # refused: not stored
+                    break
+        return missing, f"{error} (sent twice)"
+
+    def _stored(self, keys: set[tuple[str, int]], until: float) -> set[tuple[str, int]]:
+        """Which of `keys` (MLflow trace id, span id) the server holds; asked again until all or `until` (monotonic)."""
+        held: set[tuple[str, int]] = set()
+        delay = SETTLE_POLL
+        while True:
+            trace_ids = sorted({trace_id for trace_id, _ in keys - held})
+            for start in range(0, len(trace_ids), BATCH_GET_TRACES):
+                chunk = trace_ids[start : start + BATCH_GET_TRACES]
+                response = self._request("GET", BATCH_GET_PATH, params=[("trace_ids", trace_id) for trace_id in chunk])
+                if response.status_code != 200:
+                    raise ExportFailed(f"HTTP {response.status_code} from {BATCH_GET_PATH}: {response.text[:200]}")
+                for trace in response.json().get("traces", []):
+                    trace_id = trace.get("trace_info", {}).get("trace_id")
+                    for span in trace.get("spans", []):
+                        held.add((trace_id, int.from_bytes(base64.b64decode(span.get("span_id", "")), "big")))
+            held &= keys
+            if held == keys or time.monotonic() + delay > until:
+                return held
+            time.sleep(delay)
+            delay = min(delay * 2, SETTLE_POLL_MAX)
 
     def _link_runs(self, runs: list[tuple[str, list[str]]]) -> None:
         """`POST /api/2.0/mlflow/traces/link-to-run`, up to `MAX_RUN_LINKS` traces a request."""
@@ -486,8 +556,8 @@ class MlflowHttpExporter(SpanExporter):
         """Wait until every link queued so far was sent or given up; `False` if some are pending at `timeout`."""
         return self._sender.wait(timeout)
 
-    def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
-        """The OTLP protobuf request for `spans`, with MLflow's attributes added."""
+    def encode(self, spans: Sequence[ReadableSpan]) -> Any:
+        """The OTLP `ExportTraceServiceRequest` for `spans`, with MLflow's attributes added."""
         from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
         by_ids: dict[tuple[int, int], dict[str, Any]] = {}
@@ -495,15 +565,14 @@ class MlflowHttpExporter(SpanExporter):
             if (context := span.context) is not None:
                 by_ids[(context.trace_id, context.span_id)] = self._links.translate(span)
         request = encode_spans(spans)
-        for resource_spans in request.resource_spans:
-            for scope_spans in resource_spans.scope_spans:
-                for proto in scope_spans.spans:
-                    key = (int.from_bytes(proto.trace_id, "big"), int.from_bytes(proto.span_id, "big"))
-                    for name, value in by_ids.get(key, {}).items():
-                        attribute = proto.attributes.add()
-                        attribute.key = name
-                        _set_any_value(attribute.value, value)
-        return request.SerializeToString()
+        for scope_spans in _proto_spans(request):
+            for proto in scope_spans.spans:
+                key = (int.from_bytes(proto.trace_id, "big"), int.from_bytes(proto.span_id, "big"))
+                for name, value in by_ids.get(key, {}).items():
+                    attribute = proto.attributes.add()
+                    attribute.key = name
+                    _set_any_value(attribute.value, value)
+        return request
 
     def shutdown(self) -> None:
         """Send the links still queued (a few seconds at most), then close the connections."""
@@ -513,6 +582,34 @@ class MlflowHttpExporter(SpanExporter):
             client, self._client = self._client, None
         if client is not None:
             client.close()
+
+
+def _proto_spans(request: Any) -> Iterator[Any]:
+    """The `ScopeSpans` messages of an OTLP request."""
+    for resource_spans in request.resource_spans:
+        yield from resource_spans.scope_spans
+
+
+def _key(span: Any) -> tuple[str, int]:
+    """An OTLP span's (MLflow trace id, span id)."""
+    return mlflow_trace_id(int.from_bytes(span.trace_id, "big")), int.from_bytes(span.span_id, "big")
+
+
+def _span_keys(request: Any) -> set[tuple[str, int]]:
+    """(MLflow trace id, span id) of every span in an OTLP request."""
+    return {_key(span) for scope_spans in _proto_spans(request) for span in scope_spans.spans}
+
+
+def _only(request: Any, keys: set[tuple[str, int]]) -> Any:
+    """A copy of an OTLP request with only the spans `keys` names."""
+    copy = type(request)()
+    copy.CopyFrom(request)
+    for scope_spans in _proto_spans(copy):
+        spans = scope_spans.spans
+        for index in reversed(range(len(spans))):
+            if _key(spans[index]) not in keys:
+                del spans[index]
+    return copy
 
 
 def _set_any_value(target: Any, value: Any) -> None:
@@ -554,6 +651,7 @@ class MlflowStoreExporter(SpanExporter):
     """Writes batches through a local MLflow tracking store's `log_spans` (sqlite, a database URL)."""
 
     local = True  # an exiting process waits for a running export (see `_provider._at_exit`)
+    deep_queue = True  # the provider gives it a queue for bursts (`_provider.MLFLOW_QUEUE_SIZE`)
 
     def __init__(self, uri: str, experiment_name: str | None) -> None:
         self.uri = uri

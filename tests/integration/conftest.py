@@ -247,6 +247,8 @@ class CountingProxy:
         self._open.set()
         self._hold_for = 0.0
         self._slow: dict[str, float] = {}  # path prefix -> seconds every such request is delayed
+        self._late: dict[str, float] = {}  # path prefix -> seconds every such answer is held, the request forwarded
+        self._lost: dict[str, list[float]] = {}  # path prefix -> holds: requests held, then dropped, not forwarded
         self._closing = False
         proxy = self
 
@@ -288,11 +290,23 @@ class CountingProxy:
         for prefix, seconds in self._slow.items():
             if handler.path.startswith(prefix):
                 time.sleep(seconds)
+        with self._lock:
+            lost = next(
+                (holds.pop(0) for prefix, holds in self._lost.items() if handler.path.startswith(prefix) and holds),
+                None,
+            )
+        if lost is not None:
+            time.sleep(lost)
+            handler.close_connection = True
+            return
         if self._closing:
             handler.close_connection = True
             return
         try:
             response, payload = self.ask_upstream(handler)
+            for prefix, seconds in self._late.items():
+                if handler.path.startswith(prefix):
+                    time.sleep(seconds)
             handler.send_response(response.status, response.reason)
             for key, value in response.getheaders():
                 if key.lower() not in ("transfer-encoding", "connection", "content-length", "date", "server"):
@@ -332,6 +346,15 @@ class CountingProxy:
     def slow(self, path_prefix: str, seconds: float) -> None:
         """Delay every request whose path starts with `path_prefix` by `seconds` (a slower server for those)."""
         self._slow[path_prefix] = seconds
+
+    def answer_late(self, path_prefix: str, seconds: float) -> None:
+        """Forward every request whose path starts with `path_prefix` at once, then hold its answer `seconds`."""
+        self._late[path_prefix] = seconds
+
+    def lose(self, path_prefix: str, seconds: float) -> None:
+        """Hold the next request whose path starts with `path_prefix` `seconds`, then drop it unsent (again: one more)."""
+        with self._lock:
+            self._lost.setdefault(path_prefix, []).append(seconds)
 
     def release(self) -> None:
         """Stop delaying; requests being held are forwarded now."""

@@ -194,3 +194,67 @@ def test_a_burst_the_server_links_slower_than_it_arrives_loses_no_span(
     assert proxy.count(LINK_PROMPTS_PATH) == calls + 1  # one request per trace, none repeated
     experiment_id = server.client.get_experiment_by_name(experiment).experiment_id
     assert len(linked_trace_ids(server.url, experiment_id, f"{prompt_name}/1")) == calls + 1
+
+
+BATCH_GET = "/api/3.0/mlflow/traces/batchGet"
+# Issue 10: a busy server stored batches after the client's 10 s timeout, and they counted as lost (`spans_failed`).
+# Each case: what the proxy does (hold the answer of a forwarded request, or hold a request then drop it unsent),
+# then the counters' differences, the OTLP requests sent, and the spans the server holds. The exporter's timeout
+# is 1 s.
+SETTLE_CASES = {
+    "stored after the timeout: counted as exported, not sent again": (
+        [("answer_late", "/v1/traces", 3.0)],
+        {"spans_exported": 5, "spans_failed": 0, "export_retries": 0, "prompt_links": 5},
+        1,
+        5,
+    ),
+    "lost on the way: the server holds none, sent again once": (
+        [("lose", "/v1/traces", 2.0)],
+        {"spans_exported": 5, "spans_failed": 0, "export_retries": 1, "prompt_links": 5},
+        2,
+        5,
+    ),
+    "lost twice: failed, and nothing to link": (
+        [("lose", "/v1/traces", 2.0), ("lose", "/v1/traces", 2.0)],
+        {"spans_exported": 0, "spans_failed": 5, "export_retries": 1, "prompt_links": 0, "prompt_links_failed": 0},
+        2,
+        0,
+    ),
+    "the server cannot say what it holds: not sent again": (
+        [("lose", "/v1/traces", 2.0), ("lose", BATCH_GET, 2.0)],
+        {"spans_exported": 0, "spans_failed": 5, "export_retries": 0},
+        1,
+        0,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(SETTLE_CASES))
+def test_a_timed_out_batch_is_counted_by_what_the_server_stored_and_only_the_rest_is_sent_again(
+    server: MlflowServer, proxy: CountingProxy, prompt_name: str, case: str
+) -> None:
+    from promptops.tracing._mlflow import MlflowHttpExporter
+    from promptops.tracing._provider import _new_provider
+
+    faults, expected, posts, stored = SETTLE_CASES[case]
+    server.register(prompt_name, "Summarize {{ text }}")
+    experiment = f"settle-{uuid.uuid4().hex[:8]}"
+    experiment_id = server.client.create_experiment(experiment)
+    for fault, path, seconds in faults:
+        getattr(proxy, fault)(path, seconds)
+    promptops.configure(tracking_uri=proxy.url, capture=None)
+    provider, _ = _new_provider(MlflowHttpExporter(proxy.url, experiment, timeout=1.0), "the test's server")
+    summarize, _ = tracked_functions(prompt_name)
+    before = tracing.stats()
+    try:
+        with tracing.use_provider(provider), promptops.use_prompt(prompt_name, version=1):
+            for index in range(5):
+                summarize(f"doc {index}")
+        assert provider.force_flush(60_000)
+    finally:
+        provider.shutdown()
+    after = tracing.stats()
+    assert {name: after[name] - before[name] for name in expected} == expected
+    assert proxy.count("/v1/traces") == posts
+    traces = server.client.search_traces(locations=[experiment_id])
+    assert sum(len(trace.data.spans) for trace in traces) == stored

@@ -451,3 +451,29 @@ def test_the_server_exporter_opens_no_connection_after_shutdown() -> None:
     with pytest.raises(ExportFailed, match="shut down"):
         exporter._http()  # pyright: ignore[reportPrivateUsage]
     assert exporter._client is None  # pyright: ignore[reportPrivateUsage]
+
+
+@pytest.mark.parametrize(
+    ("exporter", "uri", "capacity"),
+    [
+        ("mlflow", "http://127.0.0.1:9", 20_000),  # a tracking server: a burst outruns it too (issue 10)
+        ("mlflow", "sqlite:///unused.db", 20_000),
+        ("otlp", "http://127.0.0.1:9", 2_048),  # OpenTelemetry's default
+    ],
+)
+def test_the_mlflow_exporters_queue_a_burst(
+    exporter: str, uri: str, capacity: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OTEL_BSP_MAX_QUEUE_SIZE", raising=False)
+    promptops.configure(trace_exporter=exporter, tracking_uri=uri)
+    assert tracing.tracer() is not None
+    setup = tracing._setup  # pyright: ignore[reportPrivateUsage]
+    assert setup is not None and setup.private is not None
+    assert setup.private.processor.queue_capacity == capacity
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "1000")  # the standard variable still decides
+    promptops.configure(trace_exporter=exporter, tracking_uri=uri, experiment_name="other")
+    assert tracing.tracer() is not None
+    setup = tracing._setup  # pyright: ignore[reportPrivateUsage]
+    assert setup is not None and setup.private is not None
+    assert setup.private.processor.queue_capacity == 1000
