@@ -4,7 +4,9 @@ Two paths, both batched (one request or one store transaction per batch of spans
 
 * `http(s)://` tracking server: OTLP/HTTP protobuf POSTed to `{tracking_uri}/v1/traces` with the
   `x-mlflow-experiment-id` header (MLflow's own OTLP receiver, `mlflow/server/otel_api.py`). The experiment
-  id is resolved over MLflow's REST API with httpx and a timeout. MLflow is never imported for this path.
+  id is resolved over MLflow's REST API with httpx and a timeout. MLflow is never imported for this path. A batch
+  whose request times out is settled with the server (`MlflowHttpExporter._settle`): what it stored counts as
+  exported, what it did not is sent again once.
 * any other store URI (`sqlite:///...`, a database URL): MLflow is imported *in the export thread* on the
   first batch, and each batch is written with the tracking store's `log_spans(experiment_id, spans)`,
   converted the way MLflow's OTLP receiver converts them (`mlflow.entities.Span.from_otel_proto`).
