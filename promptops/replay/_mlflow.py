@@ -25,7 +25,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .._config import get_settings
 from .._mlflow_env import mlflow_environment
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from ._result import CandidateResult, MetricSummary, RecordResult, ReplayResult
 
-__all__ = ["REPORT_ARTIFACT", "RUN_ATTRIBUTE", "ReplayRun", "metric_key", "replay_experiment"]
+__all__ = ["RECORDS_ARTIFACT", "REPORT_ARTIFACT", "RUN_ATTRIBUTE", "ReplayRun", "metric_key", "replay_experiment"]
 
 logger = logging.getLogger("promptops.replay")
 
@@ -44,6 +44,8 @@ RUN_ATTRIBUTE = "promptops.replay.run_id"
 
 REPORT_ARTIFACT = "replay_report.html"
 """The run's artifact holding the HTML report."""
+RECORDS_ARTIFACT = "replay_records.json"
+"""The run's table of records: a row per record and candidate."""
 LINKED_PROMPTS = "mlflow.linkedPrompts"  # MLflow's run tag of the prompt versions a run used
 _UNSAFE = re.compile(r"[^\w\-. /:]")
 _STATS = ("baseline", "candidate", "delta", "ci_low", "ci_high", "p50", "p95", "ratio", "p95_ratio")
@@ -233,9 +235,7 @@ class ReplayRun:
             )
         candidates = result.candidates or []
         if result.records or any(candidate.records for candidate in candidates):
-            table = _records_table(result, redaction())
-            client.log_table(run_id, data=table, artifact_file="replay_records.json")
-            del table
+            _log_records_table(client, run_id, result, redaction())
         if several:
             client.log_table(run_id, data=_matrix_table(candidates), artifact_file="replay_candidates.json")
         if report is not None:
@@ -280,30 +280,52 @@ def _metric_values(summaries: dict[str, MetricSummary], candidate: str | None) -
     return values
 
 
-def _records_table(result: ReplayResult, shown: Callable[[RecordResult], RecordResult]) -> dict[str, list[Any]]:
+def _log_records_table(
+    client: Any, run_id: str, result: ReplayResult, shown: Callable[[RecordResult], RecordResult]
+) -> None:
+    """The run's `replay_records.json` table, written a row at a time, each record redacted as it is written.
+
+    The file is what `MlflowClient.log_table()` writes (MLflow 3.17: pandas' `split` layout, `{"columns": [...],
+    "data": [[...], ...]}`), and it is registered as a table the same way (the run's `mlflow.loggedArtifacts` tag),
+    so `load_table()` and the UI read it as before. `log_table()` itself builds a DataFrame and then the whole text
+    in memory: about 4.4 KB per record at its peak (issue 15).
+    """
+    from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS
+
+    with tempfile.TemporaryDirectory(prefix="promptops-table-") as directory:
+        path = Path(directory) / RECORDS_ARTIFACT
+        with path.open("w", encoding="utf-8") as out:
+            _write_records_table(result, shown, out)
+        client.log_artifact(run_id, str(path))
+    logged = json.loads(client.get_run(run_id).data.tags.get(MLFLOW_LOGGED_ARTIFACTS, "[]"))
+    entry = {"path": RECORDS_ARTIFACT, "type": "table"}
+    if entry not in logged:
+        client.set_tag(run_id, MLFLOW_LOGGED_ARTIFACTS, json.dumps([*logged, entry]))
+
+
+def _write_records_table(result: ReplayResult, shown: Callable[[RecordResult], RecordResult], out: TextIO) -> None:
     """One row per record and candidate (a `candidate` column tells them apart), each record as `shown`."""
+    from ._json import jsonable
+
     arms: list[tuple[str, list[RecordResult]]] = [(c.label, c.records) for c in result.candidates] or [
         (result.candidate.label, result.records)
     ]
     names = list(dict.fromkeys(name for c in result.candidates for name in c.metrics)) or list(result.metrics)
-    columns: dict[str, list[Any]] = {
-        key: [] for key in ("candidate", "id", "inputs", "baseline_output", "candidate_output", "error", "trace_id")
-    }
+    columns = ["candidate", "id", "inputs", "baseline_output", "candidate_output", "error", "trace_id"]
     for name in names:
-        columns[name], columns[f"{name}.delta"] = [], []
+        columns += [name, f"{name}.delta"]
+    encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+    out.write('{"columns":' + encode(columns) + ',"data":[')
+    first = True
     for label, records in arms:
         for r in map(shown, records):
-            columns["candidate"].append(label)
-            columns["id"].append(r.id)
-            columns["inputs"].append(_cell(r.inputs))
-            columns["baseline_output"].append(_cell(r.baseline_output))
-            columns["candidate_output"].append(_cell(r.candidate_output))
-            columns["error"].append(r.error)
-            columns["trace_id"].append(r.trace_id)
+            row = [label, r.id, _cell(r.inputs), _cell(r.baseline_output), _cell(r.candidate_output), r.error]
+            row.append(r.trace_id)
             for name in names:
-                columns[name].append(r.scores.get(name))
-                columns[f"{name}.delta"].append(r.deltas.get(name))
-    return columns
+                row += [r.scores.get(name), r.deltas.get(name)]
+            out.write(("" if first else ",") + encode(jsonable(row)))
+            first = False
+    out.write("]}")
 
 
 def _matrix_table(candidates: list[CandidateResult]) -> dict[str, list[Any]]:

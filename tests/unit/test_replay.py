@@ -345,6 +345,8 @@ def check_logged_run(application: App, directory: Path) -> None:
 def test_files_written_a_record_at_a_time_are_the_whole_redacted_documents(echo: App, tmp_path: Path) -> None:
     # Issue 15: replay writes its JSON, its report and its run's records table record by record, redacting each
     # as it goes. The files are what encoding a redacted copy of the whole result gives, and hold no secret.
+    import pandas
+    import pandas.testing
     from mlflow import MlflowClient
 
     texts = [f"{text} Reach me at jane.canary{i}@example.com" for i, text in enumerate(TEXTS[:5])]
@@ -364,10 +366,32 @@ def test_files_written_a_record_at_a_time_are_the_whole_redacted_documents(echo:
     logged = Path(client.download_artifacts(result.mlflow_run_id, "replay_report.html", str(tmp_path / "logged")))
     assert logged.read_text(encoding="utf-8") == page
     table = Path(client.download_artifacts(result.mlflow_run_id, "replay_records.json", str(tmp_path / "logged")))
-    rows = json.loads(table.read_text(encoding="utf-8"))
-    assert len(rows["data"]) == 5 and "Reach me at" in table.read_text(encoding="utf-8")
+    assert len(json.loads(table.read_text(encoding="utf-8"))["data"]) == 5
     for shown in (text, page, table.read_text(encoding="utf-8")):
-        assert "jane.canary" not in shown
+        assert "jane.canary" not in shown and "Reach me at" in shown
+
+    # The records table, written a row at a time, reads back as the table MLflow's own log_table() writes.
+    names = list(result.metrics)
+    columns: dict[str, list[Any]] = {"candidate": [], "id": [], "inputs": [], "baseline_output": [],
+                                     "candidate_output": [], "error": [], "trace_id": []}  # fmt: skip
+    for name in names:
+        columns[name], columns[f"{name}.delta"] = [], []
+    for item in result.redacted().records:
+        for key, value in (("candidate", str(echo.versions["same"])), ("id", item.id),
+                           ("inputs", json.dumps(item.inputs, ensure_ascii=False)), ("baseline_output", item.baseline_output),
+                           ("candidate_output", item.candidate_output), ("error", item.error), ("trace_id", item.trace_id)):  # fmt: skip
+            columns[key].append(value)
+        for name in names:
+            columns[name].append(item.scores.get(name))
+            columns[f"{name}.delta"].append(item.deltas.get(name))
+    client.log_table(result.mlflow_run_id, data=columns, artifact_file="expected.json")
+    expected = Path(client.download_artifacts(result.mlflow_run_id, "expected.json", str(tmp_path / "logged")))
+    # As load_table() reads each run's table (it finds the runs through the global tracking URI: not set here).
+    pandas.testing.assert_frame_equal(
+        pandas.read_json(table, orient="split"), pandas.read_json(expected, orient="split")
+    )
+    logged = json.loads(client.get_run(result.mlflow_run_id).data.tags["mlflow.loggedArtifacts"])
+    assert {"path": "replay_records.json", "type": "table"} in logged  # what the UI lists as a table
 
 
 def test_interrupt_keeps_finished_records(echo: App, tmp_path: Path) -> None:
