@@ -18,9 +18,10 @@ from ._span import record_usage
 from ._track import track
 from ._version import __version__
 from .prompts import Prompt, current_prompt, preload, use_prompt
-from .rollout import feedback, rollout_key
 
 if TYPE_CHECKING:
+    from .rollout._assign import rollout_key
+    from .rollout._feedback import feedback
     from .scorers import scorer
 
 __all__ = [
@@ -54,4 +55,16 @@ def __getattr__(name: str) -> object:
         from .scorers import scorer
 
         return scorer
+    # Rollouts are imported on first need, not by `import promptops` (issue 16): `@track` imports the assignment
+    # when it decorates; `feedback` (a worker thread and a queue) and `rollout_key` when first asked for.
+    if name == "feedback":
+        from .rollout._feedback import feedback
+
+        globals()[name] = feedback  # asked once: later uses are a plain lookup
+        return feedback
+    if name == "rollout_key":
+        from .rollout._assign import rollout_key
+
+        globals()[name] = rollout_key  # `with promptops.rollout_key(user):` in a request handler
+        return rollout_key
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,7 +27,6 @@ from typing import Any
 from . import capture, prompts, tracing
 from ._errors import internal_error_count, log_internal_error
 from ._redact import redaction_failures
-from .rollout import flush_feedback
 
 __all__ = ["flush", "shutdown", "stats"]
 
@@ -67,8 +66,12 @@ def _flush(timeout: float) -> bool:
     finished = tracing.flush(max(deadline - time.monotonic(), 0.0)) and finished
     # Captured calls: written within what is left, even against a dead store.
     finished = capture.flush(max(deadline - time.monotonic(), 0.0)) and finished
-    # Feedback last: an assessment needs its trace exported, a capture id its record written.
-    return flush_feedback(max(deadline - time.monotonic(), 0.0)) and finished
+    # Feedback last: an assessment needs its trace exported, a capture id its record written. None was given if
+    # its module was never imported (imported with the first `promptops.feedback()`; issue 16).
+    feedback = sys.modules.get("promptops.rollout._feedback")
+    if feedback is None:
+        return finished
+    return feedback.flush_feedback(max(deadline - time.monotonic(), 0.0)) and finished
 
 
 def shutdown(timeout: float = 5.0) -> bool:

@@ -73,76 +73,102 @@ MASK_ERROR: Final = "[REDACTED:error]"
 MIN_MASKED_CHARS: Final = 4
 """Shortest value under a sensitive key that is also masked where the call's exception message repeats it."""
 _MASK_CUSTOM: Final = "[REDACTED:custom]"
+_B64URL = "[A-Za-z0-9_-]"
 
-# Sensitive key names, matched anywhere in the key, case-insensitively. Before matching, the names LLM code
-# uses for token *counts* and for authors are taken out: masking `max_tokens` or `author` would hide the
-# parameters people most want to see, while `access_token`, `oauth_token` or `authorization` stay masked.
-_SENSITIVE_KEY = re.compile(
-    r"passw(?:or)?d|pwd|passphrase|secret|token|api[-_]?key|access[-_]?key|auth|cookie|session|credential"
-    r"|private[-_]?key",
-    re.IGNORECASE,
-)
-# `pass` only as a word of the key (`pass`, `db_pass`, `dbPass`, `PASS`), not inside `passage` or `bypass`.
-_PASS = re.compile(r"(?<![A-Za-z])(?:pass|Pass|PASS)(?![A-Za-z])|(?<=[a-z])Pass(?![a-z])")
-_NOT_SENSITIVE = re.compile(
-    r"(?:max|min|input|output|total|prompt|completion|num|cached|reasoning|response|request)[-_]?tokens?"
-    r"|tokens?[-_]?(?:count|limit|usage|used)|tokeniz(?:er|ation|ed)|author(?!iz)",
-    re.IGNORECASE,
-)
+
+class _Patterns:
+    """The default rules' regular expressions, compiled for the first value that needs one, not at import.
+
+    Compiling them took about 2 ms of `import promptops` (issue 16); the first redaction that runs a pattern pays it
+    instead, once per process (a value that passes no screening test never does).
+    """
+
+    def __init__(self) -> None:
+        # Sensitive key names, matched anywhere in the key, case-insensitively. Before matching, the names LLM code
+        # uses for token *counts* and for authors are taken out: masking `max_tokens` or `author` would hide the
+        # parameters people most want to see, while `access_token`, `oauth_token` or `authorization` stay masked.
+        self.sensitive_key = re.compile(
+            r"passw(?:or)?d|pwd|passphrase|secret|token|api[-_]?key|access[-_]?key|auth|cookie|session|credential"
+            r"|private[-_]?key",
+            re.IGNORECASE,
+        )
+        # `pass` only as a word of the key (`pass`, `db_pass`, `dbPass`, `PASS`), not inside `passage` or `bypass`.
+        self.pass_word = re.compile(r"(?<![A-Za-z])(?:pass|Pass|PASS)(?![A-Za-z])|(?<=[a-z])Pass(?![a-z])")
+        self.not_sensitive = re.compile(
+            r"(?:max|min|input|output|total|prompt|completion|num|cached|reasoning|response|request)[-_]?tokens?"
+            r"|tokens?[-_]?(?:count|limit|usage|used)|tokeniz(?:er|ation|ed)|author(?!iz)",
+            re.IGNORECASE,
+        )
+        # The default value patterns, one per kind, each run only when a cheap test says it could match. Each starts
+        # with a literal or a small character set (its lookbehind comes after it), so the regex engine can skip to
+        # candidate positions instead of trying every one: one alternation of them all, or a pattern opening with a
+        # lookbehind or a broad character class, costs tens of microseconds on a paragraph. The token formats follow
+        # the rule sets of detect-secrets and gitleaks (issue 11); benchmarks/bench_redact.py measures the cost.
+        #
+        # 13-19 digits starting 2-6 (the issued ranges: a 13-digit millisecond timestamp starts with 1), contiguous or
+        # grouped 4-4-4-4(-3) / 4-6-5 with one kind of separator, which leaves UUIDs, dates and phone numbers alone;
+        # Luhn is checked on each match.
+        self.card = re.compile(
+            r"[2-6](?<![0-9][2-6])(?:[0-9]{12,18}|[0-9]{3}(?P<sep>[ -])(?:[0-9]{4}(?P=sep)[0-9]{4}(?P=sep)[0-9]{4}"
+            r"(?:(?P=sep)[0-9]{3})?|[0-9]{6}(?P=sep)[0-9]{4,5}))(?![0-9])"
+        )
+        # From the `@` on; the local part is found by walking back from it (see `_mask_emails`).
+        self.email_domain = re.compile(r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+        # `scheme://user:password@host`: the whole userinfo (the user name can be an e-mail address or a key).
+        self.url_userinfo = re.compile(r"://[^\s/?#@\[\]]{1,512}@")
+        self.api_key = re.compile(rf"sk-(?<![A-Za-z0-9]sk-){_B64URL}{{16,}}")
+        self.aws_key = re.compile(r"A(?<![A-Z0-9]A)(?:KIA|SIA)[A-Z0-9]{16}(?![A-Z0-9])")
+        # Three dot-separated segments normally; a long first segment alone is masked too, so a token cut by
+        # truncation never shows its beginning.
+        self.jwt = re.compile(rf"eyJ(?<!{_B64URL}eyJ){_B64URL}{{10,}}(?:\.{_B64URL}*){{0,2}}")
+        self.bearer = re.compile(r"([Bb]earer|BEARER)[ \t]+[A-Za-z0-9._~+/=-]{8,}")
+        # HTTP Basic credentials: masked only when the token decodes to `user:password` (not "Basic understanding").
+        self.basic = re.compile(r"([Bb]asic|BASIC)[ \t]+([A-Za-z0-9+/]{4,}={0,2})(?![A-Za-z0-9+/=])")
+        self.github = re.compile(r"g(?<![A-Za-z0-9]g)(?:h[pousr]_[A-Za-z0-9]{30,}|ithub_pat_[A-Za-z0-9_]{22,})")
+        # A PEM private key, to its END line, or to the end of the text when it was cut (a truncated key stays masked).
+        self.private_key = re.compile(
+            r"-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----|\Z)",
+            re.DOTALL,
+        )
+        self.slack = re.compile(
+            r"xox(?<![A-Za-z0-9]xox)[abposre]-[A-Za-z0-9-]{10,}|hooks\.slack\.com/services/[A-Za-z0-9/_-]{16,}"
+        )
+        self.stripe = re.compile(r"[rs](?<![A-Za-z0-9][rs])k_(?:live|test)_[A-Za-z0-9]{10,}")
+        self.google = re.compile(r"AIza[A-Za-z0-9_-]{35}|ya29\.[A-Za-z0-9_-]{20,}|GOCSPX-[A-Za-z0-9_-]{20,}")
+        # A secret written as `name=value` in free text (see `_NAME_WORDS`).
+        self.key_run = re.compile(r"[A-Za-z0-9_.-]*")
+        self.operator = re.compile(r"[\"']?[ \t]{0,3}[:=][ \t]{0,3}")
+        self.assigned_value = re.compile(r"\"(?:[^\"\\\n]|\\.)+\"|'[^'\n]+'|[^\s\"'&,;<>]+")
+        self.secret_name = re.compile(
+            r"passw(?:or)?d|pwd|passphrase|secret|token|api[-_]?key|access[-_]?key|private[-_]?key|credential",
+            re.IGNORECASE,
+        )
+
+
+_compiled: _Patterns | None = None
+
+
+def _patterns() -> _Patterns:
+    """The compiled patterns (two threads racing to compile the first time each get a complete set)."""
+    global _compiled
+    if _compiled is None:
+        _compiled = _Patterns()
+    return _compiled
 
 
 def _sensitive_key(key: str) -> bool:
-    key = _NOT_SENSITIVE.sub(" ", key)
-    return _SENSITIVE_KEY.search(key) is not None or _PASS.search(key) is not None
+    patterns = _compiled or _patterns()
+    key = patterns.not_sensitive.sub(" ", key)
+    return patterns.sensitive_key.search(key) is not None or patterns.pass_word.search(key) is not None
 
 
-# The default value patterns, one per kind, each run only when a cheap test says it could match. Each starts
-# with a literal or a small character set (its lookbehind comes after it), so the regex engine can skip to
-# candidate positions instead of trying every one: one alternation of them all, or a pattern opening with a
-# lookbehind or a broad character class, costs tens of microseconds on a paragraph. The token formats follow
-# the rule sets of detect-secrets and gitleaks (issue 11); benchmarks/bench_redact.py measures the cost.
-_B64URL = "[A-Za-z0-9_-]"
-# 13-19 digits starting 2-6 (the issued ranges: a 13-digit millisecond timestamp starts with 1), contiguous or
-# grouped 4-4-4-4(-3) / 4-6-5 with one kind of separator, which leaves UUIDs, dates and phone numbers alone;
-# Luhn is checked on each match.
-_CARD = re.compile(
-    r"[2-6](?<![0-9][2-6])(?:[0-9]{12,18}|[0-9]{3}(?P<sep>[ -])(?:[0-9]{4}(?P=sep)[0-9]{4}(?P=sep)[0-9]{4}"
-    r"(?:(?P=sep)[0-9]{3})?|[0-9]{6}(?P=sep)[0-9]{4,5}))(?![0-9])"
-)
-# From the `@` on; the local part is found by walking back from it (see `_mask_emails`).
-_EMAIL_DOMAIN = re.compile(r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _EMAIL_LOCAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
-# `scheme://user:password@host`: the whole userinfo (the user name can be an e-mail address or a key).
-_URL_USERINFO = re.compile(r"://[^\s/?#@\[\]]{1,512}@")
-_API_KEY = re.compile(rf"sk-(?<![A-Za-z0-9]sk-){_B64URL}{{16,}}")
-_AWS_KEY = re.compile(r"A(?<![A-Z0-9]A)(?:KIA|SIA)[A-Z0-9]{16}(?![A-Z0-9])")
-# Three dot-separated segments normally; a long first segment alone is masked too, so a token cut by
-# truncation never shows its beginning.
-_JWT = re.compile(rf"eyJ(?<!{_B64URL}eyJ){_B64URL}{{10,}}(?:\.{_B64URL}*){{0,2}}")
-_BEARER = re.compile(r"([Bb]earer|BEARER)[ \t]+[A-Za-z0-9._~+/=-]{8,}")
-# HTTP Basic credentials: masked only when the token decodes to `user:password` (not "Basic understanding").
-_BASIC = re.compile(r"([Bb]asic|BASIC)[ \t]+([A-Za-z0-9+/]{4,}={0,2})(?![A-Za-z0-9+/=])")
-_GITHUB = re.compile(r"g(?<![A-Za-z0-9]g)(?:h[pousr]_[A-Za-z0-9]{30,}|ithub_pat_[A-Za-z0-9_]{22,})")
-# A PEM private key, to its END line, or to the end of the text when it was cut (a truncated key stays masked).
-_PRIVATE_KEY = re.compile(
-    r"-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----|\Z)",
-    re.DOTALL,
-)
-_SLACK = re.compile(r"xox(?<![A-Za-z0-9]xox)[abposre]-[A-Za-z0-9-]{10,}|hooks\.slack\.com/services/[A-Za-z0-9/_-]{16,}")
-_STRIPE = re.compile(r"[rs](?<![A-Za-z0-9][rs])k_(?:live|test)_[A-Za-z0-9]{10,}")
-_GOOGLE = re.compile(r"AIza[A-Za-z0-9_-]{35}|ya29\.[A-Za-z0-9_-]{20,}|GOCSPX-[A-Za-z0-9_-]{20,}")
 # `password=...`, `token: ...`, `"api_key": "..."`, `?access_token=...` in free text. Found from the (rare)
 # occurrences of a secret's name, not from every `:` or `=`: a pattern tried at every position costs about
 # 0.8 ms per KB, and prose has many colons. The value is the quoted string, or the text up to the next space,
 # quote, `&`, `,` or `;`.
 _NAME_WORDS = (b"pass", b"pwd", b"secret", b"token", b"key", b"credential")
 _KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
-_KEY_RUN = re.compile(r"[A-Za-z0-9_.-]*")
-_OPERATOR = re.compile(r"[\"']?[ \t]{0,3}[:=][ \t]{0,3}")
-_ASSIGNED_VALUE = re.compile(r"\"(?:[^\"\\\n]|\\.)+\"|'[^'\n]+'|[^\s\"'&,;<>]+")
-_SECRET_NAME = re.compile(
-    r"passw(?:or)?d|pwd|passphrase|secret|token|api[-_]?key|access[-_]?key|private[-_]?key|credential", re.IGNORECASE
-)
 _names: dict[str, bool] = {}  # decisions of `_secret_name`, bounded
 
 
@@ -150,8 +176,9 @@ def _secret_name(name: str) -> bool:
     """Whether a key written in free text (`name=value`) names a secret; narrower than the mapping key rule."""
     decision = _names.get(name)
     if decision is None:
-        cleaned = _NOT_SENSITIVE.sub(" ", name)
-        decision = _SECRET_NAME.search(cleaned) is not None or _PASS.search(cleaned) is not None
+        patterns = _compiled or _patterns()
+        cleaned = patterns.not_sensitive.sub(" ", name)
+        decision = patterns.secret_name.search(cleaned) is not None or patterns.pass_word.search(cleaned) is not None
         if len(_names) >= 4096:
             _names.clear()
         _names[name] = decision
@@ -170,14 +197,15 @@ def _mask_assignments(text: str) -> str:
     if not hits:
         return text
     hits.sort()
+    patterns = _compiled or _patterns()
     parts: list[str] = []
     done = 0
     for at in hits:
         if at < done:
             continue
-        run = _KEY_RUN.match(text, at)  # `*`: always matches
+        run = patterns.key_run.match(text, at)  # `*`: always matches
         end = run.end() if run is not None else at
-        operator = _OPERATOR.match(text, end)
+        operator = patterns.operator.match(text, end)
         if operator is None:
             continue
         start = at
@@ -186,7 +214,7 @@ def _mask_assignments(text: str) -> str:
         if not _secret_name(text[start:end]):
             continue
         begin = operator.end()
-        value = _ASSIGNED_VALUE.match(text, begin)
+        value = patterns.assigned_value.match(text, begin)
         if value is None or text.startswith("[REDACTED", begin + (text[begin] in "\"'")):
             continue  # nothing assigned, or masked by a more specific rule already
         parts.append(text[done:begin])
@@ -285,7 +313,7 @@ def _mask_basic(match: re.Match[str]) -> str:
 def _mask_emails(text: str) -> str:
     parts: list[str] = []
     done = 0
-    for match in _EMAIL_DOMAIN.finditer(text):
+    for match in (_compiled or _patterns()).email_domain.finditer(text):
         at = match.start()
         start = at
         while start > done and at - start < 64 and text[start - 1] in _EMAIL_LOCAL:
@@ -303,19 +331,20 @@ def _mask_emails(text: str) -> str:
 
 def redact_unconditionally(text: str) -> str:
     """Every default value rule, unconditionally: the reference `redact_with_defaults` must agree with."""
-    text = _PRIVATE_KEY.sub("[REDACTED:private_key]", text)
-    text = _CARD.sub(_mask_card, text)
-    text = _URL_USERINFO.sub("://[REDACTED:url_userinfo]@", text)
+    patterns = _compiled or _patterns()
+    text = patterns.private_key.sub("[REDACTED:private_key]", text)
+    text = patterns.card.sub(_mask_card, text)
+    text = patterns.url_userinfo.sub("://[REDACTED:url_userinfo]@", text)
     text = _mask_emails(text)
-    text = _API_KEY.sub("[REDACTED:api_key]", text)
-    text = _SLACK.sub("[REDACTED:slack_token]", text)
-    text = _GOOGLE.sub("[REDACTED:google_key]", text)
-    text = _AWS_KEY.sub("[REDACTED:aws_access_key]", text)
-    text = _BEARER.sub(_mask_bearer, text)
-    text = _BASIC.sub(_mask_basic, text)
-    text = _JWT.sub("[REDACTED:jwt]", text)
-    text = _GITHUB.sub("[REDACTED:github_token]", text)
-    text = _STRIPE.sub("[REDACTED:stripe_key]", text)
+    text = patterns.api_key.sub("[REDACTED:api_key]", text)
+    text = patterns.slack.sub("[REDACTED:slack_token]", text)
+    text = patterns.google.sub("[REDACTED:google_key]", text)
+    text = patterns.aws_key.sub("[REDACTED:aws_access_key]", text)
+    text = patterns.bearer.sub(_mask_bearer, text)
+    text = patterns.basic.sub(_mask_basic, text)
+    text = patterns.jwt.sub("[REDACTED:jwt]", text)
+    text = patterns.github.sub("[REDACTED:github_token]", text)
+    text = patterns.stripe.sub("[REDACTED:stripe_key]", text)
     return _mask_assignments(text)
 
 
@@ -326,33 +355,34 @@ def redact_with_defaults(text: str) -> str:
     """
     if not maybe_secret(text):
         return text
+    patterns = _compiled or _patterns()
     # A one-character test (memchr) before each longer literal (ten times dearer).
     if "-" in text and "-----BEGIN" in text:
-        text = _PRIVATE_KEY.sub("[REDACTED:private_key]", text)
+        text = patterns.private_key.sub("[REDACTED:private_key]", text)
     if _digits(text) >= 13:
-        text = _CARD.sub(_mask_card, text)
+        text = patterns.card.sub(_mask_card, text)
     if "@" in text:
         if "://" in text:
-            text = _URL_USERINFO.sub("://[REDACTED:url_userinfo]@", text)
+            text = patterns.url_userinfo.sub("://[REDACTED:url_userinfo]@", text)
         text = _mask_emails(text)
     if "-" in text and "sk-" in text:
-        text = _API_KEY.sub("[REDACTED:api_key]", text)
+        text = patterns.api_key.sub("[REDACTED:api_key]", text)
     if ("-" in text and "xox" in text) or ("/" in text and "hooks.slack.com" in text):
-        text = _SLACK.sub("[REDACTED:slack_token]", text)
+        text = patterns.slack.sub("[REDACTED:slack_token]", text)
     if ("I" in text and "AIza" in text) or ("y" in text and "ya29." in text) or ("X" in text and "GOCSPX-" in text):
-        text = _GOOGLE.sub("[REDACTED:google_key]", text)
+        text = patterns.google.sub("[REDACTED:google_key]", text)
     if "I" in text and "IA" in text:
-        text = _AWS_KEY.sub("[REDACTED:aws_access_key]", text)
+        text = patterns.aws_key.sub("[REDACTED:aws_access_key]", text)
     if ("b" in text or "B" in text) and ("earer" in text or "EARER" in text):
-        text = _BEARER.sub(_mask_bearer, text)
+        text = patterns.bearer.sub(_mask_bearer, text)
     if ("b" in text or "B" in text) and ("asic" in text or "ASIC" in text):
-        text = _BASIC.sub(_mask_basic, text)
+        text = patterns.basic.sub(_mask_basic, text)
     if "J" in text and "eyJ" in text:
-        text = _JWT.sub("[REDACTED:jwt]", text)
+        text = patterns.jwt.sub("[REDACTED:jwt]", text)
     if "_" in text:
-        text = _GITHUB.sub("[REDACTED:github_token]", text)
+        text = patterns.github.sub("[REDACTED:github_token]", text)
         if "k_live_" in text or "k_test_" in text:
-            text = _STRIPE.sub("[REDACTED:stripe_key]", text)
+            text = patterns.stripe.sub("[REDACTED:stripe_key]", text)
     if "=" in text or ":" in text:
         text = _mask_assignments(text)
     return text

@@ -30,7 +30,6 @@ from ._usage import StreamUsage, UsageCollector, passed_on, usage_of, usage_sink
 from .capture import CallCapture
 from .capture._capture import DEFERRED
 from .prompts import NO_OVERRIDES, Prompt, Template, active_prompt, overrides, resolver, selector_for
-from .rollout import KeyReader, assign
 
 __all__ = ["track"]
 
@@ -41,6 +40,7 @@ class _Spec:
     """What a decorated function needs per call, computed at decoration time."""
 
     __slots__ = (
+        "assign",
         "cached_key",
         "call",
         "capture",
@@ -65,7 +65,11 @@ class _Spec:
         rollout_key: str | None = None,
     ):
         self.name = name
-        # Rollouts (issue 14): the settings under which calls without an override take part, and their keys.
+        # Rollouts (issue 14): the settings under which calls without an override take part, and their keys. The
+        # rollout machinery is imported by the first decoration, not by `import promptops` (issue 16).
+        from .rollout._assign import KeyReader, assign
+
+        self.assign = assign
         self.rollout_settings: Settings | None = None
         self.rollout_keys = KeyReader(func, rollout_key)
         self.call = CallSpan(func, span_name)
@@ -102,7 +106,7 @@ class _Spec:
     def arm(self, prompt: Prompt, args: tuple[Any, ...], kwargs: Mapping[str, Any], bound: bool) -> Prompt:
         """`prompt`, or the candidate of a running rollout, labelled with the call's arm (issue 14)."""
         if self.rollout_settings is _config.current and overrides.get() is NO_OVERRIDES:
-            return assign(self.name, prompt, self.rollout_keys, args, kwargs, bound)
+            return self.assign(self.name, prompt, self.rollout_keys, args, kwargs, bound)
         return prompt
 
     def hit(
@@ -125,7 +129,7 @@ class _Spec:
                         # No rollout of this prompt while the rollout state last seen is fresh (`KeyReader.quiet`):
                         # the call skips `assign` (issue 16: ~330 ns); a due state or a new one takes it there.
                         if rollout and self.rollout_settings is settings and now >= self.rollout_keys.quiet.refresh_at:
-                            return assign(self.name, entry.served, self.rollout_keys, args, kwargs, bound)
+                            return self.assign(self.name, entry.served, self.rollout_keys, args, kwargs, bound)
                         return entry.served
         return None
 

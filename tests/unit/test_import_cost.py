@@ -54,3 +54,34 @@ def test_decorating_and_configuring_stay_light() -> None:
         1,
     )
     assert _loaded_after(code) == []
+
+
+def test_rollouts_and_redaction_patterns_wait_for_their_first_use() -> None:
+    # Issue 16: the rollout package (imported by the first decoration, its feedback worker by the first feedback) and
+    # the redaction patterns (compiled by the first value that needs one) are no part of `import promptops`.
+    code = (
+        "import json, sys\n"
+        "import promptops, promptops._redact as redact\n"
+        "def state():\n"
+        "    return [sorted(m for m in sys.modules if m.startswith('promptops.rollout')), redact._compiled is not None]\n"
+        "states = [state()]\n"
+        "@promptops.track(prompt='summarize', fallback='Summarize {{ text }}')\n"
+        "def summarize(text, *, prompt):\n"
+        "    return prompt.format(text=text)\n"
+        "states.append(state())\n"
+        "redact.redact_with_defaults('mail me at someone@example.com')\n"
+        "promptops.feedback\n"
+        "states.append(state())\n"
+        "print(json.dumps(states))\n"
+    )
+    decorated = [
+        "promptops.rollout",
+        "promptops.rollout._assign",
+        "promptops.rollout._cache",
+        "promptops.rollout._state",
+    ]
+    assert _loaded_after(code) == [
+        [[], False],
+        [decorated, False],
+        [sorted([*decorated, "promptops.rollout._feedback"]), True],
+    ]
