@@ -10,10 +10,12 @@ created and dropped). Figures:
    around `start_as_current_span`, `BatchSpanProcessor`, an exporter that discards), `@promptops.track` with
    tracing only and `@promptops.track` with tracing and capture (its spans routed to a provider with the same
    discarding exporter). The writer thread runs meanwhile, as in production.
-2. Sustained writer throughput: N calls submitted back to back, timed until `flush()` returns (records/s).
+2. Sustained writer throughput: N calls submitted back to back, timed until `flush()` returns (records/s), alone
+   and with a CPU-bound thread beside the writer.
 3. One batch of 2,048 records written by `CaptureStore.write()`, with and without a CPU-bound thread beside it,
    against the per-row `executemany` it replaced (the baseline, reproduced here), batches interleaved.
-4. 200,000 tracked calls with a CPU-bound thread beside them (default settings, tracing off): drops counted.
+4. 200,000 tracked calls with a CPU-bound thread beside them (default settings, tracing off): drops counted, at
+   each rate of `--rates` (calls/s; 0, the default, as fast as the calling thread goes).
 5. Memory while the store is down: 200,000 calls against a port where nothing listens; queue length and RSS
    growth stay bounded by `capture_queue_size`.
 """
@@ -162,26 +164,28 @@ def decorated(cc: CallCapture) -> tuple[Callable[..., Any], Callable[..., Any], 
     return raw, tracked, tracked_captured, provider
 
 
-def throughput(url: str, n: int) -> float:
+def throughput(url: str, n: int, busy: bool = False) -> float:
+    """Records/s of the whole writer (rows built and written) draining `n` queued calls, beside a busy thread or not."""
     promptops.shutdown(10)
     promptops.configure(capture=url, capture_queue_size=n + 10)
     cc = CallCapture(summarize)
     cc.submit(PROMPT, ("warm",), {"prompt": PROMPT}, bound=False, output="o", started_ns=0, ended_ns=1)
     promptops.flush(60)
     before = promptops.stats()["captures_written"]
-    start = time.perf_counter()
-    for i in range(n):
-        cc.submit(
-            PROMPT,
-            (f"call number {i}: some text to summarize",),
-            {"prompt": PROMPT},
-            bound=False,
-            output="a short summary",
-            started_ns=0,
-            ended_ns=1_000_000,
-        )
-    assert promptops.flush(300)
-    elapsed = time.perf_counter() - start
+    with cpu_bound_thread(busy):
+        start = time.perf_counter()
+        for i in range(n):
+            cc.submit(
+                PROMPT,
+                (f"call number {i}: some text to summarize",),
+                {"prompt": PROMPT},
+                bound=False,
+                output="a short summary",
+                started_ns=0,
+                ended_ns=1_000_000,
+            )
+        assert promptops.flush(300)
+        elapsed = time.perf_counter() - start
     assert promptops.stats()["captures_written"] - before == n
     return n / elapsed
 
@@ -254,8 +258,12 @@ def batch_write(url: str, repeats: int) -> dict[tuple[str, bool], float]:
     return {key: statistics.median(values) for key, values in samples.items()}
 
 
-def busy_process(url: str, folder: Path, n: int) -> tuple[float, int, int]:
-    """`n` tracked calls with a CPU-bound thread beside them, default capture settings: (calls/s, written, dropped)."""
+def busy_process(url: str, folder: Path, n: int, rate: float = 0.0) -> tuple[float, int, int]:
+    """`n` tracked calls with a CPU-bound thread beside them, default capture settings: (calls/s, written, dropped).
+
+    `rate`: calls a second at most (paced by sleeping between groups of calls, as a server waiting for requests
+    would); 0 for as fast as the calling thread goes.
+    """
     promptops.shutdown(10)
     promptops.configure(
         capture=url, trace_exporter="none", tracking_uri=f"sqlite:///{folder / 'mlflow.db'}", cache_dir=str(folder)
@@ -268,11 +276,16 @@ def busy_process(url: str, folder: Path, n: int) -> tuple[float, int, int]:
     summarize_call("warm")
     promptops.flush(60)
     before = promptops.stats()
+    perf, sleep = time.perf_counter, time.sleep
     with cpu_bound_thread():
-        start = time.perf_counter()
+        start = perf()
         for i in range(n):
+            if rate and not i % PACE:
+                ahead = start + i / rate - perf()
+                if ahead > 0:
+                    sleep(ahead)
             summarize_call(f"call number {i}: some text to summarize")
-        elapsed = time.perf_counter() - start
+        elapsed = perf() - start
         promptops.flush(300)
     after = promptops.stats()
     return (
@@ -280,6 +293,9 @@ def busy_process(url: str, folder: Path, n: int) -> tuple[float, int, int]:
         after["captures_written"] - before["captures_written"],
         after["captures_dropped"] - before["captures_dropped"],
     )
+
+
+PACE = 16  # calls between two checks of the pace in `busy_process`
 
 
 def sink_down(n: int) -> tuple[int, int, float, float]:
@@ -305,22 +321,23 @@ def sink_down(n: int) -> tuple[int, int, float, float]:
     return stats["captures_queued"], stats["captures_dropped"] - dropped, rss_half - rss_start, rss_end - rss_start
 
 
-def print_busy(folder: Path, pg: str, calls: int) -> None:
-    """Figure 4, both stores."""
-    print(
-        f"\n{f'{calls:,} tracked calls beside a CPU-bound thread':45s} {'calls/s':>9s} {'written':>9s} {'dropped':>9s}"
-    )
-    for label, url in (("SQLite", f"sqlite:///{folder / 'busy.db'}"), ("PostgreSQL", pg)):
-        rate, written, dropped = busy_process(url, folder, calls)
-        print(f"{label:45s} {rate:9.0f} {written:9d} {dropped:9d}", flush=True)
+def print_busy(folder: Path, pg: str, calls: int, rates: Sequence[float] = (0.0,)) -> None:
+    """Figure 4, both stores, at each call rate (0: unthrottled)."""
+    title = f"{calls:,} tracked calls beside a CPU-bound thread"
+    print(f"\n{title:45s} {'calls/s':>9s} {'written':>9s} {'dropped':>9s}")
+    for rate in rates:
+        for label, url in (("SQLite", f"sqlite:///{folder / f'busy{rate:.0f}.db'}"), ("PostgreSQL", pg)):
+            pace = f"at most {rate:,.0f} calls/s" if rate else "unthrottled"
+            achieved, written, dropped = busy_process(url, folder, calls, rate)
+            print(f"{label + ', ' + pace:45s} {achieved:9.0f} {written:9d} {dropped:9d}", flush=True)
 
 
-def busy_figure(folder: Path, calls: int) -> int:
+def busy_figure(folder: Path, calls: int, rates: Sequence[float]) -> int:
     """Figure 4 alone, in a throw-away PostgreSQL database."""
     database = f"promptops_bench_{uuid.uuid4().hex[:8]}"
     psql(f"CREATE DATABASE {database}")
     try:
-        print_busy(folder, f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}", calls)
+        print_busy(folder, f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}", calls, rates)
     finally:
         promptops.shutdown(10)
         psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
@@ -331,12 +348,19 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--busy-only", action="store_true", help="figure 4 only: tracked calls beside a busy thread")
+    parser.add_argument(
+        "--rates",
+        default="0",
+        help="figure 4's call rates, comma-separated calls/s (0: unthrottled), e.g. 2300,5000,10000,0",
+    )
+    parser.add_argument("--calls", type=int, default=0, help="figure 4's number of calls (default 200,000)")
     options = parser.parse_args()
+    rates = [float(rate) for rate in options.rates.split(",")]
     n = 20_000 if options.quick else 100_000
-    busy_calls = 20_000 if options.quick else 200_000
+    busy_calls = options.calls or (20_000 if options.quick else 200_000)
     folder = Path(tempfile.mkdtemp(prefix="promptops-bench-"))
     if options.busy_only:
-        return busy_figure(folder, busy_calls)
+        return busy_figure(folder, busy_calls, rates)
     promptops.configure(
         capture=f"sqlite:///{folder / 'hot.db'}",
         trace_exporter="none",
@@ -358,13 +382,17 @@ def main() -> int:
     psql(f"CREATE DATABASE {database}")
     pg = f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
     try:
-        results = {
-            "SQLite": [throughput(f"sqlite:///{folder / f'tp{i}.db'}", n) for i in range(3)],
-            "PostgreSQL": [throughput(pg, n) for _ in range(3)],
-        }
         print(f"\n{'writer throughput (' + str(n) + ' records)':45s} {'median/s':>9s} {'min/s':>9s} {'target':>9s}")
-        for (name, values), target in zip(results.items(), (20_000, 10_000)):
-            print(f"{name:45s} {statistics.median(values):9.0f} {min(values):9.0f} {target:9d}")
+        for busy in (False, True):
+            results = {
+                "SQLite": [throughput(f"sqlite:///{folder / f'tp{i}{busy}.db'}", n, busy) for i in range(3)],
+                "PostgreSQL": [throughput(pg, n, busy) for _ in range(3)],
+            }
+            for (name, values), target in zip(results.items(), (20_000, 10_000)):
+                label = f"{name}, {'beside a CPU-bound thread' if busy else 'alone'}"
+                print(
+                    f"{label:45s} {statistics.median(values):9.0f} {min(values):9.0f} {'-' if busy else str(target):>9s}"
+                )
 
         promptops.shutdown(10)
         print(f"\n{'one write() of 2,048 records (records/s)':45s} {'alone':>9s} {'busy':>9s} {'slowdown':>9s}")
@@ -374,7 +402,7 @@ def main() -> int:
                 alone, busy = rates[(way, False)], rates[(way, True)]
                 print(f"{label + ', ' + way:45s} {alone:9.0f} {busy:9.0f} {alone / busy:8.1f}x")
 
-        print_busy(folder, pg, busy_calls)
+        print_busy(folder, pg, busy_calls, rates)
     finally:
         promptops.shutdown(10)
         psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")

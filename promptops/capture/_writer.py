@@ -14,7 +14,9 @@ Shaped like OpenTelemetry's `BatchProcessor` (`opentelemetry/sdk/_shared_interna
   A store that rejects specific records (a data error) has the batch retried one record at a time and the
   rejected ones dropped as `store_error`.
 * A batch is written in as few statements as the store allows (`CaptureStore.write`), so the writer hands the
-  GIL over a few times per batch and keeps up beside a CPU-bound thread (issue 10).
+  GIL over a few times per batch, and the rows of the next batch are built by a second thread (`_Ahead`) while
+  the store takes the current one: beside a CPU-bound thread, building (which needs the GIL) and SQLite's
+  `INSERT` (which does not) overlap instead of taking turns (issue 10).
 * A watchdog thread (`check_progress`) cuts a store call that has not answered for `STALL_TIMEOUT` seconds (a
   connection open but passing no data) and warns; the batch is retried on a new connection.
 * `flush()` and `shutdown()` work to one deadline. An `atexit` hook flushes while records get written (`_at_exit`); SIGTERM and
@@ -137,15 +139,16 @@ class Writer:
         self.queue_size = queue_size
         self.retention: float | None = None  # the capture_retention setting, in seconds (writer_for sets it)
         self.alive = True
+        self._rows = _Rows(url.startswith("sqlite"))
         self._init_state()
         self._store: CaptureStore | None = None
-        self._rows = _Rows(url.startswith("sqlite"))
         self._start()
 
     def _init_state(self) -> None:
         self._queue: deque[tuple[Any, ...]] = deque()
         self._held = 0  # records taken from the queue and not yet written: they count against the bound
         self._busy = False
+        self._ahead = _Ahead(self._rows)  # builds the next batch's rows while the thread writes the current one
         self._failing = False
         self._stopping = False
         self._abandon = False
@@ -153,6 +156,8 @@ class Writer:
         # Held while the store is written: a fork waits for it, so no child inherits a connection in the middle
         # of a transaction (SQLite's in-process lock table then says "locked" in the child for good; issue 10).
         self.writing = threading.Lock()
+        self.fork_done = threading.Event()  # cleared while a fork waits for `writing`
+        self.fork_done.set()
         self._idle = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._retry = threading.Event()
@@ -211,6 +216,7 @@ class Writer:
         self._wake.set()
         self._retry.set()
         self._thread.join(max(deadline - time.monotonic(), 0.0))
+        self._ahead.stop()
         if self._thread.is_alive():
             # Stuck on the store: the batch it holds is dropped now, at the deadline, so the counts are final
             # when shutdown() returns; the thread touches no counter when the store call comes back.
@@ -284,41 +290,58 @@ class Writer:
             self.ready.set()
 
     def _drain(self) -> bool:
-        """Write one batch; `False` when the queue was empty (the thread may sleep)."""
+        """Write one batch; `False` when there was nothing to write (the thread may sleep).
+
+        The rows of the next batch are built by `_Ahead` while this one is written: SQLite runs the `INSERT`
+        without the GIL, so beside a CPU-bound thread the two overlap instead of taking turns (issue 10).
+        """
         queue = self._queue
+        ahead = self._ahead
         with self._idle:
-            if not queue:
+            if not queue and not ahead.held:
                 self._busy = False
                 self._idle.notify_all()
                 return False
             self._busy = True
+        try:
+            if ahead.held:
+                rows = ahead.result()
+            else:
+                items = self._take()
+                self._held = len(items)
+                rows = self._rows.build_all(items)
+                del items
+            following = self._take()
+            self._held = len(rows) + len(following)
+            if following:
+                ahead.build(following)
+                del following
+            self._write(rows)
+        finally:
+            self._held = ahead.held
+            with self._idle:
+                self._busy = ahead.held > 0
+                self._idle.notify_all()
+        return True
+
+    def _take(self) -> list[tuple[Any, ...]]:
+        """Up to `MAX_BATCH` records from the queue (the thread set `_busy` first, so `flush()` waits for them)."""
         items: list[tuple[Any, ...]] = []
-        pop = queue.popleft
+        pop = self._queue.popleft
         try:
             for _ in range(MAX_BATCH):
                 items.append(pop())
         except IndexError:
             pass
-        self._held = len(items)
-        try:
-            rows = self._rows.build_all(items)
-            del items
-            self._write(rows)
-        finally:
-            self._held = 0
-            with self._idle:
-                self._busy = False
-                self._idle.notify_all()
-        return True
+        return items
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
         backoff = BACKOFF_MIN
-        self._held = len(rows)
         while rows:
             if self._abandon:
                 return  # counted as dropped by shutdown()
             try:
-                with self.writing, self._watched():
+                with self._store_call():
                     store = self._store or self._open()
                     store.write_rows(rows)
             except Exception as exc:
@@ -358,7 +381,7 @@ class Writer:
 
         deleted = 0
         try:
-            with self.writing, self._watched():
+            with self._store_call():
                 deleted = prune_batch(self._store or self._open(), datetime.timedelta(seconds=retention))
         except Exception as exc:  # the store is down (the next write says so) or a bug of ours; retried later
             if not _environmental(exc):
@@ -372,7 +395,7 @@ class Writer:
             if self._abandon:
                 return  # counted as dropped by shutdown()
             try:
-                with self.writing, self._watched():
+                with self._store_call():
                     store.write_rows([row])
             except Exception as exc:
                 counters.drop("store_error")
@@ -382,13 +405,19 @@ class Writer:
                     counters.written += 1
 
     @contextlib.contextmanager
-    def _watched(self) -> Generator[None]:
-        """A store call the watchdog keeps an eye on."""
-        self._store_call_since = time.monotonic()
-        try:
-            yield
-        finally:
-            self._store_call_since = 0.0
+    def _store_call(self) -> Generator[None]:
+        """A store call: under `writing`, which a fork waiting for it gets first, and watched by the watchdog.
+
+        The thread takes `writing` again as soon as it lets it go (the next batch's rows are built meanwhile), so a
+        fork waiting on the lock could wait out `FORK_WAIT` and fork in the middle of a write after all.
+        """
+        self.fork_done.wait(FORK_WAIT)
+        with self.writing:
+            self._store_call_since = time.monotonic()
+            try:
+                yield
+            finally:
+                self._store_call_since = 0.0
 
     def check_progress(self, now: float) -> None:
         """The watchdog's check (its own thread): cut a store call that has made no progress for `STALL_TIMEOUT`.
@@ -515,6 +544,72 @@ def _plain_inputs(bound: dict[str, Any], redactor: Any, max_chars: int) -> tuple
             redacted = True
         data[shown] = converted
     return data, redacted
+
+
+class _Ahead:
+    """A thread of the writer's own that builds the rows of the next batch while the writer thread writes one.
+
+    Started on the first batch handed over (a writer that keeps up with its calls never needs it). Row building
+    is Python holding the GIL; SQLite's `INSERT` and the wait for the GIL after it are not: done in turn, beside a
+    CPU-bound thread, the writer got the GIL a third of the time and left it unused for the rest (issue 10).
+    """
+
+    def __init__(self, rows: _Rows) -> None:
+        self._rows = rows
+        self.held = 0  # records handed over whose rows the writer thread has not taken back yet
+        self._items: list[tuple[Any, ...]] = []
+        self._built: list[tuple[Any, ...]] = []
+        self._failure: BaseException | None = None
+        self._job = threading.Event()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    def build(self, items: list[tuple[Any, ...]]) -> None:
+        """Build the rows of `items` in the background; `result()` returns them. Writer thread only."""
+        self.held = len(items)
+        self._done.clear()
+        if self._stopping:  # a writer stuck past its shutdown came back: no thread to start again
+            self._built = self._rows.build_all(items)
+            self._done.set()
+            return
+        self._items = items
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="promptops-capture-rows", daemon=True)
+            self._thread.start()
+        self._job.set()
+
+    def result(self) -> list[tuple[Any, ...]]:
+        """The rows `build()` was asked for, once built. Writer thread only."""
+        self._done.wait()
+        rows, self._built = self._built, []
+        failure, self._failure = self._failure, None
+        self.held = 0
+        if failure is not None:
+            raise failure
+        return rows
+
+    def stop(self) -> None:
+        """End the thread once it has built what it was given."""
+        self._stopping = True
+        self._job.set()
+
+    def _run(self) -> None:
+        suppress_instrumentation()
+        while True:
+            self._job.wait()
+            self._job.clear()
+            if self._stopping and not self._items:
+                return
+            items, self._items = self._items, []
+            try:
+                self._built = self._rows.build_all(items)
+            except BaseException as exc:  # a bug of ours: raised in the writer thread, which logs it
+                self._failure = exc
+            del items
+            self._done.set()
+            if self._stopping:
+                return
 
 
 class _Rows:
@@ -839,13 +934,18 @@ def _before_fork() -> None:
     deadline = time.monotonic() + FORK_WAIT
     for writer in list(_writers.values()):
         writer.ready.wait(max(deadline - time.monotonic(), 0.0))
-        if writer.url.startswith("sqlite") and writer.writing.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+        if writer.url.startswith("sqlite"):
+            writer.fork_done.clear()
             _held_at_fork.append(writer)
+            if not writer.writing.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+                _held_at_fork.pop().fork_done.set()
 
 
 def _after_fork_in_parent() -> None:
     while _held_at_fork:
-        _held_at_fork.pop().writing.release()
+        writer = _held_at_fork.pop()
+        writer.writing.release()
+        writer.fork_done.set()
 
 
 def _after_fork_in_child() -> None:

@@ -11,8 +11,10 @@ busy thread and the drops over 200,000 tracked calls.
 from __future__ import annotations
 
 import datetime
+import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import pytest
 from sqlalchemy import event
 
 import promptops
-from promptops.capture import CallCapture, CaptureStore
+from promptops.capture import CallCapture, CaptureStore, _writer
 from promptops.prompts import Prompt
 
 from ..integration.capture_support import pg_url, postgres_database
@@ -48,6 +50,64 @@ def test_a_full_batch_reaches_sqlite_in_a_few_statements(tmp_path: Path) -> None
     # 2,048 records x 21 columns: one statement, two where SQLite takes at most 32,766 parameters (it was 2,048).
     assert 1 <= len(inserts) <= 2, f"{len(inserts)} INSERT statements for one batch"
     assert len(writing) <= 4  # BEGIN IMMEDIATE, the INSERTs, COMMIT
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.mark.parametrize("ending", ["flush", "shutdown"])
+def test_the_next_batch_is_built_while_one_is_written_and_counts_until_written(tmp_path: Path, ending: str) -> None:
+    """Rows of the next batch are built while the store takes the current one (SQLite runs its INSERT without the
+    GIL: beside a busy thread the two overlap instead of taking turns). Those records still count against the
+    queue's bound, `flush()` waits for them, and a shutdown that gives up on a stuck store counts them as lost."""
+    url = f"sqlite:///{tmp_path / 'captures.db'}"
+    promptops.configure(capture=url, trace_exporter="none")
+    cc = CallCapture.named("faults:ahead")
+    cc.submit_inputs(PROMPT, {"i": -1}, output="o", started_ns=0, ended_ns=1)
+    assert promptops.flush(timeout=60)  # the store exists and is migrated
+    writer = _writer._writers[url]  # pyright: ignore[reportPrivateUsage]
+    ahead = writer._ahead  # pyright: ignore[reportPrivateUsage]
+    before = promptops.stats()
+    blocker = sqlite3.connect(tmp_path / "captures.db", isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")  # the writer's INSERT now waits for this lock (busy timeout: 30 s)
+        total = 2 * _writer.MAX_BATCH
+        with writer._lock:  # pyright: ignore[reportPrivateUsage]  # the writer takes nothing until all are queued
+            for i in range(total):
+                cc.submit_inputs(PROMPT, {"i": i}, output="o", started_ns=0, ended_ns=1)
+        # The first batch waits on the lock; the second one's rows are built meanwhile, and still counted.
+        assert _wait_for(lambda: ahead.held > 0 and ahead._done.is_set())  # pyright: ignore[reportPrivateUsage]
+        assert writer.queued == total
+        assert promptops.stats()["captures_written"] == before["captures_written"]
+        if ending == "shutdown":
+            assert not promptops.shutdown(timeout=0.5)
+            after = promptops.stats()
+            assert after["captures_dropped_shutdown"] - before["captures_dropped_shutdown"] == total
+            blocker.execute("COMMIT")
+            assert _wait_for(lambda: not writer._thread.is_alive())  # pyright: ignore[reportPrivateUsage]
+            assert promptops.stats()["captures_written"] == before["captures_written"]  # counted once, as lost
+            store = writer._store  # pyright: ignore[reportPrivateUsage]  # the abandoned writer's connections
+            if store is not None:
+                store.close()
+            return
+        blocker.execute("COMMIT")
+        assert promptops.flush(timeout=60)
+        after = promptops.stats()
+        assert after["captures_written"] - before["captures_written"] == total
+        assert after["captures_dropped"] == before["captures_dropped"]
+    finally:
+        blocker.close()
+    store = CaptureStore.open(url)
+    try:
+        assert [record.inputs["i"] for record in store.query(function="faults:ahead")] == list(range(-1, total))
+    finally:
+        store.close()
 
 
 @pytest.fixture
