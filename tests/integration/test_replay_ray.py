@@ -32,7 +32,9 @@ from promptops.replay._calls import calls_table
 from tests.conftest import Registry
 from tests.support import RayCluster as Cluster
 from tests.support import free_port
-from tests.unit.test_replay import TEXTS, App, write_dataset
+from tests.unit.test_replay import PRODUCTION, TEXTS, App, captured_rows, echo_app, write_dataset
+
+from .test_replay_mlflow import run_traces
 
 RECORDS = [
     f"{TEXTS[number % len(TEXTS)]} (ticket {number})" + (" FAIL" if number % 25 == 7 else "") for number in range(200)
@@ -185,6 +187,37 @@ def test_a_task_whose_worker_always_dies_ends_the_run(cluster: Cluster, app: App
     with pytest.raises(ReplayError, match=r"a replay task failed on the Ray cluster after 4 attempts: .*died"):
         replay.run(app.target, **options(app, tmp_path, "ray"), executor="ray", ray_address=cluster.address)
     assert stored(tmp_path / "ray.db") < 600  # the run ended; what finished was stored
+
+
+def test_the_workers_traces_are_the_replay_runs(cluster: Cluster, tmp_path: Path, prompt_name: str) -> None:
+    """Issue 12 on Ray: every call a worker makes is a trace of the replay run, none the application's."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # a file the workers of this machine reach
+    application = echo_app(Registry(uri), prompt_name, tmp_path)
+    promptops.configure(tracking_uri=uri, experiment_name="app", trace_exporter="mlflow")
+    texts = [f"{TEXTS[number % len(TEXTS)]} (ticket {number})" for number in range(20)]
+    data = write_dataset(tmp_path / "tickets.jsonl", captured_rows(texts))
+    result = replay.run(
+        application.target, candidate=application.versions["bad"], dataset=data, executor="ray",
+        ray_address=cluster.address,
+    )  # fmt: skip
+    assert result.calls == 40 and result.mlflow_run_id is not None
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(result.mlflow_run_id)
+    assert client.get_experiment(run.info.experiment_id).name == "app-replay"
+    # One trace per candidate call and baseline re-run, tagged with the run id, with the record's inputs and output.
+    traces = run_traces(client, run.info.experiment_id, run.info.run_id, 40)
+    assert sorted(trace.info.tags["promptops.replay.role"] for trace in traces) == ["candidate"] * 20 + ["noise"] * 20
+    assert {trace.info.tags["promptops.replay.run_id"] for trace in traces} == {run.info.run_id}
+    by_text: dict[str, dict[str, Any]] = {}
+    for trace in traces:
+        root = next(span for span in trace.data.spans if span.parent_id is None)
+        by_text.setdefault(root.inputs["text"], {})[trace.info.tags["promptops.replay.role"]] = root.outputs
+    assert by_text == {text: {"candidate": "TL;DR.", "noise": PRODUCTION.replace("{{ text }}", text)} for text in texts}
+    # Never among the application's traces: its experiment, if made at all, holds none.
+    kept = client.get_experiment_by_name("app")
+    assert kept is None or client.search_traces(locations=[kept.experiment_id], max_results=10) == []
 
 
 def test_bad_ray_options_are_one_line(app: App, tmp_path: Path) -> None:
