@@ -102,8 +102,10 @@ def write_dataset(workdir: Path, count: int, offset: int = 0) -> str:
     return str(path)
 
 
-def child(count: int, scorers: list[str], trace: bool, workers: int, exporter: str) -> dict[str, Any]:
-    """One replay of `count` records in this process; memory at each phase."""
+def child(
+    count: int, scorers: list[str], trace: bool, workers: int, exporter: str, ray_address: str | None = None
+) -> dict[str, Any]:
+    """One replay of `count` records in this process; memory at each phase (the driver's, with `ray_address`)."""
     import tracemalloc
 
     with tempfile.TemporaryDirectory() as directory:
@@ -116,8 +118,9 @@ def child(count: int, scorers: list[str], trace: bool, workers: int, exporter: s
         target = prepare(workdir, exporter)
         data = write_dataset(workdir, count)
         # warm-up: imports, the scorers' libraries, MLflow's tables (not counted)
+        on_ray: dict[str, Any] = {"executor": "ray", "ray_address": ray_address} if ray_address else {}
         replay.run(target, candidate=2, dataset=write_dataset(workdir, 20, offset=10**6), scorers=scorers,
-                   log_to_mlflow=False)  # fmt: skip
+                   log_to_mlflow=False, **on_ray)  # fmt: skip
         promptops.flush(timeout=60)
 
         phases: list[tuple[str, float, float, float]] = []
@@ -166,7 +169,7 @@ def child(count: int, scorers: list[str], trace: bool, workers: int, exporter: s
         started = time.perf_counter()
         result = replay.run(
             target, candidate=2, dataset=data, scorers=scorers, workers=workers,
-            log_to_mlflow=True, report=str(workdir / "report.html"), json_path=str(workdir / "result.json"),
+            log_to_mlflow=True, report=str(workdir / "report.html"), json_path=str(workdir / "result.json"), **on_ray,
         )  # fmt: skip
         seconds = time.perf_counter() - started
         mark("result returned")
@@ -199,16 +202,40 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--exporter", default="mlflow")
     parser.add_argument("--tracemalloc", action="store_true", help="where the memory goes (slower)")
+    parser.add_argument(
+        "--ray-cpus", type=int, help="the calls on a local Ray cluster of this many CPUs (the driver measured)"
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--ray-address", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        print(json.dumps(child(args.child, args.scorers, args.tracemalloc, args.workers, args.exporter)))
+        figures = child(args.child, args.scorers, args.tracemalloc, args.workers, args.exporter, args.ray_address)
+        print(json.dumps(figures))
         return
-    print(f"load average {os.getloadavg()}; scorers {args.scorers}; exporter {args.exporter}", flush=True)
+    cluster: Any = None
+    if args.ray_cpus:
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # Ray keeps to 127.0.0.1 (tests.support.RayCluster)
+        sys.path.insert(0, str(ROOT))
+        from tests.support import RayCluster
+
+        cluster = RayCluster(Path(tempfile.mkdtemp(prefix="bench-memory-ray-")), cpus=args.ray_cpus)
+    try:
+        run_sizes(args, cluster.address if cluster else None)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+def run_sizes(args: argparse.Namespace, ray_address: str | None) -> None:
+    """Each size in a child process of its own, then the slope."""
+    where = f"; calls on Ray at {ray_address} (the driver's memory)" if ray_address else ""
+    print(f"load average {os.getloadavg()}; scorers {args.scorers}; exporter {args.exporter}{where}", flush=True)
     rows: list[dict[str, Any]] = []
     for count in args.records:
         command = [sys.executable, __file__, "--child", str(count), "--workers", str(args.workers),
                    "--exporter", args.exporter, "--scorers", *args.scorers]  # fmt: skip
+        if ray_address:
+            command += ["--ray-address", ray_address]
         if args.tracemalloc:
             command.append("--tracemalloc")
         done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=3600)
