@@ -79,7 +79,6 @@ _LARGE_INT_BITS = 256  # larger ints are recorded as text: str() of one past 430
 
 
 _to_json: Final = compact_encoder()
-_MASK_JSON: Final = json.dumps(MASK)
 _encode_str: Final[Callable[[str], str]] = json.encoder.encode_basestring  # the C function when available
 
 
@@ -601,7 +600,7 @@ def dumps_for_span(value: Any, *, max_chars: int, redactor: Redactor | None) -> 
             if len(encoded) <= limit:
                 return encoded
         if kind is dict and redactor is not None and redactor.plain:
-            flat = _flat_strings(value, limit, redactor)
+            flat = _plain_text(value, limit, redactor)
             if flat is not None:
                 return flat
         text = _to_json(_Walk(limit, redactor, limit).value(value, "", 0))
@@ -638,96 +637,73 @@ def dumps_encoded(encoded: Encoded | EncodedText, *, max_chars: int) -> str:
         return _encode_str(f"<unrepresentable {type(data).__name__}>")
 
 
-def _flat_scalar(item: Any) -> tuple[str, int] | None:
-    """JSON for a plain scalar and what the walk's budget charges for it; `None` when the general walk must run.
+_NOT_A_KEY: Final = (True, "")  # the decision for a key that is not an exact `str`: not plain
 
-    Strings are not seen here (their length is checked first, by the caller).
+
+def _plain_tree(value: Any, redactor: Redactor, depth: int) -> bool:
+    """Whether `value` is plain data the default rules leave as it is, so its JSON text is the walk's.
+
+    Plain: exact `str`, small `int`, `float`, `bool`, `None`, and exact `dict` (`str` keys), `list` and `tuple` of
+    those, three levels deep and 16 items wide at most; no key masked or redacted, no string a rule changes. The
+    types are checked here and the text is made by the C encoder (`_plain_text`): one pass in Python over the
+    containers, none per character.
     """
-    kind: type[Any] = type(item)  # pyright: ignore[reportUnknownVariableType]
-    if kind is bool:
-        return ("true" if item else "false"), 5
-    if kind is int:
-        # Long integers could be card numbers (the walk masks Luhn-valid ones): general path.
-        return (int.__repr__(item), 5) if -_CARD_MIN < item < _CARD_MIN else None
-    if kind is float:
-        return (float.__repr__(item), 8) if item - item == 0.0 else None
-    if item is None:
-        return "null", 5
-    return None
-
-
-def _flat_value(item: Any, limit: int, redactor: Redactor, depth: int, parts: list[str]) -> int:
-    """Append `item`'s JSON to `parts`; return what the walk's budget charges for it, or -1 to give up.
-
-    Plain data only: exact `str` (ASCII), small `int`, finite `float`, `bool`, `None`, and exact `dict` (plain
-    ASCII keys), `list` and `tuple` of those, three levels deep at most. The charge mirrors `_Walk`'s, so the
-    caller can tell the walk would have cut nothing.
-    """
-    kind: type[Any] = type(item)  # pyright: ignore[reportUnknownVariableType]
-    if kind is str:
-        if len(item) >= limit or not item.isascii():  # length first: a long string is cut before it is redacted
-            return -1
-        parts.append(_encode_str(redact_with_defaults(item) if maybe_secret(item) else item))
-        return len(item) + 3
+    kind: type[Any] = type(value)  # pyright: ignore[reportUnknownVariableType]
+    items: Any
     if kind is dict:
-        if depth >= 3 or len(item) > 16:
-            return -1
+        if depth >= 3 or len(value) > 16:
+            return False
         decisions = redactor.key_decisions
-        used = 2
-        parts.append("{")
-        first = True
-        for name, value in item.items():
-            if type(name) is not str or not name.isascii():
-                return -1
-            decision = decisions.get(name) or redactor.key(name)
-            if decision[1] is not name:  # the key's own text was redacted: two keys could collide; the walk decides
-                return -1
-            if first:
-                first = False
-            else:
-                parts.append(",")
-            parts.append(_encode_str(name))
-            parts.append(":")
-            if decision[0]:
-                if type(value) is not str:
-                    return -1
-                parts.append(_MASK_JSON)
-                used += len(name) + 3
-                continue
-            cost = _flat_value(value, limit, redactor, depth + 1, parts)
-            if cost < 0:
-                return -1
-            used += len(name) + 3 + cost
-        parts.append("}")
-        return used
-    if kind is list or kind is tuple:
-        if depth >= 3 or len(item) > 16:
-            return -1
-        used = 2
-        parts.append("[")
-        first = True
-        for element in item:
-            if first:
-                first = False
-            else:
-                parts.append(",")
-            cost = _flat_value(element, limit, redactor, depth + 1, parts)
-            if cost < 0:
-                return -1
-            used += 1 + cost
-        parts.append("]")
-        return used
-    scalar = _flat_scalar(item)
-    if scalar is None:
-        return -1
-    parts.append(scalar[0])
-    return scalar[1]
+        for name in value:
+            decision = decisions.get(name) if type(name) is str else _NOT_A_KEY
+            if decision is None:
+                decision = redactor.key(name)
+            # Masked, or the key's own text redacted (an unchanged key is cached as the first object seen): the walk.
+            if decision[0] or (decision[1] is not name and decision[1] != name):
+                return False
+        items = value.values()
+    elif kind is list or kind is tuple:
+        if depth >= 3 or len(value) > 16:
+            return False
+        items = value
+    else:
+        items = (value,)
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            if maybe_secret(item) and redact_with_defaults(item) is not item:
+                return False
+        elif kind is int:
+            if not -_CARD_MIN < item < _CARD_MIN:  # could be a card number: the walk checks
+                return False
+        elif kind is dict or kind is list or kind is tuple:
+            if not _plain_tree(item, redactor, depth + 1):
+                return False
+        elif not (kind is float or kind is bool or item is None):
+            return False
+    return True
+
+
+def _plain_text(value: Any, limit: int, redactor: Redactor) -> str | None:
+    """`value`'s JSON text, exactly as the walk would make it, when it is plain data (`_plain_tree`); else `None`.
+
+    NaN and infinities (the walk records them as text) make the encoder raise. The length test keeps the walk's
+    budget: it charges at most 4 per character of the text plus 6 (a number costs it more than its digits), so
+    within `limit / 4` characters nothing is cut; non-ASCII text (which the walk cleans) goes the general way.
+    """
+    if not _plain_tree(value, redactor, 0):
+        return None
+    try:
+        text = _to_json(value)
+    except ValueError:
+        return None
+    return text if len(text) * 4 + 8 < limit and text.isascii() else None
 
 
 def encode_plain(value: Any, *, max_chars: int, redactor: Redactor) -> EncodedText | None:
     """`value` as JSON text when it is plain data needing no conversion, no cut and no redaction; else `None`.
 
-    Plain data: see `_flat_value`. Under the default rules only (`redactor.plain`); a value the rules would change
+    Plain data: see `_plain_tree`. Under the default rules only (`redactor.plain`); a value the rules would change
     anywhere (a masked key, a secret in a string) returns `None`, and the caller goes the general way (`encode`).
     Never raises.
 
@@ -742,30 +718,11 @@ def encode_plain(value: Any, *, max_chars: int, redactor: Redactor) -> EncodedTe
     if not redactor.plain:
         return None
     try:
-        parts: list[str] = []
-        used = _flat_value(value, max_chars, redactor, 0, parts)
-        if used < 0 or used >= max_chars:
-            return None
-        text = "".join(parts)
-        # Every mask contains "[REDACTED": without it, nothing was redacted (a user's own "[REDACTED" goes the
-        # general way, which knows).
-        return EncodedText(text) if len(text) <= max_chars and "[REDACTED" not in text else None
-    except Exception:  # pragma: no cover - plain data only; the general way decides
+        text = _plain_text(value, max_chars, redactor)
+        # Every mask contains "[REDACTED": a user's own "[REDACTED" goes the general way, which knows.
+        return EncodedText(text) if text is not None and "[REDACTED" not in text else None
+    except Exception:  # another thread changed a container while it was read; the general way decides
         return None
-
-
-def _flat_strings(value: dict[Any, Any], limit: int, redactor: Redactor) -> str | None:
-    """The common inputs, a small dict of plain data (see `_flat_value`), encoded directly; else `None`.
-
-    Skips building a walk and a copy of the data. Only taken when the walk's budget (charged alike) would not run
-    out, so the text is the one the general walk produces; anything else goes the general way.
-    """
-    parts: list[str] = []
-    used = _flat_value(value, limit, redactor, 0, parts)
-    if used < 0 or used >= limit:
-        return None
-    text = "".join(parts)
-    return text if len(text) <= limit else None
 
 
 def bounded_text(text: str, max_chars: int, redactor: Redactor, masked: Iterable[str] = ()) -> str:

@@ -1,6 +1,6 @@
 """Properties of serialisation + redaction (issues 11, 16), with Hypothesis.
 
-1. The fast paths agree with the general walk: `_flat_strings` (span text of a small dict of scalars) with
+1. The fast paths agree with the general walk: `_plain_text` (span text of plain data) with
    `dumps_for_span`'s walk, and the capture writer's `_plain_scalar`/`_plain_inputs` with `encode`.
 2. Canaries planted in every container shape the serialiser supports, under sensitive keys and as secrets in
    text, never come out: not in the span text, not in the capture conversion, at any size limit.
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from promptops._redact import Redactor
 from promptops._serialize import (
-    _flat_strings,  # pyright: ignore[reportPrivateUsage]
+    _plain_text,  # pyright: ignore[reportPrivateUsage]
     _to_json,  # pyright: ignore[reportPrivateUsage]
     _Walk,  # pyright: ignore[reportPrivateUsage]
     dumps_encoded,
@@ -65,7 +65,7 @@ PLAIN = st.recursive(
 # The walk's budget charges 9 per item here, the text takes 6: the walk cuts the eighth item, so must the fast path.
 @example(dict.fromkeys("abcdefgh", 0), 64)
 def test_the_span_fast_path_matches_the_walk(value: dict[str, Any], limit: int) -> None:
-    fast = _flat_strings(value, limit, REDACTOR)
+    fast = _plain_text(value, limit, REDACTOR)
     if fast is not None:
         assert fast == walked(value, limit)
     assert dumps_for_span(value, max_chars=limit, redactor=REDACTOR) == (
@@ -94,6 +94,15 @@ def test_the_plain_text_shortcut_takes_the_common_arguments() -> None:
     assert plain is not None and json.loads(plain.text) == value
     assert encode_plain({"password": "hunter2"}, max_chars=8192, redactor=REDACTOR) is None  # masked: general way
     assert encode_plain({"q": "x" * 100}, max_chars=64, redactor=REDACTOR) is None  # cut: general way
+    # Keys equal to those seen before but other objects (arguments decoded per request) still take the shortcut.
+    assert encode_plain(json.loads(json.dumps(value)), max_chars=8192, redactor=REDACTOR) == plain
+    # What the C encoder would write as plain JSON but the walk records otherwise goes the general way.
+    class Login(NamedTuple):
+        user: str
+        password: str
+
+    for other in ({"login": Login("jane", "hunter2")}, {"n": float("nan")}, {"card": 4111111111111111}, ["é"]):
+        assert encode_plain(other, max_chars=8192, redactor=REDACTOR) is None, other
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
