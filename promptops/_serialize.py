@@ -669,7 +669,7 @@ def _plain_tree(value: Any, redactor: Redactor, depth: int) -> bool:
     else:
         items = (value,)
     for item in items:
-        kind = type(item)
+        kind = type(item)  # pyright: ignore[reportUnknownVariableType]
         if kind is str:
             if maybe_secret(item) and redact_with_defaults(item) is not item:
                 return False
