@@ -7,7 +7,7 @@ from collections.abc import Callable
 from json import encoder as json_encoder
 from typing import Any
 
-__all__ = ["compact_encoder"]
+__all__ = ["compact_encoder", "plain_encoder"]
 
 
 def _unsupported(value: Any) -> Any:
@@ -39,3 +39,21 @@ def compact_encoder(*, sort_keys: bool = False) -> Callable[[Any], str]:
     return json.JSONEncoder(  # pragma: no cover - PyPy
         ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=sort_keys, default=_unsupported
     ).encode
+
+
+def plain_encoder() -> Callable[[Any], str]:
+    """The fastest encoder at hand for plain data: orjson where it is installed (CPython), else `compact_encoder()`.
+
+    For exact `str`, `int` (64-bit), `bool`, `None`, `dict` with `str` keys, `list` and `tuple`, and floats written
+    without an exponent (1e-4 <= |x| < 1e16, or 0), both give the same text: orjson encodes such a value in about
+    0.2 µs, the standard library's C encoder in about 1.4 µs (issue 11). Other values may come out differently:
+    the caller checks first (`_serialize._plain_tree`).
+
+    Returns:
+        The encoder; it raises for what it cannot encode.
+    """
+    try:
+        from orjson import dumps
+    except ImportError:  # pragma: no cover - PyPy, or an installation without it
+        return compact_encoder()
+    return lambda data: dumps(data).decode()

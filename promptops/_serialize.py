@@ -48,7 +48,7 @@ from pathlib import PurePath
 from typing import Any, Final
 
 from ._errors import log_internal_error
-from ._json import compact_encoder
+from ._json import compact_encoder, plain_encoder
 from ._redact import MASK, MASK_ERROR, Jsonable, Redactor, maybe_secret, redact_with_defaults
 
 __all__ = [
@@ -79,6 +79,7 @@ _LARGE_INT_BITS = 256  # larger ints are recorded as text: str() of one past 430
 
 
 _to_json: Final = compact_encoder()
+_plain_json: Final = plain_encoder()
 _encode_str: Final[Callable[[str], str]] = json.encoder.encode_basestring  # the C function when available
 
 
@@ -679,7 +680,12 @@ def _plain_tree(value: Any, redactor: Redactor, depth: int) -> bool:
         elif kind is dict or kind is list or kind is tuple:
             if not _plain_tree(item, redactor, depth + 1):
                 return False
-        elif not (kind is float or kind is bool or item is None):
+        elif kind is float:
+            # Written without an exponent, alike by every encoder `plain_encoder` may pick; NaN and infinities
+            # (the walk records them as text) fail the test too.
+            if not (1e-4 <= abs(item) < 1e16 or item == 0.0):
+                return False
+        elif not (kind is bool or item is None):
             return False
     return True
 
@@ -687,15 +693,15 @@ def _plain_tree(value: Any, redactor: Redactor, depth: int) -> bool:
 def _plain_text(value: Any, limit: int, redactor: Redactor) -> str | None:
     """`value`'s JSON text, exactly as the walk would make it, when it is plain data (`_plain_tree`); else `None`.
 
-    NaN and infinities (the walk records them as text) make the encoder raise. The length test keeps the walk's
-    budget: it charges at most 4 per character of the text plus 6 (a number costs it more than its digits), so
-    within `limit / 4` characters nothing is cut; non-ASCII text (which the walk cleans) goes the general way.
+    The length test keeps the walk's budget: it charges at most 4 per character of the text plus 6 (a number costs
+    it more than its digits), so within `limit / 4` characters nothing is cut; non-ASCII text (which the walk
+    cleans) goes the general way.
     """
     if not _plain_tree(value, redactor, 0):
         return None
     try:
-        text = _to_json(value)
-    except ValueError:
+        text = _plain_json(value)
+    except Exception:  # a lone surrogate (orjson refuses it, the walk replaces it), or a container changed meanwhile
         return None
     return text if len(text) * 4 + 8 < limit and text.isascii() else None
 

@@ -15,6 +15,7 @@ import datetime
 import enum
 import json
 import re
+import sys
 import uuid
 from typing import Any, NamedTuple
 
@@ -22,9 +23,11 @@ import pydantic
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from promptops._json import compact_encoder, plain_encoder
 from promptops._redact import Redactor
 from promptops._serialize import (
     _plain_text,  # pyright: ignore[reportPrivateUsage]
+    _plain_tree,  # pyright: ignore[reportPrivateUsage]
     _to_json,  # pyright: ignore[reportPrivateUsage]
     _Walk,  # pyright: ignore[reportPrivateUsage]
     dumps_encoded,
@@ -96,13 +99,30 @@ def test_the_plain_text_shortcut_takes_the_common_arguments() -> None:
     assert encode_plain({"q": "x" * 100}, max_chars=64, redactor=REDACTOR) is None  # cut: general way
     # Keys equal to those seen before but other objects (arguments decoded per request) still take the shortcut.
     assert encode_plain(json.loads(json.dumps(value)), max_chars=8192, redactor=REDACTOR) == plain
+
     # What the C encoder would write as plain JSON but the walk records otherwise goes the general way.
     class Login(NamedTuple):
         user: str
         password: str
 
-    for other in ({"login": Login("jane", "hunter2")}, {"n": float("nan")}, {"card": 4111111111111111}, ["é"]):
+    others = ({"login": Login("jane", "hunter2")}, {"n": float("nan")}, {"card": 4111111111111111}, ["é"], [1e-7])
+    for other in others:
         assert encode_plain(other, max_chars=8192, redactor=REDACTOR) is None, other
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(PLAIN)
+def test_orjson_and_the_standard_library_write_plain_data_alike(value: Any) -> None:
+    # The shortcut's text comes from orjson where it is installed, else from the standard library's C encoder.
+    encoder = plain_encoder()
+    assert "orjson" in sys.modules  # a dependency on CPython: the fast encoder is the one compared
+    if not _plain_tree(value, REDACTOR, 0):
+        return
+    try:
+        fast = encoder(value)
+    except Exception:  # a lone surrogate: orjson refuses it, and the shortcut then declines
+        return
+    assert fast == compact_encoder()(value)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
