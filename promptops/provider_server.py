@@ -121,6 +121,7 @@ class ProviderServer:
         self.output_tokens = 0
         self._random = random.Random(seed)
         self._lock = threading.Lock()
+        self._generation = 0  # of the counts: `reset()` starts a new one
         # a bucket holding one second of requests (at least one), full at start
         self._capacity = max(1.0, requests_per_second or 0.0)
         self._bucket = self._capacity
@@ -175,17 +176,19 @@ class ProviderServer:
         return f"{self.url}/v1"
 
     def reset(self) -> None:
-        """Forget the counts."""
+        """Forget the counts; a request still being answered is not counted when it ends."""
         with self._lock:
+            self._generation += 1
             self.requests = 0
             self.by_status.clear()
             self.input_tokens = self.output_tokens = 0
 
     # -- answering -----------------------------------------------------------------------------------------------
 
-    def _draw(self) -> tuple[int | None, float]:
-        """The failure to inject for the next request (or `None`), and how long to wait before answering."""
+    def _draw(self) -> tuple[int | None, float, int]:
+        """The failure to inject (or `None`), the delay before answering, and the counts' generation (see `reset`)."""
         with self._lock:
+            generation = self._generation
             self.requests += 1
             if self.requests_per_second is not None:
                 now = time.monotonic()
@@ -193,20 +196,22 @@ class ProviderServer:
                 self._bucket = min(self._capacity, self._bucket + (now - self._bucket_at) * rate)
                 self._bucket_at = now
                 if self._bucket < 1.0:
-                    return 429, 0.0
+                    return 429, 0.0, generation
                 self._bucket -= 1.0
             draw = self._random.random()
             delay = self.latency_s + (self.slow_s if self._random.random() < self.slow else 0.0)
         if draw < self.rate_limited:
-            return 429, 0.0
+            return 429, 0.0, generation
         if draw < self.rate_limited + self.server_error:
-            return 500, delay
+            return 500, delay, generation
         if draw < self.rate_limited + self.server_error + self.overloaded:
-            return 529, delay
-        return None, delay
+            return 529, delay, generation
+        return None, delay, generation
 
-    def _count(self, status: int, usage: tuple[int, int] = (0, 0)) -> None:
+    def _count(self, generation: int, status: int, usage: tuple[int, int] = (0, 0)) -> None:
         with self._lock:
+            if generation != self._generation:  # drawn before a reset(): a killed client's call answered late
+                return
             self.by_status[status] += 1
             self.input_tokens += usage[0]
             self.output_tokens += usage[1]
@@ -260,7 +265,7 @@ def _handler(server: ProviderServer) -> type[BaseHTTPRequestHandler]:
             except ValueError:
                 self._send(400, _error_body(anthropic, 400))
                 return
-            failure, delay = server._draw()  # pyright: ignore[reportPrivateUsage]
+            failure, delay, generation = server._draw()  # pyright: ignore[reportPrivateUsage]
             if delay > 0:
                 time.sleep(delay)
             if failure is not None:
@@ -270,14 +275,14 @@ def _handler(server: ProviderServer) -> type[BaseHTTPRequestHandler]:
                         "retry-after": str(max(0, math.ceil(server.retry_after_s))),
                         "retry-after-ms": str(round(server.retry_after_s * 1000)),
                     }
-                server._count(failure)  # pyright: ignore[reportPrivateUsage]
+                server._count(generation, failure)  # pyright: ignore[reportPrivateUsage]
                 self._send(failure, _error_body(anthropic, failure), headers)
                 return
             model = str(body.get("model", "model"))
             messages = _messages(body, anthropic)
             text = server.reply(messages, model)
             usage = (sum(_tokens(message["content"]) for message in messages), _tokens(text))
-            server._count(200, usage)  # pyright: ignore[reportPrivateUsage]
+            server._count(generation, 200, usage)  # pyright: ignore[reportPrivateUsage]
             if body.get("stream") and not anthropic:
                 options: Any = body.get("stream_options") or {}
                 include_usage = isinstance(options, dict) and options.get("include_usage") is True  # pyright: ignore[reportUnknownMemberType]

@@ -282,6 +282,25 @@ def test_provider_server_counts_and_refuses_bad_rates() -> None:
     assert os.environ.get("PROMPTOPS_TEST_PROVIDER_URL") is None
 
 
+def test_a_request_answered_after_reset_is_not_counted() -> None:
+    # A killed replay's last call can still be answered after the test reset the counts (test_replay_resume).
+    import threading
+
+    with ProviderServer(latency_s=0.5) as server:
+        late = threading.Thread(
+            target=lambda: httpx.post(server.openai_url + "/chat/completions", json={"messages": []})
+        )
+        late.start()
+        deadline = time.monotonic() + 10
+        while server.requests == 0 and time.monotonic() < deadline:  # drawn: now waiting out its latency
+            time.sleep(0.01)
+        server.reset()
+        late.join()
+        assert server.by_status[200] == 0 and server.requests == 0
+        httpx.post(server.openai_url + "/chat/completions", json={"messages": []})
+        assert server.by_status[200] == 1 and server.requests == 1
+
+
 def test_provider_server_runs_in_a_process_of_its_own_until_stdin_closes() -> None:
     import subprocess
     import sys
