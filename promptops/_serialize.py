@@ -641,7 +641,7 @@ def dumps_encoded(encoded: Encoded | EncodedText, *, max_chars: int) -> str:
 _NOT_A_KEY: Final = (True, "")  # the decision for a key that is not an exact `str`: not plain
 
 
-def _plain_tree(value: Any, redactor: Redactor, depth: int) -> bool:
+def _plain_tree(value: Any, limit: int, redactor: Redactor, depth: int) -> bool:
     """Whether `value` is plain data the default rules leave as it is, so its JSON text is the walk's.
 
     Plain: exact `str`, small `int`, `float`, `bool`, `None`, and exact `dict` (`str` keys), `list` and `tuple` of
@@ -672,13 +672,14 @@ def _plain_tree(value: Any, redactor: Redactor, depth: int) -> bool:
     for item in items:
         kind = type(item)  # pyright: ignore[reportUnknownVariableType]
         if kind is str:
-            if maybe_secret(item) and redact_with_defaults(item) is not item:
+            # Length first: a string too long for the text is cut by the walk before it is redacted (issue 11).
+            if len(item) * 4 >= limit or (maybe_secret(item) and redact_with_defaults(item) is not item):
                 return False
         elif kind is int:
             if not -_CARD_MIN < item < _CARD_MIN:  # could be a card number: the walk checks
                 return False
         elif kind is dict or kind is list or kind is tuple:
-            if not _plain_tree(item, redactor, depth + 1):
+            if not _plain_tree(item, limit, redactor, depth + 1):
                 return False
         elif kind is float:
             # Written without an exponent, alike by every encoder `plain_encoder` may pick; NaN and infinities
@@ -697,7 +698,7 @@ def _plain_text(value: Any, limit: int, redactor: Redactor) -> str | None:
     it more than its digits), so within `limit / 4` characters nothing is cut; non-ASCII text (which the walk
     cleans) goes the general way.
     """
-    if not _plain_tree(value, redactor, 0):
+    if not _plain_tree(value, limit, redactor, 0):
         return None
     try:
         text = _plain_json(value)

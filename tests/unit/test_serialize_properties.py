@@ -116,7 +116,7 @@ def test_orjson_and_the_standard_library_write_plain_data_alike(value: Any) -> N
     # The shortcut's text comes from orjson where it is installed, else from the standard library's C encoder.
     encoder = plain_encoder()
     assert "orjson" in sys.modules  # a dependency on CPython: the fast encoder is the one compared
-    if not _plain_tree(value, REDACTOR, 0):
+    if not _plain_tree(value, 8192, REDACTOR, 0):
         return
     try:
         fast = encoder(value)
