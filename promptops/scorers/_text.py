@@ -176,18 +176,38 @@ class Bleu(SimilarityScorer):
         Returns:
             A value 0..1, or `None`.
         """
+        return self.corpus_of(self.corpus_statistics(items))
+
+    def corpus_statistics(self, items: Sequence[ScoreInput]) -> list[int] | None:
+        """The sacrebleu statistics of the items with a reference, summed; `None` when there are none.
+
+        Summed statistics add up: `corpus()` of several batches together is `corpus_of()` of the sum of their
+        statistics, so a replay scoring in batches (issue 15) need not keep every batch's texts for corpus BLEU.
+
+        Args:
+            items: Items given to `score()` (their statistics are reused from that call; others are computed).
+
+        Returns:
+            The elementwise sum of the segment statistics (lengths, n-gram matches and totals), or `None`.
+        """
         outputs, references = self.texts(items)
         if not outputs:
             return None
-        from sacrebleu.metrics.bleu import BLEU
-
         known = self._stats
         pairs = list(zip(outputs, references))
         missing = [pair for pair in pairs if pair not in known]
         if missing:
             known = {**known, **dict(zip(missing, self._segment_stats(*map(list, zip(*missing)))))}
+        return [sum(column) for column in zip(*(known[pair] for pair in pairs))]
+
+    def corpus_of(self, statistics: Sequence[int] | None) -> float | None:
+        """Corpus BLEU (0..1) from summed statistics (`corpus_statistics()`); `None` for `None`."""
+        if statistics is None:
+            return None
+        from sacrebleu.metrics.bleu import BLEU
+
         metric = BLEU()  # sacrebleu.corpus_bleu's defaults
-        return _unit(metric._aggregate_and_compute([known[pair] for pair in pairs]).score)  # pyright: ignore[reportPrivateUsage]
+        return _unit(metric._aggregate_and_compute([list(statistics)]).score)  # pyright: ignore[reportPrivateUsage]
 
 
 class ExactMatch(SimilarityScorer):

@@ -161,6 +161,23 @@ def test_bleu_corpus_counts_raised_calls_as_empty_and_skips_missing_references()
     assert Bleu().corpus([]) is None
 
 
+def test_bleu_corpus_statistics_of_batches_add_up_to_the_corpus_of_all() -> None:
+    # Issue 15: a replay scores in blocks (on Ray workers) and keeps only each block's summed statistics.
+    items = [*items_for(PAIRS * 3), ScoreInput({}, None, "a dog barked", error="E: x"), ScoreInput({}, "y", None)]
+    whole = Bleu()
+    expected = whole.corpus(items)
+    parts = [items[start : start + 4] for start in range(0, len(items), 4)]
+    sums: list[int] | None = None
+    for part in parts:
+        scorer = Bleu()  # a worker's own scorer: its statistics come from its own batch
+        scorer.score(part)
+        found = scorer.corpus_statistics(part)
+        if found is not None:
+            sums = found if sums is None else [a + b for a, b in zip(sums, found, strict=True)]
+    assert expected is not None and whole.corpus_of(sums) == expected
+    assert whole.corpus_statistics([ScoreInput({}, "x", None)]) is None and whole.corpus_of(None) is None
+
+
 _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=80)
 
 
