@@ -113,7 +113,7 @@ def child(
         os.chdir(workdir)
         import promptops
         from promptops import replay
-        from promptops.replay import _run
+        from promptops.replay import _run, _scoring
 
         target = prepare(workdir, exporter)
         data = write_dataset(workdir, count)
@@ -160,8 +160,8 @@ def child(
 
             setattr(owner, attribute, wrapped)
 
-        wrap(_run, "_call", "calls")
-        wrap(_run, "_score", "scoring")
+        wrap(_run, "_call", "calls")  # records are scored in blocks as they complete, during the calls (issue 15)
+        wrap(_scoring.Scoring, "finish", "scoring")  # the last blocks, then the statistics
         wrap(_run, "_write_outputs", "outputs")
         thread = threading.Thread(target=sample, daemon=True)
         thread.start()

@@ -1,23 +1,23 @@
 """Where a replay's calls and scoring run: in this process, or on a Ray cluster (issue 15).
 
-The runner hands an executor the calls to make (`execute`) and each scorer's batch (`score`). The local one runs
-the calls in this process (threads, or asyncio for async targets) and scores in one batch. `executor="ray"`
-(`--executor ray`) runs both on a Ray cluster (`promptops.replay._ray`, imported only then). Either way the
-driver keeps the call store, the progress bar, the statistics and the outputs.
+The runner hands an executor the calls to make (`execute`) and the blocks of records to score (`submit`). The
+local one runs the calls in this process (threads, or asyncio for async targets) and scores each block at once.
+`executor="ray"` (`--executor ray`) runs both on a Ray cluster (`promptops.replay._ray`, imported only then).
+Either way the driver keeps the call store, the progress bar, the statistics and the outputs.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 from collections.abc import Callable, Generator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ._runner import Call, Job, RunOutcome, execute
 
 if TYPE_CHECKING:
     from .._prices import PriceTable
     from ..prompts import Prompt
-    from ..scorers import Score, ScoreInput, Scorer
     from ._cost import Budget
     from ._flow import Flow
     from ._retry import RetryPolicy
@@ -26,9 +26,18 @@ if TYPE_CHECKING:
 
 __all__ = ["Executor", "open_executor"]
 
+T = TypeVar("T")
+A = TypeVar("A")
+
 
 class Executor(Protocol):
-    """Runs a replay's calls and scores its batches; `_runner.execute` and `Scorer.score` in this process."""
+    """Runs a replay's calls and scores its blocks of records; both in this process for the local one.
+
+    Attributes:
+        parallelism: How many scoring blocks may be out at once (the blocks are held in memory meanwhile).
+    """
+
+    parallelism: int
 
     def execute(
         self,
@@ -40,24 +49,30 @@ class Executor(Protocol):
         policy: RetryPolicy,
         budget: Budget,
         prices: PriceTable,
-        on_call: Callable[[Job, Call], None] | None = None,
+        on_call: Callable[[Job, Call], None],
     ) -> RunOutcome:
         """Make the calls; see `promptops.replay._runner.execute` for the arguments."""
         ...
 
-    def score(self, scorer: Scorer, items: Sequence[ScoreInput]) -> list[Score]:
-        """One scorer's scores of a batch of items, in order."""
+    def submit(self, function: Callable[[A], T], argument: A) -> concurrent.futures.Future[T]:
+        """`function(argument)` where the executor runs work (a block's scoring): its future."""
         ...
 
 
 class _Local:
-    """The `local` executor: threads or asyncio in this process, each scorer's batch scored in one go."""
+    """The `local` executor: threads or asyncio in this process, each block scored as it is submitted."""
 
+    parallelism = 1
     execute = staticmethod(execute)
 
     @staticmethod
-    def score(scorer: Scorer, items: Sequence[ScoreInput]) -> list[Score]:
-        return scorer.score(items)
+    def submit(function: Callable[[A], T], argument: A) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        try:
+            future.set_result(function(argument))
+        except Exception as exc:  # raised by `result()`, as from any other executor
+            future.set_exception(exc)
+        return future
 
 
 @contextlib.contextmanager

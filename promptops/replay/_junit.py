@@ -12,6 +12,7 @@ import datetime
 import math
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ _Arm = tuple[
     "VersionInfo | CandidateResult",
     "list[GateResult]",
     "dict[str, MetricSummary]",
-    "list[RecordResult]",
+    "Sequence[RecordResult]",
     bool,
 ]
 
@@ -98,7 +99,7 @@ def _suite(
     side: VersionInfo | CandidateResult,
     gates: list[GateResult],
     metrics: list[MetricSummary],
-    records: list[RecordResult],
+    records: Sequence[RecordResult],
     passed: bool,
     duration: str,
 ) -> None:

@@ -23,7 +23,7 @@ import math
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -307,7 +307,7 @@ def _write_records_table(result: ReplayResult, shown: Callable[[RecordResult], R
     """One row per record and candidate (a `candidate` column tells them apart), each record as `shown`."""
     from ._json import jsonable
 
-    arms: list[tuple[str, list[RecordResult]]] = [(c.label, c.records) for c in result.candidates] or [
+    arms: list[tuple[str, Sequence[RecordResult]]] = [(c.label, c.records) for c in result.candidates] or [
         (result.candidate.label, result.records)
     ]
     names = list(dict.fromkeys(name for c in result.candidates for name in c.metrics)) or list(result.metrics)

@@ -14,9 +14,12 @@ Imported only for that executor (`pip install 'mlflow-promptops[ray]'`). What ru
 - **Workers** import the target (`load_target`), get the prompt versions the driver resolved (no registry access
   needed), and run each call through the same `_runner.execute` as the local executor: the same retries, the
   same infrastructure-error rules, the same spans.
-- **Scoring** is split into batches of `_SCORE_BATCH` items, each scored by a task on the cluster; a scorer's
-  value for an item depends on that item alone (the `Scorer` contract), and the corpus figures (corpus BLEU)
-  and the statistics are computed by the driver, so the result is the local executor's.
+- **Scoring**: the driver hands each block of complete records (`_scoring`, while the calls go on) to a task on
+  the cluster that scores it for every scorer and sums its corpus statistics (corpus BLEU); a few blocks per
+  CPU are out at once. The driver keeps per record only the scores the statistics need, and writes each
+  record's detail to a spool file (issue 15: the driver's memory stays flat with the number of records).
+  A scorer's value for an item depends on that item alone (the `Scorer` contract), and the statistics are
+  computed by the driver, so the result is the local executor's.
 
 A worker killed mid-run loses its task's calls in flight. Ray's task retries are off for the call tasks: Ray
 would run the task again without the driver knowing, and until the new attempt started the dead one kept its
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import contextvars
 import dataclasses
@@ -47,7 +51,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, overload
+from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 from .._config import get_settings
 from .._prices import PriceTable
@@ -59,9 +63,11 @@ from ._target import ReplayError, Target, load_target
 
 if TYPE_CHECKING:
     from ..prompts import Prompt
-    from ..scorers import Score, ScoreInput, Scorer
 
 __all__ = ["RayExecutor", "connect"]
+
+T = TypeVar("T")
+A = TypeVar("A")
 
 logger = logging.getLogger("promptops.replay")
 
@@ -80,7 +86,7 @@ _POLL_S: Final = 0.1  # how often the driver collects finished calls (and checks
 _TASK_RETRIES: Final = 3  # attempts after the first when a worker process dies under a task (or scoring batch)
 _QUEUED_PER_CPU: Final = 2  # chunks queued per CPU of the cluster: enough to keep every CPU busy
 _CHUNKS_PER_CPU: Final = 8  # chunks per CPU of the cluster when the run is large (at least two rounds each)
-_SCORE_BATCH: Final = 256  # items per scoring task
+_SCORING_PER_CPU: Final = 2  # scoring blocks out at once per CPU of the cluster
 _STOP_WAIT_S: Final = 10.0  # on Ctrl-C, how long the tasks get to end by themselves before they are cancelled
 _WAIT_STEP_S: Final = 0.5  # a worker sleeping between retries asks the coordinator this often if the run stopped
 # Not shipped to the workers with the working directory.
@@ -455,11 +461,6 @@ def _run_chunk(context: _Context, chunk: int, jobs: list[Job], rows: dict[int, d
     return len(todo)
 
 
-def _score_batch(scorer: Scorer, items: list[ScoreInput]) -> list[Score]:
-    """A task: one scorer's scores of one batch."""
-    return scorer.score(items)
-
-
 # -- the driver -----------------------------------------------------------------------------------------------
 
 
@@ -503,6 +504,9 @@ class RayExecutor:
         """Use the Ray connection of this process; see `connect()`."""
         self.prompts = tuple(prompts.values())
         self.spans = (spans[0], dict(spans[1]) if spans[1] is not None else None)
+        self.parallelism = _SCORING_PER_CPU * _cpus()
+        self._tasks: dict[Callable[..., Any], Any] = {}
+        self._refs: dict[concurrent.futures.Future[Any], Any] = {}  # each future's object, alive until it is done
 
     def execute(
         self,
@@ -514,11 +518,11 @@ class RayExecutor:
         policy: RetryPolicy,
         budget: Budget,
         prices: PriceTable,
-        on_call: Callable[[Job, Call], None] | None = None,
+        on_call: Callable[[Job, Call], None],
     ) -> RunOutcome:
         """Make the calls on the cluster; see the module documentation. `flow` and `budget` end with its counters."""
         del prices  # the workers price with the driver's table, sent with the settings
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        cpus = _cpus()
         threads = flow.ceiling  # per task: the coordinator's slots bound the calls in flight, not the threads
         coordinator = (
             ray.remote(_Coordinator)
@@ -541,20 +545,18 @@ class RayExecutor:
             interrupted = run.all(_chunks(jobs, size), queued=cpus * _QUEUED_PER_CPU)
         finally:
             ray.kill(coordinator)
-        return RunOutcome(run.calls, interrupted, flow, budget)
+        return RunOutcome(interrupted, flow, budget)
 
-    def score(self, scorer: Scorer, items: Sequence[ScoreInput]) -> list[Score]:
-        """One scorer's scores, in batches scored by tasks on the cluster; in order."""
-        task = ray.remote(_score_batch).options(num_cpus=1, max_retries=_TASK_RETRIES)
-        scorer_ref = ray.put(scorer)
-        refs = [
-            task.remote(scorer_ref, list(items[start : start + _SCORE_BATCH]))
-            for start in range(0, len(items), _SCORE_BATCH)
-        ]
-        scores: list[Score] = []
-        for batch in ray.get(refs):
-            scores.extend(batch)
-        return scores
+    def submit(self, function: Callable[[A], T], argument: A) -> concurrent.futures.Future[T]:
+        """`function(argument)` as a task on the cluster (retried when its worker dies): its future."""
+        task = self._tasks.get(function)
+        if task is None:
+            task = self._tasks[function] = ray.remote(function).options(num_cpus=1, max_retries=_TASK_RETRIES)
+        ref = task.remote(argument)
+        future: concurrent.futures.Future[T] = ref.future()
+        self._refs[future] = ref
+        future.add_done_callback(lambda done: self._refs.pop(done, None))
+        return future
 
 
 class _Run:
@@ -567,7 +569,7 @@ class _Run:
         inputs: Sequence[dict[str, Any]],
         flow: Flow,
         budget: Budget,
-        on_call: Callable[[Job, Call], None] | None,
+        on_call: Callable[[Job, Call], None],
     ) -> None:
         self.coordinator = coordinator
         self.context = context
@@ -575,7 +577,7 @@ class _Run:
         self.flow = flow
         self.budget = budget
         self.on_call = on_call
-        self.calls: dict[Job, Call] = {}
+        self.seen: set[Job] = set()  # received (a job delivered twice is passed on once)
         self.position = 0
         # No retries by Ray: the driver submits a chunk again itself once the coordinator freed what it held.
         self.task = ray.remote(_run_chunk).options(num_cpus=1, max_retries=0)
@@ -652,11 +654,10 @@ class _Run:
         self._counters(state)
         for job, call in entries:
             self.position += 1
-            if job in self.calls:
+            if job in self.seen:
                 continue
-            self.calls[job] = call
-            if self.on_call is not None:
-                self.on_call(job, call)
+            self.seen.add(job)
+            self.on_call(job, call)
 
     def _counters(self, state: dict[str, Any]) -> None:
         flow, budget = self.flow, self.budget
@@ -666,6 +667,10 @@ class _Run:
             flow.reason = state["reason"]
             flow.opened.set()
         budget.spent, budget.stopped = state["spent"], state["stopped"]
+
+
+def _cpus() -> int:
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -173,7 +173,7 @@ class CandidateResult:
         passed: Every gate held for it (and the run completed).
         metrics: Its summary per metric, against the shared baseline.
         gates: Its gates' verdicts (the non-inferiority gates of all candidates form one Holm family).
-        records: Its per-record results.
+        records: Its per-record results (see `ReplayResult.records`).
     """
 
     label: str
@@ -182,7 +182,7 @@ class CandidateResult:
     passed: bool
     metrics: dict[str, MetricSummary]
     gates: list[GateResult]
-    records: list[RecordResult]
+    records: Sequence[RecordResult]
 
 
 @dataclasses.dataclass(slots=True)
@@ -198,7 +198,9 @@ class ReplayResult:
         scorers: Scorer names, in the order given.
         gates: Each gate's verdict.
         metrics: Summary per metric.
-        records: Per-record results, in dataset order.
+        records: Per-record results, in dataset order. After `replay.run()` they are read from a temporary file
+            as they are used (issue 15: a large replay does not hold them all in memory): each read gives a
+            fresh copy, and `list(result.records)` loads them all.
         passed: Every gate of every candidate held, and the run was not interrupted or stopped.
         skipped: Records not replayed, counted by reason (`non_replayable`, ...).
         repeats: How many times the baseline was re-run per record to measure the noise floor.
@@ -242,7 +244,7 @@ class ReplayResult:
     scorers: list[str]
     gates: list[GateResult]
     metrics: dict[str, MetricSummary]
-    records: list[RecordResult]
+    records: Sequence[RecordResult]
     passed: bool
     skipped: dict[str, int] = dataclasses.field(default_factory=dict[str, int])
     repeats: int = 1

@@ -9,52 +9,40 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import math
 import os
-import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from .._config import Selector, get_settings, parse_selector
 from .._errors import ConfigError, PromptopsError
 from .._prices import PriceTable
 from ..prompts import Prompt, resolver, selector_for
 from ._calls import call_keys, open_call_store
-from ._cost import Budget, totals
+from ._cost import Budget
 from ._executor import Executor, open_executor
 from ._flow import Flow
-from ._result import (
-    CandidateResult,
-    GateResult,
-    MetricSummary,
-    RecordResult,
-    ReplayResult,
-    UsageTotals,
-    VersionInfo,
-)
+from ._result import CandidateResult, GateResult, MetricSummary, RecordResult, ReplayResult, VersionInfo
 from ._retry import RetryPolicy
 from ._runner import Call, Job, RunOutcome, call_attributes
+from ._scoring import ALWAYS, EXPECTED_SUFFIX, Scoring
 from ._settings import ReplaySettings
+from ._tally import Tally
 from ._target import ReplayError, Target, load_target
 
 if TYPE_CHECKING:
     from ..datasets import Dataset, DatasetRecord
-    from ..scorers import Score, ScoreInput, Scorer
+    from ..scorers import Scorer
     from ._gates import Gate
     from ._mlflow import ReplayRun
 
 __all__ = ["DEFAULT_SCORERS", "run"]
 
 DEFAULT_SCORERS = ("rougeL", "bleu")
-# Measured on every run whatever the scorers: the call's own latency and whether it raised.
-_ALWAYS = ("latency", "errors")
 # Measured when the calls report their usage (issue 13); lower is better. Gates may name them before the run.
 _USAGE = ("tokens", "cost")
-# Scored against the record's `expected` as well, when it has one (not latency and errors: properties of a call).
-_EXPECTED_SUFFIX = "@expected"
 _DEFAULT_LIMIT = 500
 
 
@@ -192,11 +180,6 @@ def _production(target: Target) -> Prompt:
     return _resolve(target, selector, f"the production baseline ({label} of {target.prompt_name!r})")
 
 
-def _captured_call(record: DatasetRecord) -> Call:
-    latency = record.latency_ms
-    return Call(record.output, record.error, float(latency) if latency is not None else math.nan, record.trace_id)
-
-
 @dataclasses.dataclass(slots=True)
 class _Prepared:
     """Everything checked before the first call: the target, the records, the scorers, the gates, the plan."""
@@ -289,25 +272,30 @@ def _replay(
     flow = Flow(settings.workers, rps=settings.rps)
     prices = PriceTable(get_settings().prices)
     inputs = [record.inputs for record in prepared.records]
-    with open_executor(settings, prepared.target, prepared.plan.prompts, (experiment, span_attributes)) as executor:
+    plan = prepared.plan
+    with open_executor(settings, prepared.target, plan.prompts, (experiment, span_attributes)) as executor:
+        # Each record is scored as soon as its calls are in, and only its scores stay in memory (issue 15).
+        scoring = Scoring(
+            prepared.records,
+            captured=plan.captured,
+            arms=len(plan.candidates),
+            scorers=prepared.scorers,
+            has_expected=prepared.has_expected,
+            seed=settings.seed,
+            submit=executor.submit,
+            in_flight=executor.parallelism,
+        )
+        tally = Tally(plan.jobs, len(prepared.records), scoring.add)
         with tracing.for_replay(experiment, to_mlflow=mlflow_run is not None), call_attributes(span_attributes):
-            outcome = _call(prepared, settings, executor, flow, prices, inputs, progress)
-        by_index, complete = _finished(prepared, outcome)
-        arms = [
-            _score(
-                prepared.records,
-                complete,
-                by_index,
-                prepared.plan.captured,
-                prepared.scorers,
-                prepared.has_expected,
-                settings.seed,
-                arm,
-                executor.score,
-            )
-            for arm in range(len(prepared.plan.candidates))
-        ]
-    return _judge(target, settings, prepared, arms, outcome)
+            outcome = _call(prepared, settings, executor, flow, prices, inputs, progress, tally)
+        tally.close(
+            prepared.skipped,
+            interrupted=outcome.interrupted,
+            not_run=outcome.flow.open,
+            over_budget=outcome.budget.stopped is not None,
+        )
+        arms = scoring.finish()
+    return _judge(target, settings, prepared, arms, outcome, tally)
 
 
 def _call(
@@ -318,20 +306,25 @@ def _call(
     prices: PriceTable,
     inputs: list[dict[str, Any]],
     progress: Callable[[int, int], Callable[[int], None]] | None,
+    tally: Tally,
 ) -> RunOutcome:
-    """Make the calls not stored by an earlier run (storing each as it finishes); every call of the plan."""
+    """Make the calls not stored by an earlier run (storing each as it finishes); each call goes to `tally`."""
     with open_call_store(settings.store, prepared.target.function_id) as store:
         keys = call_keys(prepared.target, prepared.plan.jobs, prepared.plan.prompts, inputs) if store else {}
         reused = store.load(keys, prices) if store is not None and not settings.fresh else {}
         jobs = [job for job in prepared.plan.jobs if job not in reused]
         tick = progress(len(jobs), len(prepared.records)) if progress is not None else None
         advance = _with_status(tick, flow)
+        for job, call in reused.items():
+            tally.add(job, call)
+        del reused
 
         def finished(job: Job, call: Call) -> None:
             if store is not None:
                 store.put(keys[job], job, call)
             if advance is not None:
                 advance(job, call)
+            tally.add(job, call)
 
         outcome = executor.execute(
             prepared.target,
@@ -343,7 +336,6 @@ def _call(
             prices=prices,
             on_call=finished,
         )
-    outcome.calls.update(reused)
     return outcome
 
 
@@ -369,7 +361,7 @@ def _prepare(target: str, settings: ReplaySettings) -> _Prepared:
     # to compare with, so production is run for the baseline and both sides are judged against `expected`.
     golden = settings.baseline == "captured" and has_expected and not any(_has_capture(r) for r in records)
     if gate_list is None:
-        gated = [name for name in metric_names if not golden or name.endswith(_EXPECTED_SUFFIX) or name in _ALWAYS]
+        gated = [name for name in metric_names if not golden or name.endswith(EXPECTED_SUFFIX) or name in ALWAYS]
         gate_list = _default_gates(scorer_list, gated)
     check_metrics(gate_list, metric_names)
     plan = _Plan(loaded, records, candidate_prompts, "production" if golden else settings.baseline, settings.repeats)
@@ -388,7 +380,7 @@ def _scorers(names: Sequence[str | Scorer | Callable[..., Any]] | None) -> list[
 
     scorer_list = scorers_module.resolve(list(names) if names else list(DEFAULT_SCORERS))
     present = {scorer.name for scorer in scorer_list}
-    scorer_list += [scorers_module.resolve([name])[0] for name in _ALWAYS if name not in present]
+    scorer_list += [scorers_module.resolve([name])[0] for name in ALWAYS if name not in present]
     return scorer_list
 
 
@@ -415,7 +407,7 @@ def _metric_names(scorer_list: Sequence[Scorer], has_expected: bool) -> list[str
     """Every metric the run reports: one per scorer, plus `<scorer>@expected` when records have `expected`."""
     names = [scorer.name for scorer in scorer_list]
     if has_expected:
-        names += [scorer.name + _EXPECTED_SUFFIX for scorer in scorer_list if scorer.name not in _ALWAYS]
+        names += [scorer.name + EXPECTED_SUFFIX for scorer in scorer_list if scorer.name not in ALWAYS]
     return names + [name for name in _USAGE if name not in names]
 
 
@@ -424,7 +416,7 @@ def _default_gates(scorer_list: Sequence[Scorer], metric_names: Sequence[str]) -
 
     directions = {scorer.name: scorer.higher_is_better for scorer in scorer_list}
     return default_gates(
-        {name: directions[name.removesuffix(_EXPECTED_SUFFIX)] for name in metric_names if name not in _USAGE}
+        {name: directions[name.removesuffix(EXPECTED_SUFFIX)] for name in metric_names if name not in _USAGE}
     )
 
 
@@ -435,38 +427,6 @@ def _load_models(scorer_list: Sequence[Scorer]) -> None:
     for scorer in scorer_list:
         if isinstance(scorer, scorers_module.Semantic):
             scorer.load()
-
-
-def _finished(prepared: _Prepared, outcome: RunOutcome) -> tuple[dict[int, dict[str, list[Call]]], list[int]]:
-    """The finished calls by record and role, and the records to score.
-
-    A record is scored when every call of it finished and none on an infrastructure error (those say nothing
-    about the prompt: they are counted, not scored).
-    """
-    by_index: dict[int, dict[str, list[Call]]] = {}
-    expected_calls: dict[int, int] = {}
-    infra: set[int] = set()
-    for job in prepared.plan.jobs:
-        expected_calls[job.index] = expected_calls.get(job.index, 0) + 1
-        call = outcome.calls.get(job)
-        if call is not None:
-            by_index.setdefault(job.index, {}).setdefault(job.role, []).append(call)
-            if call.infra:
-                infra.add(job.index)
-    finished = [
-        index
-        for index in range(len(prepared.records))
-        if sum(map(len, by_index.get(index, {}).values())) == expected_calls[index]
-    ]
-    complete = [index for index in finished if index not in infra]
-    if infra:
-        prepared.skipped["infrastructure_error"] = len(infra)
-    unfinished = len(prepared.records) - len(finished) - len(infra - set(finished))
-    if outcome.interrupted or outcome.flow.open:
-        prepared.skipped["interrupted" if outcome.interrupted else "not_run"] = unfinished
-    elif outcome.budget.stopped is not None and unfinished:
-        prepared.skipped["over_budget"] = unfinished
-    return by_index, complete
 
 
 def _with_status(tick: Callable[[int], None] | None, flow: Flow) -> Callable[[Job, Call], None] | None:
@@ -483,10 +443,11 @@ def _with_status(tick: Callable[[int], None] | None, flow: Flow) -> Callable[[Jo
     return advance
 
 
-def _could_not_measure(settings: ReplaySettings, outcome: RunOutcome) -> tuple[str | None, GateResult | None]:
+def _could_not_measure(
+    settings: ReplaySettings, outcome: RunOutcome, tally: Tally
+) -> tuple[str | None, GateResult | None]:
     """Whether too much failed on the provider's side for the comparison to mean anything (issue 13)."""
-    calls = len(outcome.calls)
-    infra = sum(call.infra for call in outcome.calls.values())
+    calls, infra = tally.calls, tally.infrastructure_errors
     if not infra and not outcome.flow.open:
         return None, None
     rate = infra / calls if calls else 1.0
@@ -508,8 +469,9 @@ def _judge(
     target: str,
     settings: ReplaySettings,
     prepared: _Prepared,
-    arms: Sequence[tuple[list[RecordResult], dict[str, MetricSummary], dict[str, Any]]],
+    arms: Sequence[tuple[Sequence[RecordResult], dict[str, MetricSummary], dict[str, Any]]],
     outcome: RunOutcome,
+    tally: Tally,
 ) -> ReplayResult:
     """Evaluate every candidate's gates in one Holm family, and whether the provider let the run measure; assemble."""
     from ._gates import evaluate_many
@@ -518,7 +480,7 @@ def _judge(
     verdicts: list[list[GateResult]] = [[] for _ in arms]
     if measured:
         verdicts = evaluate_many(prepared.gates, [(summaries, samples) for _, summaries, samples in arms])
-    could_not_measure, infra_gate = _could_not_measure(settings, outcome)
+    could_not_measure, infra_gate = _could_not_measure(settings, outcome, tally)
     interrupted = outcome.interrupted
     complete_run = measured and not interrupted and outcome.budget.stopped is None
     candidates: list[CandidateResult] = []
@@ -555,15 +517,15 @@ def _judge(
         passed=all(candidate.passed for candidate in candidates),
         candidates=candidates,
         best=_best(candidates, prepared),
-        calls=len(outcome.calls),
-        reused=sum(call.reused for call in outcome.calls.values()),
-        infrastructure_errors=sum(call.infra for call in outcome.calls.values()),
+        calls=tally.calls,
+        reused=tally.reused,
+        infrastructure_errors=tally.infrastructure_errors,
         retries=outcome.flow.retries,
         rate_limited=outcome.flow.rate_limited,
         lowest_concurrency=outcome.flow.lowest_limit,
         could_not_measure=could_not_measure,
-        usage=_usage_totals(prepared, outcome),
-        spent=outcome.budget.spent if any(call.cost is not None for call in outcome.calls.values()) else None,
+        usage=tally.usage(),
+        spent=outcome.budget.spent if tally.priced else None,
         stopped=outcome.budget.stopped,
         skipped=prepared.skipped,
         repeats=settings.repeats,
@@ -575,7 +537,7 @@ def _judge(
 def _best(candidates: Sequence[CandidateResult], prepared: _Prepared) -> str | None:
     """The passing candidate with the best mean on the first scorer (against `expected` when records have it)."""
     first = prepared.scorers[0]
-    name = first.name + _EXPECTED_SUFFIX if prepared.has_expected and first.name not in _ALWAYS else first.name
+    name = first.name + EXPECTED_SUFFIX if prepared.has_expected and first.name not in ALWAYS else first.name
     ranked: list[tuple[float, int, str]] = []
     for position, candidate in enumerate(candidates):
         summary = candidate.metrics.get(name)
@@ -584,205 +546,6 @@ def _best(candidates: Sequence[CandidateResult], prepared: _Prepared) -> str | N
                 (summary.candidate if first.higher_is_better else -summary.candidate, -position, candidate.label)
             )
     return max(ranked)[2] if ranked else None
-
-
-def _usage_totals(prepared: _Prepared, outcome: RunOutcome) -> dict[str, UsageTotals]:
-    """Tokens and cost per side, over the calls of the records in the result; empty when none reported usage."""
-    sides: dict[str, list[Call]] = {"candidate": [], "baseline": []}
-    for job, call in outcome.calls.items():
-        sides["candidate" if job.role == "candidate" else "baseline"].append(call)
-    found = {side: totals(calls) for side, calls in sides.items()}
-    return found if any(total.calls for total in found.values()) else {}
-
-
-class _Sides(NamedTuple):
-    """One finished record's calls: the candidate's, the reference (captured or first baseline run), re-runs."""
-
-    record: DatasetRecord
-    candidate: Call
-    reference: Call
-    noise: list[Call]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Slots:
-    """Where one record's score items sit in a scorer's batch (issue 16: named, not `start + 2 + count`).
-
-    Attributes:
-        candidate: The candidate's output against the reference.
-        baseline: The baseline runs against the reference (the re-runs; else the reference against itself).
-        candidate_expected: The candidate's output against `expected`, when scored.
-        baseline_expected: The reference output against `expected`, when scored.
-    """
-
-    candidate: int
-    baseline: range
-    candidate_expected: int | None = None
-    baseline_expected: int | None = None
-
-
-def _score(
-    records: Sequence[DatasetRecord],
-    complete: Sequence[int],
-    by_index: dict[int, dict[str, list[Call]]],
-    captured: bool,
-    scorer_list: Sequence[Scorer],
-    has_expected: bool,
-    seed: int,
-    arm: int,
-    score: Callable[[Scorer, Sequence[ScoreInput]], list[Score]],
-) -> tuple[list[RecordResult], dict[str, MetricSummary], dict[str, Any]]:
-    """Score every finished record (candidate `arm` and the baseline), one batched `score()` per scorer; summarise."""
-    from . import _stats
-
-    results: list[RecordResult] = []
-    sides: list[_Sides] = []
-    for index in complete:
-        record = records[index]
-        calls = by_index[index]
-        side = _Sides(
-            record,
-            calls["candidate"][arm],
-            _captured_call(record) if captured else calls["reference"][0],
-            calls.get("noise", []),
-        )
-        sides.append(side)
-        results.append(_record_result(side, captured))
-
-    summaries: dict[str, MetricSummary] = {}
-    samples: dict[str, Any] = {}
-    for scorer in scorer_list:
-        with_expected = has_expected and scorer.name not in _ALWAYS
-        batch, slots = _batch(sides, with_expected)
-        scores = score(scorer, batch) if batch else []
-        candidate_values: list[float | None] = []
-        baseline_values: list[float | None] = []
-        spreads: list[float] = []
-        expected_pairs: tuple[list[float | None], list[float | None]] = ([], [])
-        for result, slot in zip(results, slots):
-            own = scores[slot.candidate]
-            present = [value for value in (scores[i].value for i in slot.baseline) if value is not None]
-            baseline_value = statistics.fmean(present) if present else None
-            if len(present) > 1:
-                spreads.append(statistics.stdev(present))
-            candidate_values.append(own.value)
-            baseline_values.append(baseline_value)
-            _set_scores(result, scorer.name, own.value, baseline_value)
-            if own.reason:
-                result.reasons[scorer.name] = own.reason
-            if slot.candidate_expected is not None and slot.baseline_expected is not None:
-                cand_exp, base_exp = scores[slot.candidate_expected].value, scores[slot.baseline_expected].value
-                expected_pairs[0].append(base_exp)
-                expected_pairs[1].append(cand_exp)
-                _set_scores(result, scorer.name + _EXPECTED_SUFFIX, cand_exp, base_exp)
-        candidate_items = [batch[slot.candidate] for slot in slots]
-        baseline_items = [batch[slot.baseline[0]] for slot in slots]
-        summary, sample = _stats.summarize(
-            scorer.name,
-            baseline_values,
-            candidate_values,
-            higher_is_better=scorer.higher_is_better,
-            noise=statistics.fmean(spreads) if spreads else None,
-            corpus_baseline=scorer.corpus(baseline_items) if baseline_items else None,
-            corpus_candidate=scorer.corpus(candidate_items) if candidate_items else None,
-            seed=seed,
-        )
-        summaries[scorer.name], samples[scorer.name] = summary, sample
-        if with_expected:
-            name = scorer.name + _EXPECTED_SUFFIX
-            summary, sample = _stats.summarize(
-                name, expected_pairs[0], expected_pairs[1], higher_is_better=scorer.higher_is_better, seed=seed
-            )
-            summaries[name], samples[name] = summary, sample
-    _usage_metrics(sides, results, summaries, samples, seed)
-    return results, summaries, samples
-
-
-def _usage_metrics(
-    sides: Sequence[_Sides],
-    results: Sequence[RecordResult],
-    summaries: dict[str, MetricSummary],
-    samples: dict[str, Any],
-    seed: int,
-) -> None:
-    """`tokens` and `cost` per call, paired like the scorers' metrics, when any call reported usage.
-
-    The candidate's value is its call's; the baseline's the mean of its re-runs (else its reference run; a
-    captured output has no usage).
-    """
-    from . import _stats
-
-    readers: dict[str, Callable[[Call], float | None]] = {
-        "tokens": lambda call: None if call.tokens is None else float(call.tokens),
-        "cost": lambda call: call.cost,
-    }
-    for name, read in readers.items():
-        candidate_values: list[float | None] = []
-        baseline_values: list[float | None] = []
-        for side in sides:
-            baseline_calls = side.noise or ([] if side.reference.usage is None else [side.reference])
-            present = [value for value in map(read, baseline_calls) if value is not None]
-            candidate_values.append(read(side.candidate))
-            baseline_values.append(statistics.fmean(present) if present else None)
-        if all(value is None for value in candidate_values + baseline_values):
-            continue
-        for result, own, baseline_value in zip(results, candidate_values, baseline_values):
-            _set_scores(result, name, own, baseline_value)
-        summaries[name], samples[name] = _stats.summarize(
-            name, baseline_values, candidate_values, higher_is_better=False, seed=seed
-        )
-
-
-def _record_result(side: _Sides, captured: bool) -> RecordResult:
-    record, candidate, reference, noise = side
-    return RecordResult(
-        id=record.id,
-        inputs=record.inputs,
-        baseline_output=reference.output,
-        candidate_output=candidate.output,
-        expected=record.expected,
-        error=candidate.error,
-        baseline_error=reference.error,
-        latency_ms=candidate.latency_ms,
-        baseline_latency_ms=statistics.fmean([c.latency_ms for c in noise]) if noise else _finite(reference.latency_ms),
-        trace_id=candidate.trace_id,
-        baseline_trace_id=record.trace_id if captured else reference.trace_id,
-    )
-
-
-def _batch(sides: Sequence[_Sides], with_expected: bool) -> tuple[list[ScoreInput], list[_Slots]]:
-    """One scorer's items for every record, and where each record's items sit."""
-    from ..scorers import ScoreInput
-
-    def item(record: DatasetRecord, call: Call, reference: Any) -> ScoreInput:
-        latency = call.latency_ms if math.isfinite(call.latency_ms) else None
-        return ScoreInput(record.inputs, call.output, reference, record.expected, latency, call.error)
-
-    batch: list[ScoreInput] = []
-    slots: list[_Slots] = []
-    for record, candidate, reference, noise in sides:
-        candidate_at = len(batch)
-        batch.append(item(record, candidate, reference.output))
-        baseline_calls = noise or [reference]
-        batch.extend(item(record, call, reference.output) for call in baseline_calls)
-        baseline_at = range(candidate_at + 1, len(batch))
-        if with_expected and record.expected is not None:
-            batch.append(item(record, candidate, record.expected))
-            batch.append(item(record, reference, record.expected))
-            slots.append(_Slots(candidate_at, baseline_at, len(batch) - 2, len(batch) - 1))
-        else:
-            slots.append(_Slots(candidate_at, baseline_at))
-    return batch, slots
-
-
-def _set_scores(result: RecordResult, name: str, candidate: float | None, baseline: float | None) -> None:
-    result.scores[name] = candidate
-    result.baseline_scores[name] = baseline
-    result.deltas[name] = candidate - baseline if candidate is not None and baseline is not None else None
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 def _write_outputs(result: ReplayResult, settings: ReplaySettings, mlflow_run: ReplayRun | None) -> None:

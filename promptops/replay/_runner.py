@@ -98,9 +98,11 @@ class Job:
 
 @dataclasses.dataclass(slots=True)
 class RunOutcome:
-    """The calls that finished, by job; whether the run was interrupted; the flow control's counters."""
+    """Whether the run was interrupted; the flow control's and the budget's counters.
 
-    calls: dict[Job, Call]
+    The finished calls went to `on_call` one by one: they are not kept here (issue 15).
+    """
+
     interrupted: bool
     flow: Flow
     budget: Budget
@@ -298,7 +300,7 @@ def execute(
     policy: RetryPolicy,
     budget: Budget,
     prices: PriceTable,
-    on_call: Callable[[Job, Call], None] | None = None,
+    on_call: Callable[[Job, Call], None],
 ) -> RunOutcome:
     """Run every job, at most `flow.ceiling` at a time; Ctrl-C (or the circuit breaker) keeps what finished.
 
@@ -310,26 +312,20 @@ def execute(
         policy: Which failures are retried, and how.
         budget: The cost limit (`--max-cost`): no call starts once the estimate would pass it.
         prices: Prices each call's reported usage.
-        on_call: Called with each finished call (from the calling thread): progress, the call store.
+        on_call: Called with each finished call (from the calling thread): progress, the call store, scoring.
 
     Returns:
-        The finished calls.
+        Whether the run was interrupted, and its counters.
     """
     caller = _Caller(target, inputs, flow, policy, budget, prices)
-    calls: dict[Job, Call] = {}
     if target.is_async:
-        interrupted = _execute_async(caller, jobs, calls, on_call)
+        interrupted = _execute_async(caller, jobs, on_call)
     else:
-        interrupted = _execute_threads(caller, jobs, calls, on_call)
-    return RunOutcome(calls, interrupted, flow, budget)
+        interrupted = _execute_threads(caller, jobs, on_call)
+    return RunOutcome(interrupted, flow, budget)
 
 
-def _execute_threads(
-    caller: _Caller,
-    jobs: Sequence[Job],
-    calls: dict[Job, Call],
-    on_call: Callable[[Job, Call], None] | None,
-) -> bool:
+def _execute_threads(caller: _Caller, jobs: Sequence[Job], on_call: Callable[[Job, Call], None]) -> bool:
     workers = caller.flow.ceiling
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="promptops-replay")
     pending: set[concurrent.futures.Future[Call | None]] = set()
@@ -345,14 +341,14 @@ def _execute_threads(
             pending.add(future)
             if len(pending) >= workers * 2:
                 done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
-                _collect(done, job_of, calls, on_call)
+                _collect(done, job_of, on_call)
         while pending:
             done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
-            _collect(done, job_of, calls, on_call)
+            _collect(done, job_of, on_call)
     except KeyboardInterrupt:
         for future in pending:
             future.cancel()
-        _collect({future for future in pending if future.done() and not future.cancelled()}, job_of, calls, on_call)
+        _collect({future for future in pending if future.done() and not future.cancelled()}, job_of, on_call)
         executor.shutdown(wait=False, cancel_futures=True)
         return True
     executor.shutdown(wait=True)
@@ -362,32 +358,21 @@ def _execute_threads(
 def _collect(
     done: set[concurrent.futures.Future[Call | None]],
     job_of: dict[concurrent.futures.Future[Call | None], Job],
-    calls: dict[Job, Call],
-    on_call: Callable[[Job, Call], None] | None,
+    on_call: Callable[[Job, Call], None],
 ) -> None:
     for future in done:
         job = job_of.pop(future)
         call = future.result()  # _Caller never raises an Exception
         if call is None:  # not started: the circuit breaker opened, or the cost limit was reached
             continue
-        calls[job] = call
-        if on_call is not None:
-            on_call(job, call)
+        on_call(job, call)
 
 
-def _execute_async(
-    caller: _Caller,
-    jobs: Sequence[Job],
-    calls: dict[Job, Call],
-    on_call: Callable[[Job, Call], None] | None,
-) -> bool:
+def _execute_async(caller: _Caller, jobs: Sequence[Job], on_call: Callable[[Job, Call], None]) -> bool:
     async def main() -> None:
         async def one(job: Job) -> None:
             call = await caller.acall(job)  # the flow's slots bound the calls in flight
-            if call is None:
-                return
-            calls[job] = call
-            if on_call is not None:
+            if call is not None:
                 on_call(job, call)
 
         await asyncio.gather(*(one(job) for job in jobs))
@@ -397,7 +382,7 @@ def _execute_async(
     except RuntimeError:
         try:
             asyncio.run(main())
-        except KeyboardInterrupt:  # asyncio.run cancelled the tasks; `calls` holds what finished
+        except KeyboardInterrupt:  # asyncio.run cancelled the tasks; `on_call` had what finished
             return True
         return False
     # Called from inside an event loop (a notebook, an async test): run ours on a thread of its own.

@@ -1,7 +1,7 @@
 """What every scorer shares: the `Score` it returns, the `ScoreInput` it reads, the `Scorer` base classes.
 
-A scorer is called once per side of a replay with every record's item (`Scorer.score` is batched), so a
-model-backed scorer encodes all texts in one go and a cheap one loops. Similarity scorers derive from
+A scorer is called with the items of a block of a replay's records (`Scorer.score` is batched; 256 records at a
+time), so a model-backed scorer encodes a block's texts in one go and a cheap one loops. Similarity scorers derive from
 `SimilarityScorer`, which applies the rules the runner relies on: a call that raised scores `0.0`, a missing
 reference makes the pair not applicable (`Score(None)`), and identical texts score the maximum.
 """
@@ -66,8 +66,8 @@ class Scorer(abc.ABC):
     """A metric computed per record, in batches.
 
     Subclasses set `name` (the metric's name in reports and gates, e.g. `"rougeL"`) and `higher_is_better`,
-    and implement `score()`. The value for a record is `score([item])[0]`; the runner passes every record of
-    a run in one call, so a scorer backed by a model can batch.
+    and implement `score()`. The value for a record is `score([item])[0]`; the runner passes the records in
+    blocks (256 at a time), so a scorer backed by a model can batch.
 
     Attributes:
         name: The metric's name.

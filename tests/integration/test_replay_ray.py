@@ -27,12 +27,13 @@ pytest.importorskip("ray")
 
 import promptops
 from promptops import replay
-from promptops.replay import ReplayError
+from promptops.replay import ReplayError, _ray, _scoring
 from promptops.replay._calls import calls_table
 from tests.conftest import Registry
 from tests.support import RayCluster as Cluster
 from tests.support import free_port
 from tests.unit.test_replay import PRODUCTION, TEXTS, App, captured_rows, echo_app, write_dataset
+from tests.unit.test_replay_memory import counted_app, outputs_held
 
 from .test_replay_mlflow import run_traces
 
@@ -259,3 +260,21 @@ def test_ctrl_c_keeps_what_finished(cluster: Cluster, app: App, tmp_path: Path) 
     assert resumed.reused == kept and len(calls_made(tmp_path)) - started == 600 - kept
     replay.run(app.target, **options(app, tmp_path, "local"))
     assert comparable(tmp_path / "ray.json") == comparable(tmp_path / "local.json") | {"reused": kept}
+
+
+def test_the_driver_holds_a_few_blocks_of_outputs_not_the_run(
+    cluster: Cluster, local_registry: Registry, prompt_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15: on Ray too, the driver holds the outputs of a few scoring blocks at a time, not of the whole run."""
+    monkeypatch.setattr(_scoring, "_BLOCK", 64)
+    monkeypatch.setattr(_ray, "_SCORING_PER_CPU", 1)  # 2 blocks out at once on the 2-CPU cluster
+    application = counted_app(local_registry, prompt_name, tmp_path)
+    most, after, result = outputs_held(
+        application, 1200, tmp_path, workers=4, executor="ray", ray_address=cluster.address
+    )
+    assert len(result.records) == 1200 and result.calls == 1200 and not result.interrupted
+    # The block being filled, the 2 (+1 before the driver waits) out being scored, one being taken in, and the
+    # calls of one collection from the coordinator: about 6 blocks, against 1,200 outputs before.
+    assert 0 < most <= 6 * 64, most
+    assert after == 0
+    assert [record.id for record in result.records] == [record.id for record in list(result.records)]

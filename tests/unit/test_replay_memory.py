@@ -1,0 +1,125 @@
+"""Replay's memory stays flat with the number of records (issue 15): the driver does not hold the run's outputs.
+
+The target answers with `Output` strings, which count themselves while alive; the progress callback, called in the
+driver after each call, samples how many are alive there. Records are scored in blocks as they complete and
+written to a spool file, so the count stays near a few blocks however many records the run has; before, every
+output stayed until the end.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import promptops
+from promptops import replay
+from promptops.replay import _scoring
+from tests.conftest import Registry
+from tests.unit.test_replay import PRODUCTION, TEXTS, App, captured_rows, echo_app, write_dataset
+
+COUNTED_APP = """
+import weakref
+
+import promptops
+
+LIVE = weakref.WeakSet()
+
+
+class Output(str):
+    # A string that counts itself while alive, in whichever process it is (made, or unpickled, there).
+    def __new__(cls, text):
+        made = super().__new__(cls, text)
+        LIVE.add(made)
+        return made
+
+
+@promptops.track(prompt="PROMPT_NAME")
+def summarize(text: str, *, prompt: promptops.Prompt) -> str:
+    return Output(prompt.format(text=text))
+"""
+
+
+def counted_app(registry: Registry, name: str, directory: Path) -> App:
+    application = App(registry, name, directory, COUNTED_APP)
+    application.register("v1", PRODUCTION, alias="production")
+    application.register("bad", "TL;DR. {{ text }}")
+    return application
+
+
+def outputs_held(
+    application: App, records: int, directory: Path, **options: Any
+) -> tuple[int, int, replay.ReplayResult]:
+    """Replay `records` records: the most outputs alive in this process while it ran, those alive after, the result."""
+    texts = [f"{TEXTS[number % len(TEXTS)]} (ticket {number})" for number in range(records)]
+    data = write_dataset(directory / "tickets.jsonl", captured_rows(texts))
+    # No call store: its writer batches up to `_calls._BATCH` calls (a bound of its own, not the run's).
+    promptops.configure(capture=None, trace_exporter="none")
+    most = [0]
+
+    def progress(calls: int, records: int) -> Callable[[int], None]:
+        del calls, records
+
+        def tick(done: int) -> None:
+            del done
+            most[0] = max(most[0], len(sys.modules[application.module].LIVE))  # imported by the run
+
+        return tick
+
+    result = replay.run(
+        application.target, candidate=application.versions["bad"], dataset=data, scorers=["exact_match"],
+        log_to_mlflow=False, repeats=0, progress=progress, **options,
+    )  # fmt: skip
+    gc.collect()
+    return most[0], len(sys.modules[application.module].LIVE), result
+
+
+def test_the_driver_holds_a_few_blocks_of_outputs_not_the_run(
+    local_registry: Registry, prompt_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_scoring, "_BLOCK", 32)
+    application = counted_app(local_registry, prompt_name, tmp_path)
+    most, after, result = outputs_held(application, 400, tmp_path, workers=4)
+    assert len(result.records) == 400 and result.calls == 400 and not result.interrupted
+    # The block being filled, the block being taken in, and the calls in flight (2 x workers).
+    assert 0 < most <= 2 * 32 + 2 * 4, most
+    assert after == 0  # the result's records are on disk, read when asked for
+    first = result.records[0]
+    assert first.candidate_output == f"TL;DR. {TEXTS[0]} (ticket 0)" and first.scores["exact_match"] == 0.0
+
+
+def test_spooled_records_are_the_records_in_dataset_order(
+    local_registry: Registry, prompt_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks complete in any order; the result lists the records as the dataset does, equal to a list of them."""
+    monkeypatch.setattr(_scoring, "_BLOCK", 8)
+    echo = echo_app(local_registry, prompt_name, tmp_path)
+    texts = [f"{TEXTS[number % len(TEXTS)]} (ticket {number})" for number in range(40)]
+    data = write_dataset(tmp_path / "tickets.jsonl", captured_rows(texts))
+    result = replay.run(echo.target, candidate=echo.versions["same"], dataset=data, workers=8, log_to_mlflow=False)
+    records = list(result.records)
+    assert [record.inputs["text"] for record in records] == texts
+    assert result.records == records and records == result.records[:]
+    assert [record.scores["rougeL"] for record in result.records] == [1.0] * 40
+
+
+def test_the_spool_keeps_what_pickle_cannot_write_and_reads_the_rest_back() -> None:
+    import pickle
+    import threading
+
+    from promptops.replay._result import RecordResult
+    from promptops.replay._spool import Spool, SpooledRecords
+
+    spool = Spool()
+    lock = threading.Lock()  # not picklable: an output of the target's own kind, kept in memory
+    handles = [spool.write(RecordResult(id=str(n), inputs={"n": n}, candidate_output=f"out {n}")) for n in range(3)]
+    kept = spool.write(RecordResult(id="lock", inputs={}, candidate_output=lock))
+    records = SpooledRecords(spool, [*handles, kept])
+    assert [record.id for record in records] == ["0", "1", "2", "lock"] and records[3].candidate_output is lock
+    assert records[1] == RecordResult(id="1", inputs={"n": 1}, candidate_output="out 1") and len(records[1:3]) == 2
+    again = pickle.loads(pickle.dumps(SpooledRecords(spool, handles)))  # a plain list of the records
+    assert isinstance(again, list) and again == list(SpooledRecords(spool, handles))
