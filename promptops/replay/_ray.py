@@ -14,9 +14,9 @@ Imported only for that executor (`pip install 'mlflow-promptops[ray]'`). What ru
 - **Workers** import the target (`load_target`), get the prompt versions the driver resolved (no registry access
   needed), and run each call through the same `_runner.execute` as the local executor: the same retries, the
   same infrastructure-error rules, the same spans.
-- **Scoring**: the driver hands each block of complete records (`_scoring`, while the calls go on) to a task on
-  the cluster that scores it for every scorer and sums its corpus statistics (corpus BLEU); a few blocks per
-  CPU are out at once. The driver keeps per record only the scores the statistics need, and writes each
+- **Scoring**: the driver hands each block of 256 consecutive records, once their calls are all in
+  (`_scoring`, while the calls go on), to a task on the cluster that scores it for every scorer and sums its
+  corpus statistics (corpus BLEU); two blocks per CPU are out at once. The driver keeps per record only the scores the statistics need, and writes each
   record's detail to a spool file (issue 15: the driver's memory stays flat with the number of records).
   A scorer's value for an item depends on that item alone (the `Scorer` contract), and the statistics are
   computed by the driver, so the result is the local executor's.

@@ -1,12 +1,15 @@
 """Scoring a replay's records in blocks as they complete, keeping only the numbers the statistics need (issue 15).
 
-A record whose calls have all finished is added (`Scoring.add`); every `_BLOCK` records make a block, scored for
-every candidate and scorer by one task of the executor: on a Ray worker with `--executor ray` (a few blocks in
-flight per CPU of the cluster while the calls go on), in this process otherwise. When a block's scores are back,
-each record's result (inputs, outputs, scores) is written to a `Spool` and dropped; what stays in memory per
-record is, per metric, its position and two numbers (candidate, baseline), and per scorer the corpus statistics
-summed so far (corpus BLEU, `Bleu.corpus_statistics`). `finish()` summarises each metric over the records in
-dataset order, so the result is the same whatever order the calls finished in, and on either executor.
+The records are scored in blocks of `_BLOCK` consecutive records of the dataset: a record whose calls have all
+finished is added (`Scoring.add`), and a block is sent once all its records are in, to one task of the executor
+that scores it for every candidate and scorer: on a Ray worker with `--executor ray` (a few blocks in flight per
+CPU of the cluster while the calls go on), in this process otherwise. The calls are made roughly in dataset
+order, so few records wait for their block; and a block's texts, hence a model's batches, do not depend on the
+order the calls finished in. When a block's scores are back, each record's result (inputs, outputs, scores) is
+written to a `Spool` and dropped; what stays in memory per record is, per metric, its position and two numbers
+(candidate, baseline), and per scorer the corpus statistics summed so far (corpus BLEU,
+`Bleu.corpus_statistics`). `finish()` summarises each metric over the records in dataset order, so the result is
+the same on either executor.
 
 A scorer's value for an item depends on that item alone (the `Scorer` contract), so scoring in blocks gives the
 values one batch would. A scorer with a corpus figure but no `corpus_statistics()` (a user's own) has its
@@ -184,30 +187,40 @@ class Scoring:
         self._in_flight = max(1, in_flight)
         self._arms = [_Arm(scorers) for _ in range(arms)]
         self._spool = Spool()
-        self._block: list[tuple[int, list[_Sides]]] = []
+        self._waiting: dict[int, list[tuple[int, list[_Sides]]]] = {}  # block number -> its records in so far
+        self._handed: collections.Counter[int] = collections.Counter()  # block number -> records handed in
         self._sent: collections.deque[_Block] = collections.deque()
         self._error: BaseException | None = None
         # Items of scorers whose corpus figure needs them all: (candidate, scorer) -> candidate's and baseline's.
         self._corpus_items: dict[tuple[int, str], tuple[list[ScoreInput], list[ScoreInput]]] = {}
 
-    def add(self, position: int, calls: dict[str, list[Call]]) -> None:
-        """A complete record, its calls by role; scored with the next block (a scorer's error waits for `finish`)."""
+    def add(self, position: int, calls: dict[str, list[Call]] | None) -> None:
+        """A complete record, its calls by role (`None`: not to be scored, an infrastructure error).
+
+        Scored with its block, records `[k * _BLOCK, (k + 1) * _BLOCK)` of the dataset, once every record of the
+        block is in: a block's texts, hence a model's batches, are the same whatever order the calls finished
+        in. A scorer's error is raised by `finish()`.
+        """
         if self._error is not None:  # scoring failed: finish() says why; the calls go on meanwhile
             return
-        record = self._records[position]
-        sides = [
-            _Sides(
-                record,
-                calls["candidate"][arm],
-                _captured_call(record) if self._captured else calls["reference"][0],
-                calls.get("noise", []),
-            )
-            for arm in range(len(self._arms))
-        ]
-        self._block.append((position, sides))
+        number = position // _BLOCK
+        block = self._waiting.setdefault(number, [])
+        if calls is not None:
+            record = self._records[position]
+            sides = [
+                _Sides(
+                    record,
+                    calls["candidate"][arm],
+                    _captured_call(record) if self._captured else calls["reference"][0],
+                    calls.get("noise", []),
+                )
+                for arm in range(len(self._arms))
+            ]
+            block.append((position, sides))
+        self._handed[number] += 1
         try:
-            if len(self._block) >= _BLOCK:
-                self._send()
+            if self._handed[number] == min(_BLOCK, len(self._records) - number * _BLOCK):
+                self._send(number)
             self._receive(wait=False)
         except Exception as exc:  # raised by finish(), after the calls (from here it would stop the executor)
             self._error = exc
@@ -220,20 +233,23 @@ class Scoring:
         """
         if self._error is not None:
             raise self._error
-        if self._block:
-            self._send()
+        for number in sorted(self._waiting):  # blocks with records that never finished (Ctrl-C, a stopped run)
+            self._send(number)
         self._receive(wait=True)
         return [self._summarise(arm) for arm in range(len(self._arms))]
 
     # -- blocks --------------------------------------------------------------------------------------------------
 
-    def _send(self) -> None:
-        """Send the current block to be scored.
+    def _send(self, number: int) -> None:
+        """Send block `number` to be scored (its records in dataset order).
 
         Everything is computed before the last few statements, which only record the block as sent: a Ctrl-C
         while it is scored (locally, here) leaves it to `finish()`, not half sent.
         """
-        block = self._block
+        block = sorted(self._waiting[number], key=lambda entry: entry[0])
+        if not block:  # every record of it was an infrastructure error, or never finished
+            del self._waiting[number]
+            return
         work: list[Work] = []
         layout: list[list[_Slots]] = []
         results: list[list[RecordResult]] = []
@@ -248,7 +264,7 @@ class Scoring:
                 layout.append(slots)
         future = self._submit(score_block, work)
         self._sent.append(_Block([position for position, _ in block], results, layout, future))
-        self._block = []
+        del self._waiting[number]
         for arm, numbers in zip(self._arms, usage, strict=True):
             for name, found in numbers.items():
                 arm.values[name].extend(found)

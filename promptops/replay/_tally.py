@@ -27,8 +27,8 @@ class Tally:
     Args:
         jobs: Every job of the plan; a record's jobs are adjacent, records in index order.
         records: How many records the plan has.
-        on_record: Called with a complete record's index and its calls by role (in plan order), unless one of
-            them is an infrastructure error (then it is only counted).
+        on_record: Called with a complete record's index and its calls by role (in plan order); with `None`
+            instead of the calls when one of them is an infrastructure error (the record is only counted).
 
     Attributes:
         calls: Distinct jobs with a call.
@@ -38,7 +38,7 @@ class Tally:
     """
 
     def __init__(
-        self, jobs: Sequence[Job], records: int, on_record: Callable[[int, dict[str, list[Call]]], None]
+        self, jobs: Sequence[Job], records: int, on_record: Callable[[int, dict[str, list[Call]] | None], None]
     ) -> None:
         """Expect the calls of `jobs`; see the class documentation."""
         self._jobs = jobs
@@ -74,6 +74,7 @@ class Tally:
         self._finished += 1
         if self._count(calls):
             self._infra_records += 1
+            self._on_record(index, None)
             return
         by_role: dict[str, list[Call]] = {}
         for planned in self._jobs[self._start[index] : self._start[index + 1]]:

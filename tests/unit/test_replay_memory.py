@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +123,47 @@ def test_the_spool_keeps_what_pickle_cannot_write_and_reads_the_rest_back() -> N
     assert records[1] == RecordResult(id="1", inputs={"n": 1}, candidate_output="out 1") and len(records[1:3]) == 2
     again = pickle.loads(pickle.dumps(SpooledRecords(spool, handles)))  # a plain list of the records
     assert isinstance(again, list) and again == list(SpooledRecords(spool, handles))
+
+
+def test_blocks_are_consecutive_records_whatever_order_the_calls_finish_in(
+    local_registry: Registry, prompt_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A block's items, hence a model's batches, do not depend on which call finished first."""
+    from promptops.scorers import Score, ScoreInput, Scorer
+
+    class Seen(Scorer):
+        name = "seen"
+
+        def __init__(self) -> None:
+            self.blocks: list[list[int]] = []
+
+        def score(self, items: Sequence[ScoreInput]) -> list[Score]:
+            self.blocks.append([int(item.inputs["text"].rsplit(" ", 1)[1]) for item in items[::2]])  # candidates
+            return [Score(1.0) for _ in items]
+
+    monkeypatch.setattr(_scoring, "_BLOCK", 8)
+    application = App(local_registry, prompt_name, tmp_path, JITTERY_APP)
+    application.register("v1", PRODUCTION, alias="production")
+    application.register("bad", "TL;DR. {{ text }}")
+    data = write_dataset(tmp_path / "tickets.jsonl", captured_rows([f"ticket {n}" for n in range(60)]))
+    seen = Seen()
+    result = replay.run(
+        application.target, candidate=application.versions["bad"], dataset=data, scorers=[seen], repeats=0,
+        workers=8, log_to_mlflow=False,
+    )  # fmt: skip
+    assert len(result.records) == 60
+    assert sorted(seen.blocks) == [list(range(start, min(start + 8, 60))) for start in range(0, 60, 8)]
+
+
+JITTERY_APP = """
+import random
+import time
+
+import promptops
+
+
+@promptops.track(prompt="PROMPT_NAME")
+def summarize(text: str, *, prompt: promptops.Prompt) -> str:
+    time.sleep(random.random() / 50)  # calls finish out of order
+    return prompt.format(text=text)
+"""
