@@ -145,7 +145,7 @@ class _Plan:
                         production = _production(target)
                         self.baseline_prompts[production.version] = production
                     version = production.version
-                self.jobs.extend(Job(index, "noise", version) for _ in range(repeats))
+                self.jobs.extend(Job(index, "noise", version, repeat=repeat) for repeat in range(repeats))
             self.baseline_info = VersionInfo(
                 label="captured",
                 version=next(iter(self.baseline_prompts)) if len(self.baseline_prompts) == 1 else None,
@@ -163,7 +163,7 @@ class _Plan:
             for index in range(len(records)):
                 self.jobs.extend(Job(index, "candidate", candidate.version, arm) for arm, candidate in arms)
                 self.jobs.append(Job(index, "reference", prompt.version))
-                self.jobs.extend(Job(index, "noise", prompt.version) for _ in range(repeats))
+                self.jobs.extend(Job(index, "noise", prompt.version, repeat=repeat) for repeat in range(repeats))
             self.baseline_info = VersionInfo(
                 label=str(baseline), version=prompt.version, template=_template_text(prompt), versions=[prompt.version]
             )

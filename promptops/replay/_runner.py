@@ -87,13 +87,15 @@ class Call:
 class Job:
     """One call: record `index` on prompt `version` as `role` (`candidate`, `reference`, `noise`).
 
-    `arm` is the candidate's position when several candidates are compared.
+    `arm` is the candidate's position when several candidates are compared; `repeat` tells a record's baseline
+    re-runs apart (equal jobs would be one call: `--repeats 3` made one re-run, not three).
     """
 
     index: int
     role: str
     version: int
     arm: int = 0
+    repeat: int = 0
 
 
 @dataclasses.dataclass(slots=True)

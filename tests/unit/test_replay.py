@@ -140,6 +140,8 @@ def test_version_baseline_reruns_and_noise_floor(echo: App, tmp_path: Path) -> N
     assert result.passed
     assert result.baseline.version == echo.versions["v1"] and result.baseline.label == str(echo.versions["v1"])
     assert result.metrics["rougeL"].noise == 0  # a deterministic model does not drift
+    # per record: the candidate, the reference and two re-runs (equal jobs once collapsed the re-runs into one)
+    assert result.calls == len(TEXTS) * 4
     assert all(
         record.baseline_output == PRODUCTION.replace("{{ text }}", record.inputs["text"]) for record in result.records
     )
