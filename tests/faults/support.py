@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import socket
 import struct
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from promptops.capture import CaptureRecord, input_hash, uuid7
@@ -19,7 +21,17 @@ from ..integration.capture_support import count
 from ..integration.conftest import child_env
 from ..support import Listener
 
-__all__ = ["APP", "FaultProxy", "app", "count", "make_record", "make_records", "run_child"]
+__all__ = [
+    "APP",
+    "FaultProxy",
+    "app",
+    "count",
+    "fleet_reports",
+    "make_record",
+    "make_records",
+    "run_child",
+    "start_fleet",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,6 +57,68 @@ def app(tmp_path: Path, body: str, db: Path | None = None) -> str:
     db = db or tmp_path / "captures.db"
     header = APP.format(db=db, mlflow=tmp_path / "mlflow.db", cache=tmp_path / "cache")
     return header + body
+
+
+FLEET_APP = """
+import json, sys, time
+import promptops
+
+# No registry (a refused port): the fallback template serves; only the capture store is shared.
+promptops.configure(capture=sys.argv[1], trace_exporter="none", tracking_uri="http://127.0.0.1:9")
+
+@promptops.track(prompt="summarize", fallback="Summarize {{ text }}")
+def summarize(text, *, prompt):
+    return text.upper()
+
+worker, calls, pause = sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+for i in range(calls):
+    summarize(f"process {worker} call {i}")
+    if pause and i % 100 == 99:
+        time.sleep(pause)
+finished = promptops.flush(300)
+print(json.dumps({"flushed": finished, **promptops.stats()}))
+"""
+
+
+@contextlib.contextmanager
+def start_fleet(
+    url: str, cwd: Path, processes: int, calls: int, *, pause: float = 0.0
+) -> Iterator[list[subprocess.Popen[str]]]:
+    """Start `processes` application processes at once, each making `calls` tracked calls captured into `url`.
+
+    Each pauses `pause` seconds every 100 calls (0: a tight loop), flushes, and prints its `flushed` and
+    `promptops.stats()` as one JSON line (`fleet_reports` reads them). On leaving, whatever still runs is killed
+    and every process is reaped.
+    """
+    script = cwd / "fleet_app.py"
+    script.write_text(FLEET_APP)
+    children: list[subprocess.Popen[str]] = []
+    try:
+        for worker in range(processes):
+            children.append(
+                subprocess.Popen(
+                    [sys.executable, str(script), url, str(worker), str(calls), str(pause)],
+                    cwd=cwd,
+                    env=child_env(PYTHONPATH=str(ROOT)),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        yield children
+    finally:
+        for child in children:
+            child.kill()
+            child.communicate()  # reap it and close its pipes
+
+
+def fleet_reports(children: list[subprocess.Popen[str]], outputs: list[tuple[str, str]]) -> list[dict[str, int]]:
+    """The JSON report of each finished process of `start_fleet`, from its (stdout, stderr); each exited 0."""
+    reports: list[dict[str, int]] = []
+    for child, (out, err) in zip(children, outputs, strict=True):
+        assert child.returncode == 0, err[-2000:]
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    return reports
 
 
 def make_record(

@@ -8,80 +8,41 @@ retries with backoff, and reconnects; every record reaches the store, none is dr
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
 
 from ..integration.capture_support import PG_PORT, pg_url, postgres_database
-from ..integration.conftest import child_env
-from .support import ROOT, FaultProxy, count
+from .support import FaultProxy, count, fleet_reports, start_fleet
 
 PROCESSES, CALLS = 4, 6_000
+PAUSE = 0.1  # seconds every 100 calls: about 6 s of traffic per process, so the failover lands in the middle of it
 OUTAGE = 3.0  # seconds with no server at the address
-
-APP = """
-import json, sys, time
-import promptops
-
-promptops.configure(capture=sys.argv[1], trace_exporter="none", tracking_uri="http://127.0.0.1:9")
-
-@promptops.track(prompt="summarize", fallback="Summarize {{ text }}")
-def summarize(text, *, prompt):
-    return text.upper()
-
-worker = sys.argv[2]
-for i in range(int(sys.argv[3])):
-    summarize(f"process {worker} call {i}")
-    if i % 100 == 99:
-        time.sleep(0.1)  # about 6 s of traffic per process: the failover lands in the middle of it
-finished = promptops.flush(300)
-print(json.dumps({"flushed": finished, **promptops.stats()}))
-"""
 
 
 def test_a_fleet_loses_nothing_through_a_postgresql_failover(tmp_path: Path) -> None:
-    script = tmp_path / "failover_app.py"
-    script.write_text(textwrap.dedent(APP))
     with postgres_database() as database:
         direct = pg_url(database)
         proxy = FaultProxy(PG_PORT)
-        children: list[subprocess.Popen[str]] = []
         try:
-            through = pg_url(database, proxy.port)
-            children = [
-                subprocess.Popen(
-                    [sys.executable, str(script), through, str(worker), str(CALLS)],
-                    cwd=tmp_path,
-                    env=child_env(PYTHONPATH=str(ROOT)),
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
+            with start_fleet(pg_url(database, proxy.port), tmp_path, PROCESSES, CALLS, pause=PAUSE) as children:
+                outputs: list[tuple[str, str]] = []
+                reader = threading.Thread(
+                    target=lambda: outputs.extend(child.communicate(timeout=600) for child in children)
                 )
-                for worker in range(PROCESSES)
-            ]
-            outputs: list[tuple[str, str]] = []
-            reader = threading.Thread(
-                target=lambda: outputs.extend(child.communicate(timeout=600) for child in children)
-            )
-            reader.start()
-            deadline = time.monotonic() + 120
-            while count(direct) < 1_000 and time.monotonic() < deadline:  # the fleet is writing
-                time.sleep(0.1)
-            before = count(direct)
-            assert 0 < before < PROCESSES * CALLS, "the failover must land while the fleet writes"
-            proxy.mode = "down"  # the primary is gone: connections cut, new ones refused
-            proxy.reset()
-            time.sleep(OUTAGE)
-            proxy.mode = "pass"  # the promoted standby answers at the same address
-            reader.join(600)
-            assert not reader.is_alive()
-            for child, (_, err) in zip(children, outputs, strict=True):
-                assert child.returncode == 0, err[-2000:]
-            reports = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+                reader.start()
+                deadline = time.monotonic() + 120
+                while count(direct) < 1_000 and time.monotonic() < deadline:  # the fleet is writing
+                    time.sleep(0.1)
+                before = count(direct)
+                assert 0 < before < PROCESSES * CALLS, "the failover must land while the fleet writes"
+                proxy.mode = "down"  # the primary is gone: connections cut, new ones refused
+                proxy.reset()
+                time.sleep(OUTAGE)
+                proxy.mode = "pass"  # the promoted standby answers at the same address
+                reader.join(600)
+                assert not reader.is_alive()
+            reports = fleet_reports(children, outputs)
             assert all(report["flushed"] for report in reports)
             assert sum(report["captures_dropped"] for report in reports) == 0
             assert sum(report["captures_written"] for report in reports) == PROCESSES * CALLS
@@ -89,7 +50,4 @@ def test_a_fleet_loses_nothing_through_a_postgresql_failover(tmp_path: Path) -> 
             # The outage was seen: a writer said it kept its records and would retry.
             assert any("retrying in" in err for _, err in outputs), [err[-500:] for _, err in outputs]
         finally:
-            for child in children:
-                child.kill()
-                child.communicate()
             proxy.close()

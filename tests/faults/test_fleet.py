@@ -8,10 +8,6 @@ against one SQLite file and must lose nothing either (its writers wait for each 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -19,57 +15,19 @@ from pathlib import Path
 import promptops
 
 from ..integration.capture_support import pg_url, postgres_database, psql
-from ..integration.conftest import child_env
-from .support import ROOT, count
+from .support import count, fleet_reports, start_fleet
 
 PROCESSES, CALLS = 8, 20_000
 
-APP = """
-import json, sys
-import promptops
-
-# No registry (a refused port): the fallback template serves; only the capture store is shared.
-promptops.configure(capture=sys.argv[1], trace_exporter="none", tracking_uri="http://127.0.0.1:9")
-
-@promptops.track(prompt="summarize", fallback="Summarize {{ text }}")
-def summarize(text, *, prompt):
-    return text.upper()
-
-worker = sys.argv[2]
-for i in range(int(sys.argv[3])):
-    summarize(f"process {worker} call {i}")
-finished = promptops.flush(300)
-print(json.dumps({"flushed": finished, **promptops.stats()}))
-"""
-
 
 def run_fleet(url: str, cwd: Path, watch: threading.Event | None = None) -> list[dict[str, int]]:
-    script = cwd / "fleet_app.py"
-    script.write_text(textwrap.dedent(APP))
-    children = [
-        subprocess.Popen(
-            [sys.executable, str(script), url, str(worker), str(CALLS)],
-            cwd=cwd,
-            env=child_env(PYTHONPATH=str(ROOT)),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for worker in range(PROCESSES)
-    ]
-    reports: list[dict[str, int]] = []
     try:
-        for child in children:
-            out, err = child.communicate(timeout=600)
-            assert child.returncode == 0, err[-2000:]
-            reports.append(json.loads(out.strip().splitlines()[-1]))
+        with start_fleet(url, cwd, PROCESSES, CALLS) as children:
+            outputs = [child.communicate(timeout=600) for child in children]
     finally:
-        for child in children:
-            child.kill()
-            child.communicate()  # reap it and close its pipes
         if watch is not None:
             watch.set()
-    return reports
+    return fleet_reports(children, outputs)
 
 
 def test_a_fleet_into_postgresql_loses_nothing_and_uses_few_connections(tmp_path: Path) -> None:
