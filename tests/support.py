@@ -13,7 +13,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Listener", "RayCluster", "free_port", "kill_marked", "linked_trace_ids", "write_as_older_schema"]
+__all__ = [
+    "Listener",
+    "RayCluster",
+    "cli_command",
+    "free_port",
+    "kill_marked",
+    "linked_trace_ids",
+    "write_as_older_schema",
+]
 
 
 class Listener:
@@ -90,6 +98,20 @@ def kill_marked(name: str, value: str) -> int:
             except OSError:
                 pass
     return killed
+
+
+def cli_command(*arguments: str) -> list[str]:
+    """The `promptops` CLI with `arguments`, run by this interpreter, that a SIGINT interrupts as Ctrl-C would.
+
+    Python turns SIGINT into `KeyboardInterrupt` only when it starts with SIGINT at its default: a test runner
+    started with SIGINT ignored (a shell's background job, `( pytest & )`) passes that on to its children, which
+    would then ignore the test's SIGINT. The child puts Python's own handler back first, as a terminal's would be.
+    """
+    code = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from promptops.cli import main; sys.exit(main())"
+    )
+    return [sys.executable, "-c", code, *arguments]
 
 
 def free_port() -> int:

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,7 +30,7 @@ from promptops.replay import ReplayError, _ray, _scoring
 from promptops.replay._calls import calls_table
 from tests.conftest import Registry
 from tests.support import RayCluster as Cluster
-from tests.support import free_port
+from tests.support import cli_command, free_port
 from tests.unit.test_replay import PRODUCTION, TEXTS, App, captured_rows, echo_app, write_dataset
 from tests.unit.test_replay_memory import counted_app, outputs_held
 
@@ -232,12 +231,11 @@ def test_bad_ray_options_are_one_line(app: App, tmp_path: Path) -> None:
 
 def test_ctrl_c_keeps_what_finished(cluster: Cluster, app: App, tmp_path: Path) -> None:
     settings = options(app, tmp_path, "ray")
-    command = [
-        sys.executable, "-c", "import sys; from promptops.cli import main; sys.exit(main())",
+    command = cli_command(
         "replay", app.target, "--candidate", str(settings["candidate"]), "--baseline", settings["baseline"],
         "--dataset", settings["dataset"], "--store", settings["store"], "--no-mlflow",
         "--executor", "ray", "--ray-address", cluster.address,
-    ]  # fmt: skip
+    )  # fmt: skip
     environment = {**os.environ, "MLFLOW_TRACKING_URI": app.registry.uri, "PROMPTOPS_TRACE_EXPORTER": "none"}
     process = subprocess.Popen(
         command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from promptops import replay
 from promptops.provider_server import ProviderServer
 from promptops.replay._calls import calls_table
 from tests.conftest import Registry
+from tests.support import cli_command
 from tests.unit.test_replay import TEXTS, App, write_dataset
 from tests.unit.test_replay_providers import PRODUCTION, PROVIDER_APP
 
@@ -81,11 +81,10 @@ def comparable(result: replay.ReplayResult) -> dict[str, Any]:
 def interrupted_run(application: App, tmp_path: Path, server: ProviderServer, how: signal.Signals) -> int:
     """Start the CLI in a subprocess, send `how` once the server answered half the calls; the calls stored."""
     settings = options(application, tmp_path)
-    command = [
-        sys.executable, "-c", "import sys; from promptops.cli import main; sys.exit(main())",
+    command = cli_command(
         "replay", f"{application.module}:with_openai", "--candidate", str(settings["candidate"]),
         "--baseline", settings["baseline"], "--dataset", settings["dataset"], "--workers", "2", "--no-mlflow",
-    ]  # fmt: skip
+    )  # fmt: skip
     environment = {
         **os.environ,
         "MLFLOW_TRACKING_URI": application.registry.uri,
