@@ -47,7 +47,7 @@ def plain_encoder() -> Callable[[Any], str]:
     For exact `str`, `int` (64-bit), `bool`, `None`, `dict` with `str` keys, `list` and `tuple`, and floats written
     without an exponent (1e-4 <= |x| < 1e16, or 0), both give the same text: orjson encodes such a value in about
     0.2 µs, the standard library's C encoder in about 1.4 µs (issue 11). Other values may come out differently:
-    the caller checks first (`_serialize._plain_tree`).
+    the caller checks first (`_serialize._plain_copy`).
 
     Returns:
         The encoder; it raises for what it cannot encode.

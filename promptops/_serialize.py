@@ -639,21 +639,24 @@ def dumps_encoded(encoded: Encoded | EncodedText, *, max_chars: int) -> str:
 
 
 _NOT_A_KEY: Final = (True, "")  # the decision for a key that is not an exact `str`: not plain
+_NOT_PLAIN: Final = object()
 
 
-def _plain_tree(value: Any, limit: int, redactor: Redactor, depth: int) -> bool:
-    """Whether `value` is plain data the default rules leave as it is, so its JSON text is the walk's.
+def _plain_copy(value: Any, limit: int, redactor: Redactor, depth: int) -> Any:
+    """`value`, its containers copied, when it is plain data the default rules leave as it is; else `_NOT_PLAIN`.
 
     Plain: exact `str`, small `int`, `float`, `bool`, `None`, and exact `dict` (`str` keys), `list` and `tuple` of
-    those, three levels deep and 16 items wide at most; no key masked or redacted, no string a rule changes. The
-    types are checked here and the text is made by the C encoder (`_plain_text`): one pass in Python over the
-    containers, none per character.
+    those, three levels deep and 16 items wide at most; no key masked or redacted, no string a rule changes. Each
+    container is copied at once (in C) before it is checked, and the copy is what gets encoded: an argument another
+    thread changes meanwhile cannot slip an unchecked value into the text. One pass in Python over the containers;
+    the text is made by `plain_encoder`, in C (`_plain_text`).
     """
     kind: type[Any] = type(value)  # pyright: ignore[reportUnknownVariableType]
     items: Any
     if kind is dict:
         if depth >= 3 or len(value) > 16:
-            return False
+            return _NOT_PLAIN
+        value = value.copy()
         decisions = redactor.key_decisions
         for name in value:
             decision = decisions.get(name) if type(name) is str else _NOT_A_KEY
@@ -661,48 +664,52 @@ def _plain_tree(value: Any, limit: int, redactor: Redactor, depth: int) -> bool:
                 decision = redactor.key(name)
             # Masked, or the key's own text redacted (an unchanged key is cached as the first object seen): the walk.
             if decision[0] or (decision[1] is not name and decision[1] != name):
-                return False
-        items = value.values()
+                return _NOT_PLAIN
+        items = value.items()
     elif kind is list or kind is tuple:
         if depth >= 3 or len(value) > 16:
-            return False
-        items = value
+            return _NOT_PLAIN
+        value = list(value)  # a tuple's text is a list's
+        items = enumerate(value)
     else:
-        items = (value,)
-    for item in items:
+        items = ((None, value),)
+    for slot, item in items:
         kind = type(item)  # pyright: ignore[reportUnknownVariableType]
         if kind is str:
             # Length first: a string too long for the text is cut by the walk before it is redacted (issue 11).
             if len(item) * 4 >= limit or (maybe_secret(item) and redact_with_defaults(item) is not item):
-                return False
+                return _NOT_PLAIN
         elif kind is int:
             if not -_CARD_MIN < item < _CARD_MIN:  # could be a card number: the walk checks
-                return False
+                return _NOT_PLAIN
         elif kind is dict or kind is list or kind is tuple:
-            if not _plain_tree(item, limit, redactor, depth + 1):
-                return False
+            copy = _plain_copy(item, limit, redactor, depth + 1)
+            if copy is _NOT_PLAIN:
+                return _NOT_PLAIN
+            value[slot] = copy  # a key or position already there: the container keeps its size
         elif kind is float:
             # Written without an exponent, alike by every encoder `plain_encoder` may pick; NaN and infinities
             # (the walk records them as text) fail the test too.
             if not (1e-4 <= abs(item) < 1e16 or item == 0.0):
-                return False
+                return _NOT_PLAIN
         elif not (kind is bool or item is None):
-            return False
-    return True
+            return _NOT_PLAIN
+    return value
 
 
 def _plain_text(value: Any, limit: int, redactor: Redactor) -> str | None:
-    """`value`'s JSON text, exactly as the walk would make it, when it is plain data (`_plain_tree`); else `None`.
+    """`value`'s JSON text, exactly as the walk would make it, when it is plain data (`_plain_copy`); else `None`.
 
     The length test keeps the walk's budget: it charges at most 4 per character of the text plus 6 (a number costs
     it more than its digits), so within `limit / 4` characters nothing is cut; non-ASCII text (which the walk
     cleans) goes the general way.
     """
-    if not _plain_tree(value, limit, redactor, 0):
+    copy = _plain_copy(value, limit, redactor, 0)
+    if copy is _NOT_PLAIN:
         return None
     try:
-        text = _plain_json(value)
-    except Exception:  # a lone surrogate (orjson refuses it, the walk replaces it), or a container changed meanwhile
+        text = _plain_json(copy)
+    except Exception:  # a lone surrogate: orjson refuses it, the walk replaces it
         return None
     return text if len(text) * 4 + 8 < limit and text.isascii() else None
 
@@ -710,7 +717,7 @@ def _plain_text(value: Any, limit: int, redactor: Redactor) -> str | None:
 def encode_plain(value: Any, *, max_chars: int, redactor: Redactor) -> EncodedText | None:
     """`value` as JSON text when it is plain data needing no conversion, no cut and no redaction; else `None`.
 
-    Plain data: see `_plain_tree`. Under the default rules only (`redactor.plain`); a value the rules would change
+    Plain data: see `_plain_copy`. Under the default rules only (`redactor.plain`); a value the rules would change
     anywhere (a masked key, a secret in a string) returns `None`, and the caller goes the general way (`encode`).
     Never raises.
 

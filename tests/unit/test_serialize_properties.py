@@ -26,8 +26,9 @@ from hypothesis import strategies as st
 from promptops._json import compact_encoder, plain_encoder
 from promptops._redact import Redactor
 from promptops._serialize import (
+    _NOT_PLAIN,  # pyright: ignore[reportPrivateUsage]
+    _plain_copy,  # pyright: ignore[reportPrivateUsage]
     _plain_text,  # pyright: ignore[reportPrivateUsage]
-    _plain_tree,  # pyright: ignore[reportPrivateUsage]
     _to_json,  # pyright: ignore[reportPrivateUsage]
     _Walk,  # pyright: ignore[reportPrivateUsage]
     dumps_encoded,
@@ -110,13 +111,21 @@ def test_the_plain_text_shortcut_takes_the_common_arguments() -> None:
         assert encode_plain(other, max_chars=8192, redactor=REDACTOR) is None, other
 
 
+def test_the_shortcut_encodes_a_copy_of_what_it_checked() -> None:
+    # What is checked is what is encoded: an argument another thread changes meanwhile brings in no unchecked value.
+    value: dict[str, Any] = {"q": "x", "options": {"tags": ["a"]}, "pair": ("b", {"c": 1})}
+    copy = _plain_copy(value, 8192, REDACTOR, 0)
+    value["q"] = value["options"]["tags"][0] = value["pair"][1]["c"] = "sk-" + "a1B2c3D4e5" * 2
+    assert json.loads(_to_json(copy)) == {"q": "x", "options": {"tags": ["a"]}, "pair": ["b", {"c": 1}]}
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(PLAIN)
 def test_orjson_and_the_standard_library_write_plain_data_alike(value: Any) -> None:
     # The shortcut's text comes from orjson where it is installed, else from the standard library's C encoder.
     encoder = plain_encoder()
     assert "orjson" in sys.modules  # a dependency on CPython: the fast encoder is the one compared
-    if not _plain_tree(value, 8192, REDACTOR, 0):
+    if _plain_copy(value, 8192, REDACTOR, 0) is _NOT_PLAIN:
         return
     try:
         fast = encoder(value)
