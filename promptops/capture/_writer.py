@@ -49,6 +49,7 @@ from collections import deque
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
+from .. import _fork
 from .._errors import log_internal_error
 from .._instrumentation import suppress_instrumentation
 from .._redact import MASK, maybe_secret, redact_with_defaults, redactor_for
@@ -172,7 +173,12 @@ class Writer:
 
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="promptops-capture-writer", daemon=True)
-        self._thread.start()
+        _fork.begin()  # here, not in the thread: a fork right after this start waits for its imports too
+        try:
+            self._thread.start()
+        except BaseException:
+            _fork.end()
+            raise
 
     # -- the application's side ------------------------------------------------------------------------------
 
@@ -288,6 +294,7 @@ class Writer:
             pass
         finally:
             self.ready.set()
+            _fork.end()
 
     def _drain(self) -> bool:
         """Write one batch; `False` when there was nothing to write (the thread may sleep).

@@ -18,6 +18,7 @@ up to 7 retries by default).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -28,6 +29,7 @@ from dataclasses import dataclass, replace
 
 from .._config import Selector, Settings
 from .._errors import PromptNotFoundError, PromptUnavailableError, log_internal_error
+from .._fork import fork_waits
 from .._instrumentation import suppress_instrumentation
 from ._disk import DiskCache
 from ._prompt import Prompt
@@ -256,8 +258,11 @@ class Resolver:
     def _fetch(self, key: Key, fetch: _Fetch) -> None:
         suppress_instrumentation()  # this thread is ours: no orphan GET traces in an instrumented app (issue 12)
         name, selector = key
+        registry = self._registry
         try:
-            prompt = self._get_registry().fetch(name, selector)
+            # The first fetch imports and builds the client: a fork waits for it (see promptops._fork).
+            with fork_waits() if registry is None or not registry.ready else contextlib.nullcontext():
+                prompt = self._get_registry().fetch(name, selector)
         except RegistryError as exc:
             if self._current(key, fetch):
                 self._note_failure(key, str(exc), not_found=isinstance(exc, RegistryNotFound))

@@ -12,6 +12,7 @@ so no call waits for it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -26,6 +27,7 @@ from typing import Any, cast
 from .. import prompts
 from .._config import Settings, get_settings, on_change
 from .._errors import PromptUnavailableError, log_internal_error
+from .._fork import fork_waits
 from .._instrumentation import suppress_instrumentation
 from ..prompts import Prompt
 from ..prompts._registry import MlflowRegistry, RegistryError, RestRegistry, redact_uri
@@ -169,9 +171,12 @@ class RolloutCache:
         try:
             with self._lock:
                 self._inflight.add(name)
-            if self._reader is None:
-                self._reader = _reader(self.settings.tracking_uri, self.settings.registry_timeout)
-            tags = self._reader.prompt_tags(name)
+            reader = self._reader
+            # The first read imports and builds the client: a fork waits for it (see promptops._fork).
+            with fork_waits() if reader is None or not reader.ready else contextlib.nullcontext():
+                if reader is None:
+                    reader = self._reader = _reader(self.settings.tracking_uri, self.settings.registry_timeout)
+                tags = reader.prompt_tags(name)
             rollout_tags = {key: value for key, value in (tags or {}).items() if key.startswith("promptops.rollout.")}
             state = RolloutState.from_tags(name, rollout_tags)
             if state is not None and state.running:

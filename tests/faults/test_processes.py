@@ -1,4 +1,4 @@
-"""Processes that end without `atexit`: multiprocessing children, SIGTERM, and a fork in the middle of a write.
+"""Processes that end without `atexit`: multiprocessing children, SIGTERM, a fork in the middle of a write or an import.
 
 Each scenario runs in a fresh interpreter (the application), against a real SQLite store, and counts the
 records that reached the store afterwards (issue 10, items 4 to 6).
@@ -6,11 +6,13 @@ records that reached the store afterwards (issue 10, items 4 to 6).
 
 from __future__ import annotations
 
+import shutil
 import signal
 from pathlib import Path
 
 import pytest
 
+from ..conftest import Registry
 from .support import app, count, run_child
 
 
@@ -163,6 +165,50 @@ print("children failed", failed)
     finally:
         opened.close()
     assert len(children) == 200
+
+
+def test_a_fork_while_a_promptops_thread_imports_leaves_the_child_able_to_import(
+    tmp_path: Path, registry: Registry
+) -> None:
+    """The application forks from one thread while its first call, on another, waits for the registry thread to
+    import MLflow: the child imports MLflow and calls the function (it hung for good in `import mlflow`, the
+    module's import lock held by a thread the child does not have; in `MlflowClient()`, MLflow's store lock, when
+    the fork waited for the import only). The store exists, as an application's does (MLflow creating one runs its
+    migrations, for tens of seconds on a loaded machine, and the fork waits)."""
+    shutil.copyfile(registry.uri.removeprefix("sqlite:///"), tmp_path / "mlflow.db")
+    body = """
+import faulthandler
+
+first_done = threading.Event()
+
+def fork_mid_import():
+    while not first_done.is_set():
+        if getattr(getattr(sys.modules.get("mlflow"), "__spec__", None), "_initializing", False):
+            break
+        time.sleep(0.001)
+    else:
+        print("MLflow was never seen being imported", flush=True)
+        return
+    print("forking while MLflow is being imported", flush=True)
+    pid = os.fork()
+    if pid == 0:
+        faulthandler.dump_traceback_later(60, exit=True)  # stuck: where, on stderr, and exit 1
+        import mlflow
+        summarize("in the child")
+        os._exit(0 if promptops.flush(30) else 1)
+    _, status = os.waitpid(pid, 0)
+    print("child exit", os.waitstatus_to_exitcode(status), flush=True)
+
+forker = threading.Thread(target=fork_mid_import)
+forker.start()
+summarize("first")
+first_done.set()
+forker.join()
+"""
+    result = run_child(app(tmp_path, body), tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "forking while MLflow is being imported" in result.stdout, result.stdout
+    assert "child exit 0" in result.stdout, result.stdout + result.stderr[-3000:]
 
 
 def test_kill_9_loses_at_most_what_was_queued(tmp_path: Path) -> None:
