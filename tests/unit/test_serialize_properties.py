@@ -111,6 +111,23 @@ def test_the_plain_text_shortcut_takes_the_common_arguments() -> None:
         assert encode_plain(other, max_chars=8192, redactor=REDACTOR) is None, other
 
 
+def test_deep_and_cyclic_data_go_the_general_way() -> None:
+    # The walk writes "<depth limit>" past MAX_DEPTH and "<cycle>" for a container inside itself: the shortcut,
+    # which would write every level (or recurse for good), must leave both to it.
+    deep: dict[str, Any] = {}
+    inner = deep
+    for _ in range(40):
+        inner["a"] = inner = {}
+    cyclic: dict[str, Any] = {"q": "x"}
+    cyclic["self"] = cyclic
+    looped: list[Any] = ["x"]
+    looped.append(looped)
+    for value in (deep, cyclic, looped):
+        assert encode_plain(value, max_chars=8192, redactor=REDACTOR) is None
+        assert dumps_for_span(value, max_chars=8192, redactor=REDACTOR) == walked(value, 8192)
+    assert "<depth limit>" in walked(deep, 8192) and "<cycle>" in walked(cyclic, 8192)
+
+
 def test_the_shortcut_encodes_a_copy_of_what_it_checked() -> None:
     # What is checked is what is encoded: an argument another thread changes meanwhile brings in no unchecked value.
     value: dict[str, Any] = {"q": "x", "options": {"tags": ["a"]}, "pair": ("b", {"c": 1})}
