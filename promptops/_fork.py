@@ -23,7 +23,7 @@ from typing import Any
 
 __all__ = ["FORK_WAIT", "begin", "end", "fork_waits"]
 
-FORK_WAIT = 60.0  # seconds, as for the capture writer's imports and SQLite writes (capture._writer.FORK_WAIT)
+FORK_WAIT = 60.0  # seconds; the capture writer waits as long for a SQLite batch being written (capture._writer)
 
 _condition = threading.Condition()
 _active = 0  # work begun and not ended

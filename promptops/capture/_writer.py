@@ -829,11 +829,11 @@ _writers: dict[str, Writer] = {}
 # promptops arranges its flush on the exit paths atexit misses (SIGTERM, multiprocessing children; see
 # `promptops._lifecycle`, which registers here: the capture package does not import upwards).
 on_start: list[Callable[[], None]] = []
-# Seconds a fork waits for a SQLite batch being written to finish (see Writer.writing): as long as a write can
-# take (SQLite's busy timeout is 30 s). A child that inherits a SQLite connection mid-transaction can never write
-# to that file (SQLite's per-process lock table says it is locked); a PostgreSQL child opens new connections and
-# is unaffected, so forks do not wait for those.
-FORK_WAIT = 60.0
+# Seconds a fork waits for a SQLite batch being written to finish (see Writer.writing): the one fork bound, at least
+# as long as a write can take (SQLite's busy timeout is 30 s). A child that inherits a SQLite connection
+# mid-transaction can never write to that file (SQLite's per-process lock table says it is locked); a PostgreSQL
+# child opens new connections and is unaffected, so forks do not wait for those.
+FORK_WAIT = _fork.FORK_WAIT
 
 
 def writer_for(settings: Settings) -> Writer:
@@ -937,10 +937,13 @@ _held_at_fork: list[Writer] = []
 
 
 def _before_fork() -> None:
-    """Wait (at most `FORK_WAIT`) for writer threads still importing and SQLite batches being written."""
+    """Wait (at most `FORK_WAIT`) for SQLite batches being written.
+
+    A writer thread still importing is waited for by `promptops._fork`, as every start-up the child must not
+    inherit half done (`_start` begins that work).
+    """
     deadline = time.monotonic() + FORK_WAIT
     for writer in list(_writers.values()):
-        writer.ready.wait(max(deadline - time.monotonic(), 0.0))
         if writer.url.startswith("sqlite"):
             writer.fork_done.clear()
             _held_at_fork.append(writer)
