@@ -47,12 +47,19 @@ def summarize(text: str, *, prompt: promptops.Prompt) -> str:
 
 def _rss_mb() -> tuple[float, float]:
     """Current and peak resident set size (VmRSS, VmHWM) in MB."""
+    values = _status()
+    return values["VmRSS:"], values["VmHWM:"]
+
+
+def _status() -> dict[str, float]:
+    """VmRSS, VmHWM and the parts of the RSS (RssAnon: the process's own memory; RssFile: mapped files;
+    RssShmem: shared memory, e.g. Ray's object store mapped into a driver), in MB."""
     values: dict[str, float] = {}
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(("VmRSS:", "VmHWM:")):
+        if line.startswith(("VmRSS:", "VmHWM:", "RssAnon:", "RssFile:", "RssShmem:")):
             name, amount, _ = line.split()
             values[name] = int(amount) / 1024
-    return values["VmRSS:"], values["VmHWM:"]
+    return values
 
 
 def _types() -> list[str]:
@@ -103,7 +110,13 @@ def write_dataset(workdir: Path, count: int, offset: int = 0) -> str:
 
 
 def child(
-    count: int, scorers: list[str], trace: bool, workers: int, exporter: str, ray_address: str | None = None
+    count: int,
+    scorers: list[str],
+    trace: bool,
+    workers: int,
+    exporter: str,
+    ray_address: str | None = None,
+    trace_all: bool = False,
 ) -> dict[str, Any]:
     """One replay of `count` records in this process; memory at each phase (the driver's, with `ray_address`)."""
     import tracemalloc
@@ -123,18 +136,21 @@ def child(
                    log_to_mlflow=False, **on_ray)  # fmt: skip
         promptops.flush(timeout=60)
 
-        phases: list[tuple[str, float, float, float]] = []
-        peak = [0.0]
+        phases: list[tuple[str, float, float, float, float, float]] = []
+        peak = [0.0, 0.0]  # VmRSS, RssAnon
         stop = threading.Event()
 
         def sample() -> None:  # VmHWM cannot be reset without privileges here: sample the RSS instead
             while not stop.wait(0.02):
-                peak[0] = max(peak[0], _rss_mb()[0])
+                values = _status()
+                peak[0] = max(peak[0], values["VmRSS:"])
+                peak[1] = max(peak[1], values["RssAnon:"])
 
         def mark(label: str) -> None:
-            rss = _rss_mb()[0]
+            values = _status()
+            rss = values["VmRSS:"]
             traced = tracemalloc.get_traced_memory()[0] / 2**20 if tracemalloc.is_tracing() else 0.0
-            phases.append((label, rss, max(peak[0], rss), traced))
+            phases.append((label, rss, max(peak[0], rss), traced, values["RssAnon:"], values["RssShmem:"]))
 
         snapshots: dict[str, Any] = {}
         peaks: dict[str, float] = {}
@@ -145,12 +161,14 @@ def child(
 
             def wrapped(*args: Any, **kwargs: Any) -> Any:
                 mark(f"before {label}")
-                if trace and label != "calls":  # tracing the calls (and their span exports) is too slow
+                if trace_all and label == "scoring":  # every call is in: what is alive now grew with the run
+                    snapshots["alive when the calls are in"] = tracemalloc.take_snapshot()
+                if trace and not trace_all and label != "calls":  # tracing local calls (and spans) is too slow
                     tracemalloc.start(6)
                 try:
                     return original(*args, **kwargs)
                 finally:
-                    if trace and label != "calls":
+                    if trace and not trace_all and label != "calls":
                         peaks[label] = tracemalloc.get_traced_memory()[1] / 2**20
                         snapshots[label] = tracemalloc.take_snapshot()
                         tracemalloc.stop()
@@ -166,6 +184,8 @@ def child(
         thread = threading.Thread(target=sample, daemon=True)
         thread.start()
         mark("start")
+        if trace_all:
+            tracemalloc.start(6)
         started = time.perf_counter()
         result = replay.run(
             target, candidate=2, dataset=data, scorers=scorers, workers=workers,
@@ -173,11 +193,16 @@ def child(
         )  # fmt: skip
         seconds = time.perf_counter() - started
         mark("result returned")
+        if trace_all:
+            peaks["alive after run()"] = tracemalloc.get_traced_memory()[1] / 2**20
+            snapshots["alive after run()"] = tracemalloc.take_snapshot()
+            tracemalloc.stop()
         promptops.flush(timeout=120)
         mark("spans flushed")
         stop.set()
         thread.join()
-        assert len(result.records) == count, (len(result.records), result.skipped)
+        records = json.loads((workdir / "result.json").read_text())["records"]
+        assert len(records) == count, (len(records), result.skipped)
         top: dict[str, list[str]] = {}
         for label, snapshot in snapshots.items():
             stats = snapshot.filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)]).statistics("traceback")
@@ -192,7 +217,10 @@ def child(
             top[label].insert(0, f"traced peak during {label}: {value:.1f} MB")
         for label, lines in types.items():
             top.setdefault(label, []).extend(lines)
-        return {"records": count, "seconds": seconds, "phases": phases, "peak_mb": peak[0], "top": top}
+        return {
+            "records": count, "seconds": seconds, "phases": phases, "peak_mb": peak[0], "peak_anon_mb": peak[1],
+            "top": top,
+        }  # fmt: skip
 
 
 def main() -> None:
@@ -203,13 +231,21 @@ def main() -> None:
     parser.add_argument("--exporter", default="mlflow")
     parser.add_argument("--tracemalloc", action="store_true", help="where the memory goes (slower)")
     parser.add_argument(
+        "--trace-all",
+        action="store_true",
+        help="with --tracemalloc: trace the whole run, calls included (fine on Ray; slow locally), and show what is "
+        "alive when the last call is in and after run() returned",
+    )
+    parser.add_argument(
         "--ray-cpus", type=int, help="the calls on a local Ray cluster of this many CPUs (the driver measured)"
     )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--ray-address", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        figures = child(args.child, args.scorers, args.tracemalloc, args.workers, args.exporter, args.ray_address)
+        figures = child(
+            args.child, args.scorers, args.tracemalloc, args.workers, args.exporter, args.ray_address, args.trace_all
+        )
         print(json.dumps(figures))
         return
     cluster: Any = None
@@ -238,16 +274,22 @@ def run_sizes(args: argparse.Namespace, ray_address: str | None) -> None:
             command += ["--ray-address", ray_address]
         if args.tracemalloc:
             command.append("--tracemalloc")
+        if args.trace_all:
+            command.append("--trace-all")
         done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=3600)
         if done.returncode:
             print(done.stderr[-4000:])
             raise SystemExit(done.returncode)
         row = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append(row)
-        print(f"\n{count} records: {row['seconds']:.1f} s, peak RSS {row['peak_mb']:.0f} MB", flush=True)
-        for label, rss, peak, traced in row["phases"]:
+        print(
+            f"\n{count} records: {row['seconds']:.1f} s, peak RSS {row['peak_mb']:.0f} MB "
+            f"(of it anonymous memory at most {row['peak_anon_mb']:.0f} MB)",
+            flush=True,
+        )
+        for label, rss, peak, traced, anon, shmem in row["phases"]:
             print(
-                f"  {label:22} RSS {rss:7.0f} MB  peak so far {peak:7.0f} MB"
+                f"  {label:22} RSS {rss:7.0f} MB (anon {anon:5.0f}, shmem {shmem:4.0f})  peak so far {peak:7.0f} MB"
                 + (f"  traced {traced:7.1f} MB" if args.tracemalloc else "")
             )
         for label, lines in row["top"].items():
@@ -260,6 +302,15 @@ def run_sizes(args: argparse.Namespace, ray_address: str | None) -> None:
         slope = (last["peak_mb"] - start[last["records"]] - (first["peak_mb"] - start[first["records"]])) * 1024
         slope /= last["records"] - first["records"]
         print(f"\npeak RSS above the start, per record (slope {first['records']} -> {last['records']}): {slope:.1f} KB")
+        anon = {row["records"]: row["phases"][0][4] for row in rows}
+        for low, high in zip(rows, rows[1:]):
+            rise = (high["peak_mb"] - start[high["records"]] - (low["peak_mb"] - start[low["records"]])) * 1024
+            rise_anon = high["peak_anon_mb"] - anon[high["records"]] - (low["peak_anon_mb"] - anon[low["records"]])
+            span = high["records"] - low["records"]
+            print(
+                f"  {low['records']} -> {high['records']}: peak RSS {rise / span:.1f} KB per record, peak anonymous "
+                f"memory {rise_anon * 1024 / span:.1f} KB per record"
+            )
 
 
 if __name__ == "__main__":

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import importlib
 import json
 import os
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from ..capture import canonical_json
 from ._errors import DatasetError, DatasetFormatError
 from ._model import Dataset, DatasetRecord, check_record
 
-__all__ = ["COLUMNS", "MAX_DEPTH", "read_file", "write_file"]
+__all__ = ["COLUMNS", "MAX_DEPTH", "FileRecords", "read_file", "write_file"]
 
 COLUMNS = ("id", "inputs", "output", "expected", "metadata")
 MAX_DEPTH = 100  # nesting levels of one record; far beyond any call's arguments, far below Python's recursion limit
@@ -94,8 +95,11 @@ def _kind(value: Any) -> str:
     return "a boolean" if isinstance(value, bool) else "a number"
 
 
-def _record(data: Any, number: int) -> DatasetRecord:
-    """A record from one line's (row's) data; `ValueError` with the reason when it is not one."""
+def _record(data: Any, number: int) -> tuple[DatasetRecord, bytes]:
+    """A record from one line's (row's) data, and its canonical JSON (what the fingerprint hashes).
+
+    Raises `ValueError` with the reason when it is not a record.
+    """
     if not isinstance(data, dict):
         raise ValueError(f'expected a JSON object such as {{"inputs": {{...}}}}, got {_kind(data)}')
     fields: dict[str, Any] = data  # pyright: ignore[reportUnknownVariableType]
@@ -134,52 +138,108 @@ def _record(data: Any, number: int) -> DatasetRecord:
     except DatasetFormatError as exc:
         raise ValueError(str(exc).removeprefix(f"record {record_id!r}: ")) from None
     try:
-        canonical_json(record.to_dict()).encode("utf-8")
+        canonical = canonical_json(record.to_dict()).encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError("holds text that is not valid Unicode (a lone surrogate such as \\ud800)") from None
-    return record
+    return record, canonical
+
+
+class FileRecords:
+    """A dataset file's records, read and checked one at a time, in order (what `read_file()` collects).
+
+    Replay iterates over one of these instead of holding the whole file's records (issue 15). Each iteration reads
+    the file again and checks everything `read_file()` checks, raising the same `DatasetFormatError` at the first
+    problem; once an iteration has reached the end, `fingerprint` is the dataset's (`Dataset.fingerprint` of the
+    same records).
+
+    Args:
+        path: A `.jsonl` or `.parquet` file.
+
+    Attributes:
+        path: The file.
+        format: `jsonl` or `parquet`.
+        fingerprint: SHA-256 (hex) over the records' canonical JSON, set by an iteration that reached the end.
+
+    Raises:
+        DatasetFormatError: the extension is neither `.jsonl` nor `.parquet`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Read `path`; see the class documentation."""
+        self.path = Path(path)
+        self.format = _format(self.path)
+        self.fingerprint: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The dataset's name: the file's stem."""
+        return self.path.stem
+
+    @property
+    def source(self) -> str:
+        """`file:<file name>`."""
+        return f"file:{self.path.name}"
+
+    @property
+    def filters(self) -> dict[str, Any]:
+        """Provenance: the file's absolute path and format."""
+        return {"file": os.path.abspath(self.path), "format": self.format}
+
+    def __iter__(self) -> Iterator[DatasetRecord]:
+        """The records, each checked; see the class documentation.
+
+        Raises:
+            DatasetFormatError: a malformed record, a repeated id, or a file without records.
+            DatasetError: the file cannot be read.
+        """
+        try:
+            reader = _Reader(self.path, "line" if self.format == "jsonl" else "row")
+            rows = _jsonl_rows(self.path, reader) if self.format == "jsonl" else _parquet_rows(self.path, reader)
+            for data, number in rows:
+                yield reader.add(data, number)
+            reader.finish()
+        except OSError as exc:
+            raise DatasetError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+        self.fingerprint = reader.digest.hexdigest()
 
 
 class _Reader:
-    """Collects records, checks ids are unique, and words every problem as `path: line N: reason`."""
+    """Checks records and that ids are unique, words every problem as `path: line N: reason`, hashes the records."""
 
     def __init__(self, path: Path, unit: str) -> None:
         self.path = path
         self.unit = unit
-        self.records: list[DatasetRecord] = []
+        self.count = 0
+        self.digest = hashlib.sha256()
         self._ids: dict[str, int] = {}
 
     def fail(self, number: int, reason: str) -> DatasetFormatError:
         return DatasetFormatError(f"{self.path}: {self.unit} {number}: {reason}", path=str(self.path), line=number)
 
-    def add(self, data: Any, number: int) -> None:
+    def add(self, data: Any, number: int) -> DatasetRecord:
         try:
-            record = _record(data, number)
+            record, canonical = _record(data, number)
         except ValueError as exc:
             raise self.fail(number, str(exc)) from None
         first = self._ids.setdefault(record.id, number)
         if first != number:
             raise self.fail(number, f"id {record.id!r} is already used on {self.unit} {first}; ids must be unique")
-        self.records.append(record)
+        self.count += 1
+        self.digest.update(canonical)
+        self.digest.update(b"\n")
+        return record
 
-    def dataset(self, fmt: str) -> Dataset:
-        if not self.records:
+    def finish(self) -> None:
+        if not self.count:
             raise DatasetFormatError(
                 f"{self.path}: the file holds no records; write one record per {self.unit}, e.g. "
                 '{"inputs": {"text": "..."}, "expected": "..."}',
                 path=str(self.path),
             )
-        return Dataset(
-            name=self.path.stem,
-            records=tuple(self.records),
-            source=f"file:{self.path.name}",
-            created_at=datetime.datetime.now(datetime.timezone.utc),
-            filters={"file": os.path.abspath(self.path), "format": fmt},
-        )
 
 
-def _read_jsonl(path: Path) -> Dataset:
-    reader = _Reader(path, "line")
+def _jsonl_rows(path: Path, reader: _Reader) -> Iterator[tuple[Any, int]]:
+    """Each non-blank line's JSON value and its line number."""
     with path.open("rb") as file:
         for number, raw in enumerate(file, start=1):
             try:
@@ -196,8 +256,7 @@ def _read_jsonl(path: Path) -> Dataset:
                 reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
                 column = f" (column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
                 raise reader.fail(number, f"not valid JSON: {reason}{column}") from None
-            reader.add(data, number)
-    return reader.dataset("jsonl")
+            yield data, number
 
 
 def _pyarrow() -> tuple[Any, Any]:
@@ -207,56 +266,76 @@ def _pyarrow() -> tuple[Any, Any]:
         raise DatasetError("Parquet files need pyarrow: pip install pyarrow (or use a .jsonl file)") from None
 
 
-def _read_parquet(path: Path) -> Dataset:
+def _unreadable(path: Path, exc: Exception) -> DatasetFormatError:
+    detail = str(exc).strip().splitlines()
+    return DatasetFormatError(
+        f"{path}: not a readable Parquet file ({detail[0] if detail else type(exc).__name__})", path=str(path)
+    )
+
+
+_PARQUET_BATCH = 1024  # rows decoded at a time
+
+
+def _parquet_rows(path: Path, reader: _Reader) -> Iterator[tuple[Any, int]]:
+    """Each row's values (JSON text decoded, nulls left out) and its row number, a batch of rows at a time."""
     pa, pq = _pyarrow()
     try:
-        table = pq.read_table(path)
+        file = pq.ParquetFile(path)
+        schema = file.schema_arrow
     except OSError:
         raise
     except Exception as exc:  # pyarrow.ArrowInvalid and friends: not a Parquet file, or a damaged one
-        detail = str(exc).strip().splitlines()
-        raise DatasetFormatError(
-            f"{path}: not a readable Parquet file ({detail[0] if detail else type(exc).__name__})", path=str(path)
-        ) from None
-    reader = _Reader(path, "row")
-    names: list[str] = list(table.column_names)
-    for name in names:
-        if name not in COLUMNS:
+        raise _unreadable(path, exc) from None
+    with contextlib.closing(file):
+        names: list[str] = list(schema.names)
+        for name in names:
+            if name not in COLUMNS:
+                raise DatasetFormatError(
+                    f"{path}: unknown column {name!r}; a dataset file has the columns id, inputs, output, expected "
+                    "and metadata (put anything else under metadata)",
+                    path=str(path),
+                )
+        if "inputs" not in names:
             raise DatasetFormatError(
-                f"{path}: unknown column {name!r}; a dataset file has the columns id, inputs, output, expected and "
-                "metadata (put anything else under metadata)",
-                path=str(path),
+                f"{path}: no inputs column; each row needs its inputs as JSON text", path=str(path)
             )
-    if "inputs" not in names:
-        raise DatasetFormatError(f"{path}: no inputs column; each row needs its inputs as JSON text", path=str(path))
-    columns: dict[str, list[Any]] = {}
-    for name in names:
-        kind = table.schema.field(name).type
-        text = pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
-        if not text and not (name == "id" and pa.types.is_integer(kind)):
-            raise DatasetFormatError(
-                f"{path}: column {name!r} holds {kind}, not text; each value must be JSON text (files written by "
-                "promptops datasets export are)",
-                path=str(path),
-            )
-        columns[name] = table.column(name).to_pylist()
-    for index in range(table.num_rows):
-        number = index + 1
-        data: dict[str, Any] = {}
-        for name, values in columns.items():
-            value = values[index]
-            if value is None:
-                continue
-            if name == "id":
-                data["id"] = value
-                continue
+        for name in names:
+            kind = schema.field(name).type
+            text = pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
+            if not text and not (name == "id" and pa.types.is_integer(kind)):
+                raise DatasetFormatError(
+                    f"{path}: column {name!r} holds {kind}, not text; each value must be JSON text (files written by "
+                    "promptops datasets export are)",
+                    path=str(path),
+                )
+        number = 0
+        batches = file.iter_batches(batch_size=_PARQUET_BATCH)
+        while True:
             try:
-                data[name] = _decode(value)
-            except ValueError as exc:
-                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-                raise reader.fail(number, f"{name} is not valid JSON text: {reason}") from None
-        reader.add(data, number)
-    return reader.dataset("parquet")
+                batch = next(batches, None)
+            except OSError:
+                raise
+            except Exception as exc:  # a damaged row group
+                raise _unreadable(path, exc) from None
+            if batch is None:
+                return
+            columns = {name: batch.column(name).to_pylist() for name in names}
+            for index in range(batch.num_rows):
+                number += 1
+                data: dict[str, Any] = {}
+                for name, values in columns.items():
+                    value = values[index]
+                    if value is None:
+                        continue
+                    if name == "id":
+                        data["id"] = value
+                        continue
+                    try:
+                        data[name] = _decode(value)
+                    except ValueError as exc:
+                        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+                        raise reader.fail(number, f"{name} is not valid JSON text: {reason}") from None
+                yield data, number
 
 
 def read_file(path: str | os.PathLike[str]) -> Dataset:
@@ -275,12 +354,16 @@ def read_file(path: str | os.PathLike[str]) -> Dataset:
             line or row and the reason; nothing is imported).
         DatasetError: the file cannot be read.
     """
-    file = Path(path)
-    fmt = _format(file)
-    try:
-        return _read_jsonl(file) if fmt == "jsonl" else _read_parquet(file)
-    except OSError as exc:
-        raise DatasetError(f"cannot read {file}: {exc.strerror or exc}") from None
+    file = FileRecords(path)
+    records = tuple(file)
+    return Dataset(
+        name=file.name,
+        records=records,
+        source=file.source,
+        created_at=datetime.datetime.now(datetime.timezone.utc),
+        filters=file.filters,
+        fingerprint=file.fingerprint or "",
+    )
 
 
 @contextlib.contextmanager

@@ -26,12 +26,13 @@ import contextlib
 import datetime
 import hashlib
 import inspect
+import itertools
 import json
 import logging
 import queue
 import threading
 import time
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from .._usage import Usage
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from ._runner import Call, Job
     from ._target import Target
 
-__all__ = ["CallStore", "call_keys", "open_call_store"]
+__all__ = ["CallKeys", "CallStore", "open_call_store"]
 
 logger = logging.getLogger("promptops")
 
@@ -98,24 +99,59 @@ def content_key(prompt: Prompt) -> str:
     return _digest([prompt.template, prompt.model_config, prompt.response_format])
 
 
-def call_keys(
-    target: Target, jobs: Sequence[Job], prompts: Mapping[int, Prompt], inputs: Sequence[Mapping[str, Any]]
-) -> dict[Job, str]:
-    """The store key of every job (see the module documentation for what a key covers)."""
-    head = [KEY_VERSION, target.function_id, hashlib.sha256(_source(target).encode()).hexdigest()]
-    contents = {version: content_key(prompt) for version, prompt in prompts.items()}
-    record_digests: dict[int, str] = {}
-    seen: collections.Counter[tuple[str, str]] = collections.Counter()
-    keys: dict[Job, str] = {}
-    for job in sorted(jobs, key=lambda job: (job.index, _ROLE_ORDER.get(job.role, 3))):  # stable: given order kept
-        content = contents[job.version]
-        if job.index not in record_digests:
-            record_digests[job.index] = _digest(inputs[job.index])
-        # per inputs, not per record: two records with the same inputs are two samples, as two re-runs are
-        repeat = seen[record_digests[job.index], content]
-        seen[record_digests[job.index], content] += 1
-        keys[job] = _digest([*head, content, record_digests[job.index], repeat])
-    return keys
+class CallKeys:
+    """The store key of every job (see the module documentation), record by record, without holding them all.
+
+    Keys are computed in dataset order as the jobs are made (issue 15: a dict of every job's key held 0.3 KB per
+    record for the whole run). A key's repeat index counts the earlier calls of the same content on the same
+    inputs, across records: only inputs that occur in more than one record need that count, so a first pass
+    finds them (by a 64-bit prefix of each record's digest: a rare false match only makes a count that stays 0),
+    and the count is kept for those alone.
+
+    Args:
+        target: The target.
+        prompts: Every prompt version a job runs, by version.
+        inputs: The records' inputs, by position.
+        jobs_of: A record's jobs, by position.
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        prompts: Mapping[int, Prompt],
+        inputs: Sequence[Mapping[str, Any]],
+        jobs_of: Callable[[int], Sequence[Job]],
+    ) -> None:
+        """Keys for these records' jobs; see the class documentation."""
+        import numpy as np
+
+        self._head = [KEY_VERSION, target.function_id, hashlib.sha256(_source(target).encode()).hexdigest()]
+        self._contents = {version: content_key(prompt) for version, prompt in prompts.items()}
+        self._inputs = inputs
+        self._jobs_of = jobs_of
+        prefixes = np.fromiter((_prefix(_digest(item)) for item in inputs), dtype=np.int64, count=len(inputs))
+        prefixes.sort()
+        self._shared: set[int] = set(prefixes[1:][prefixes[1:] == prefixes[:-1]].tolist())
+
+    def __iter__(self) -> Iterator[dict[Job, str]]:
+        """Each record's keys by job, in dataset order."""
+        across: collections.Counter[tuple[str, str]] = collections.Counter()  # inputs in several records
+        for index in range(len(self._inputs)):
+            digest = _digest(self._inputs[index])
+            seen = across if _prefix(digest) in self._shared else collections.Counter[tuple[str, str]]()
+            keys: dict[Job, str] = {}
+            for job in sorted(self._jobs_of(index), key=lambda job: _ROLE_ORDER.get(job.role, 3)):  # stable
+                content = self._contents[job.version]
+                # per inputs, not per record: two records with the same inputs are two samples, as two re-runs are
+                repeat = seen[digest, content]
+                seen[digest, content] += 1
+                keys[job] = _digest([*self._head, content, digest, repeat])
+            yield keys
+
+
+def _prefix(digest: str) -> int:
+    """A digest's first 64 bits, as a signed integer."""
+    return int.from_bytes(bytes.fromhex(digest[:16]), "big", signed=True)
 
 
 def _storable(call: Call) -> str | None:
@@ -168,6 +204,26 @@ class CallStore:
         except Exception as exc:  # the replay goes on and makes every call
             logger.warning("promptops replay: cannot read the stored calls, making every call again: %s", exc)
             return {}
+
+    def count(self, keys: Iterable[str]) -> int | None:
+        """How many of these (distinct) keys are stored; `None` when the store cannot be read."""
+        import sqlalchemy as sa
+
+        table = calls_table()
+        found = 0
+        try:
+            with self.store.engine.connect() as connection:
+                batches = iter(keys)
+                while wanted := list(itertools.islice(batches, 500)):  # within every backend's parameter limit
+                    found += connection.execute(
+                        sa.select(sa.func.count())
+                        .select_from(table)
+                        .where(table.c.function == self.function, table.c.key.in_(wanted))
+                    ).scalar_one()
+        except Exception as exc:  # the replay goes on and makes every call
+            logger.warning("promptops replay: cannot read the stored calls, making every call again: %s", exc)
+            return None
+        return found
 
     def _load(self, keys: Mapping[Job, str], prices: PriceTable) -> dict[Job, Call]:
         import sqlalchemy as sa

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ._runner import Call, Job, RunOutcome, execute
@@ -43,15 +43,16 @@ class Executor(Protocol):
         self,
         target: Target,
         inputs: Sequence[dict[str, Any]],
-        jobs: Sequence[Job],
+        jobs: Iterable[Job],
         *,
+        count: int,
         flow: Flow,
         policy: RetryPolicy,
         budget: Budget,
         prices: PriceTable,
         on_call: Callable[[Job, Call], None],
     ) -> RunOutcome:
-        """Make the calls; see `promptops.replay._runner.execute` for the arguments."""
+        """Make the calls; see `promptops.replay._runner.execute` for the arguments (`count`: how many jobs)."""
         ...
 
     def submit(self, function: Callable[[A], T], argument: A) -> concurrent.futures.Future[T]:

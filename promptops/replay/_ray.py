@@ -50,7 +50,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 from .._config import get_settings
@@ -86,6 +86,9 @@ _POLL_S: Final = 0.1  # how often the driver collects finished calls (and checks
 _TASK_RETRIES: Final = 3  # attempts after the first when a worker process dies under a task (or scoring batch)
 _QUEUED_PER_CPU: Final = 2  # chunks queued per CPU of the cluster: enough to keep every CPU busy
 _CHUNKS_PER_CPU: Final = 8  # chunks per CPU of the cluster when the run is large (at least two rounds each)
+# At most this many calls per chunk (unless --workers asks for more): the chunks queued, their calls and inputs,
+# are held by the driver, so their size must not grow with the run (issue 15).
+_MAX_CHUNK: Final = 512
 _SCORING_PER_CPU: Final = 2  # scoring blocks out at once per CPU of the cluster
 _STOP_WAIT_S: Final = 10.0  # on Ctrl-C, how long the tasks get to end by themselves before they are cancelled
 _WAIT_STEP_S: Final = 0.5  # a worker sleeping between retries asks the coordinator this often if the run stopped
@@ -217,8 +220,13 @@ class _Coordinator:
         """A task attempt ends: its last notes."""
         self._apply(owner, notes)
 
-    async def collect(self, position: int) -> tuple[list[tuple[Job, Call]], dict[str, Any]]:
-        """The finished calls from `position` on (those before it were received: dropped), and the counters."""
+    async def collect(self, position: int, ended: Sequence[int] = ()) -> tuple[list[tuple[Job, Call]], dict[str, Any]]:
+        """The finished calls from `position` on (those before it were received: dropped), and the counters.
+
+        `ended`: chunks whose task ended (they will not run again): their finished jobs are forgotten.
+        """
+        for chunk in ended:
+            self.done.pop(chunk, None)
         drop = max(0, min(position - self.collected, len(self.outbox)))
         del self.outbox[:drop]
         self.collected += drop
@@ -464,7 +472,7 @@ def _run_chunk(context: _Context, chunk: int, jobs: list[Job], rows: dict[int, d
 # -- the driver -----------------------------------------------------------------------------------------------
 
 
-def _chunks(jobs: Sequence[Job], size: int) -> Iterator[list[Job]]:
+def _chunks(jobs: Iterable[Job], size: int) -> Iterator[list[Job]]:
     """The jobs in chunks of whole records (a record's jobs are adjacent), about `size` jobs each."""
     chunk: list[Job] = []
     for job in jobs:
@@ -512,15 +520,19 @@ class RayExecutor:
         self,
         target: Target,
         inputs: Sequence[dict[str, Any]],
-        jobs: Sequence[Job],
+        jobs: Iterable[Job],
         *,
+        count: int,
         flow: Flow,
         policy: RetryPolicy,
         budget: Budget,
         prices: PriceTable,
         on_call: Callable[[Job, Call], None],
     ) -> RunOutcome:
-        """Make the calls on the cluster; see the module documentation. `flow` and `budget` end with its counters."""
+        """Make the calls on the cluster; see the module documentation. `flow` and `budget` end with its counters.
+
+        `jobs` are taken a chunk at a time as chunks are queued; `count` (how many there are) sizes the chunks.
+        """
         del prices  # the workers price with the driver's table, sent with the settings
         cpus = _cpus()
         threads = flow.ceiling  # per task: the coordinator's slots bound the calls in flight, not the threads
@@ -541,7 +553,7 @@ class RayExecutor:
         )
         run = _Run(coordinator, ray.put(context), inputs, flow, budget, on_call)
         try:
-            size = max(2 * threads, math.ceil(len(jobs) / (cpus * _CHUNKS_PER_CPU)))
+            size = max(2 * threads, min(_MAX_CHUNK, math.ceil(count / (cpus * _CHUNKS_PER_CPU))))
             interrupted = run.all(_chunks(jobs, size), queued=cpus * _QUEUED_PER_CPU)
         finally:
             ray.kill(coordinator)
@@ -577,7 +589,11 @@ class _Run:
         self.flow = flow
         self.budget = budget
         self.on_call = on_call
-        self.seen: set[Job] = set()  # received (a job delivered twice is passed on once)
+        # Received, by record (a job delivered twice is passed on once): kept while the record's chunk may still
+        # deliver calls, dropped once its task ended and its calls were collected.
+        self.seen: dict[int, set[Job]] = {}
+        self.ended: list[int] = []  # records of chunks whose task ended, until their calls are collected
+        self.ended_chunks: list[int] = []  # the same chunks, until the coordinator was told
         self.position = 0
         # No retries by Ray: the driver submits a chunk again itself once the coordinator freed what it held.
         self.task = ray.remote(_run_chunk).options(num_cpus=1, max_retries=0)
@@ -620,6 +636,8 @@ class _Run:
         number, chunk = self.pending.pop(ref)
         try:
             ray.get(ref)
+            self.ended.extend(dict.fromkeys(job.index for job in chunk))
+            self.ended_chunks.append(number)
         except _WorkerLost as exc:
             self.lost[number] += 1
             if self.lost[number] > _TASK_RETRIES:
@@ -650,14 +668,19 @@ class _Run:
 
     def collect(self) -> None:
         """Take the calls finished since the last collection; bring the driver's counters up to date."""
-        entries, state = ray.get(self.coordinator.collect.remote(self.position))
+        ended, self.ended = self.ended, []  # their tasks put every call before they ended: collected below
+        chunks, self.ended_chunks = self.ended_chunks, []
+        entries, state = ray.get(self.coordinator.collect.remote(self.position, chunks))
         self._counters(state)
         for job, call in entries:
             self.position += 1
-            if job in self.seen:
+            seen = self.seen.setdefault(job.index, set())
+            if job in seen:
                 continue
-            self.seen.add(job)
+            seen.add(job)
             self.on_call(job, call)
+        for index in ended:
+            self.seen.pop(index, None)
 
     def _counters(self, state: dict[str, Any]) -> None:
         flow, budget = self.flow, self.budget

@@ -12,7 +12,7 @@ import datetime
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,10 +20,11 @@ from .._config import Selector, get_settings, parse_selector
 from .._errors import ConfigError, PromptopsError
 from .._prices import PriceTable
 from ..prompts import Prompt, resolver, selector_for
-from ._calls import call_keys, open_call_store
+from ._calls import CallKeys, open_call_store
 from ._cost import Budget
 from ._executor import Executor, open_executor
 from ._flow import Flow
+from ._records import Inputs, Records, Source, collect
 from ._result import CandidateResult, GateResult, MetricSummary, RecordResult, ReplayResult, VersionInfo
 from ._retry import RetryPolicy
 from ._runner import Call, Job, RunOutcome, call_attributes
@@ -33,8 +34,9 @@ from ._tally import Tally
 from ._target import ReplayError, Target, load_target
 
 if TYPE_CHECKING:
-    from ..datasets import Dataset, DatasetRecord
+    from ..datasets import Dataset
     from ..scorers import Scorer
+    from ._calls import CallStore
     from ._gates import Gate
     from ._mlflow import ReplayRun
 
@@ -76,17 +78,22 @@ def _load_dataset(
     since: datetime.datetime | str | None,
     until: datetime.datetime | str | None,
     limit: int | None,
-) -> Dataset:
+) -> Source:
+    """The dataset to replay: a file is read a record at a time; a `Dataset` given is read in place (issue 15)."""
     from .. import datasets
 
     if dataset is not None and not isinstance(dataset, str):
-        return dataset
+        return Source(dataset.name, dataset.records, dataset.fingerprint, spool=False)
     if dataset is not None:
         if dataset.endswith((".jsonl", ".parquet")) or os.sep in dataset:
             if not Path(dataset).is_file():
                 raise ReplayError(f"no dataset file {dataset}; give an existing .jsonl or .parquet file, or a name")
-            return datasets.read_file(dataset)
-        return datasets.load(dataset, store=store)
+            from ..datasets._files import FileRecords
+
+            file = FileRecords(dataset)
+            return Source(file.name, file, None, spool=True)
+        loaded = datasets.load(dataset, store=store)
+        return Source(loaded.name, loaded.records, loaded.fingerprint, spool=True)
     moments = [_moment(value, option) for value, option in ((since, "since"), (until, "until"))]
     found = datasets.from_captures(
         store=store, function=target.function_id, since=moments[0], until=moments[1], limit=limit or _DEFAULT_LIMIT
@@ -97,7 +104,7 @@ def _load_dataset(
             f"no captured calls of {target.function_id}{window}; run the app with capture on, widen --since, or pass "
             "--dataset NAME"
         )
-    return found
+    return Source(found.name, found.records, found.fingerprint, spool=True)
 
 
 def _moment(value: datetime.datetime | str | None, option: str) -> datetime.datetime | None:
@@ -109,50 +116,48 @@ def _moment(value: datetime.datetime | str | None, option: str) -> datetime.date
 
 
 class _Plan:
-    """Which calls to make per record, and what the baseline side is."""
+    """Which calls to make per record, and what the baseline side is.
+
+    A record's jobs are made when asked for (`jobs_of`), from its captured prompt version: no list of every job
+    is held (issue 15). Every record has the same number of jobs (`per_record`).
+    """
 
     def __init__(
         self,
         target: Target,
-        records: Sequence[DatasetRecord],
+        records: Records,
         candidates: Sequence[Prompt],
         baseline: str | int,
         repeats: int,
     ) -> None:
         self.records = records
         self.candidates = list(candidates)
-        arms = list(enumerate(self.candidates))
+        self._arms = [(arm, prompt.version) for arm, prompt in enumerate(self.candidates)]
         self.repeats = repeats
         self.captured = baseline == "captured"
-        self.jobs: list[Job] = []
         self.baseline_prompts: dict[int, Prompt] = {}
+        self._production: int | None = None  # stands in for a record captured on a fallback template
+        self._reference: int | None = None  # the baseline version run for every record (not `captured`)
         if self.captured:
-            production: Prompt | None = None
-            for index, record in enumerate(records):
-                self.jobs.extend(Job(index, "candidate", prompt.version, arm) for arm, prompt in arms)
-                if not repeats:
-                    continue
-                version = record.prompt_version
-                if isinstance(version, int) and version > 0:
-                    if version not in self.baseline_prompts:
+            versions = records.versions
+            if repeats:
+                for version in dict.fromkeys(versions):  # in the order they first appear, as the records are run
+                    if version > 0:
                         self.baseline_prompts[version] = _resolve(
                             target,
                             ("version", version),
                             f"re-running the captured version {version} for the noise floor (or pass --repeats 0)",
                         )
-                else:  # captured on a fallback template: the production version stands in
-                    if production is None:
+                    elif self._production is None:
                         production = _production(target)
                         self.baseline_prompts[production.version] = production
-                    version = production.version
-                self.jobs.extend(Job(index, "noise", version, repeat=repeat) for repeat in range(repeats))
+                        self._production = production.version
+            single = len(self.baseline_prompts) == 1
             self.baseline_info = VersionInfo(
                 label="captured",
-                version=next(iter(self.baseline_prompts)) if len(self.baseline_prompts) == 1 else None,
-                template=_template_text(next(iter(self.baseline_prompts.values())))
-                if len(self.baseline_prompts) == 1
-                else None,
-                versions=sorted({r.prompt_version for r in records if isinstance(r.prompt_version, int)}),
+                version=next(iter(self.baseline_prompts)) if single else None,
+                template=_template_text(next(iter(self.baseline_prompts.values()))) if single else None,
+                versions=sorted({version for version in versions if version >= 0}),
             )
         else:
             if baseline == "production":
@@ -160,13 +165,31 @@ class _Plan:
             else:
                 prompt = _resolve(target, _selector(baseline, "--baseline"), f"--baseline {baseline}")
             self.baseline_prompts[prompt.version] = prompt
-            for index in range(len(records)):
-                self.jobs.extend(Job(index, "candidate", candidate.version, arm) for arm, candidate in arms)
-                self.jobs.append(Job(index, "reference", prompt.version))
-                self.jobs.extend(Job(index, "noise", prompt.version, repeat=repeat) for repeat in range(repeats))
+            self._reference = prompt.version
             self.baseline_info = VersionInfo(
                 label=str(baseline), version=prompt.version, template=_template_text(prompt), versions=[prompt.version]
             )
+        self.per_record = len(self.jobs_of(0)) if len(records) else 0
+
+    def jobs_of(self, index: int) -> list[Job]:
+        """Record `index`'s jobs: the candidates', then the reference run (not `captured`), then the re-runs."""
+        jobs = [Job(index, "candidate", version, arm) for arm, version in self._arms]
+        if self._reference is not None:
+            jobs.append(Job(index, "reference", self._reference))
+            version = self._reference
+        elif not self.repeats:
+            return jobs
+        else:
+            captured = self.records.version(index)
+            version = captured if captured is not None and captured > 0 else self._production
+            assert version is not None
+        jobs.extend(Job(index, "noise", version, repeat=repeat) for repeat in range(self.repeats))
+        return jobs
+
+    @property
+    def count(self) -> int:
+        """How many jobs the plan has."""
+        return self.per_record * len(self.records)
 
     @property
     def prompts(self) -> dict[int, Prompt]:
@@ -185,8 +208,9 @@ class _Prepared:
     """Everything checked before the first call: the target, the records, the scorers, the gates, the plan."""
 
     target: Target
-    data: Dataset
-    records: list[DatasetRecord]
+    dataset: str
+    fingerprint: str
+    records: Records
     skipped: dict[str, int]
     scorers: list[Scorer]
     gates: list[Gate]
@@ -271,7 +295,6 @@ def _replay(
     span_attributes = {RUN_ATTRIBUTE: mlflow_run.run_id} if mlflow_run is not None else None
     flow = Flow(settings.workers, rps=settings.rps)
     prices = PriceTable(get_settings().prices)
-    inputs = [record.inputs for record in prepared.records]
     plan = prepared.plan
     with open_executor(settings, prepared.target, plan.prompts, (experiment, span_attributes)) as executor:
         # Each record is scored as soon as its calls are in, and only its scores stay in memory (issue 15).
@@ -285,9 +308,9 @@ def _replay(
             submit=executor.submit,
             in_flight=executor.parallelism,
         )
-        tally = Tally(plan.jobs, len(prepared.records), scoring.add)
+        tally = Tally(plan.jobs_of, len(prepared.records), scoring.add)
         with tracing.for_replay(experiment, to_mlflow=mlflow_run is not None), call_attributes(span_attributes):
-            outcome = _call(prepared, settings, executor, flow, prices, inputs, progress, tally)
+            outcome = _call(prepared, settings, executor, flow, prices, progress, tally)
         tally.close(
             prepared.skipped,
             interrupted=outcome.interrupted,
@@ -304,24 +327,25 @@ def _call(
     executor: Executor,
     flow: Flow,
     prices: PriceTable,
-    inputs: list[dict[str, Any]],
     progress: Callable[[int, int], Callable[[int], None]] | None,
     tally: Tally,
 ) -> RunOutcome:
     """Make the calls not stored by an earlier run (storing each as it finishes); each call goes to `tally`."""
+    plan = prepared.plan
+    inputs = Inputs(prepared.records)
     with open_call_store(settings.store, prepared.target.function_id) as store:
-        keys = call_keys(prepared.target, prepared.plan.jobs, prepared.plan.prompts, inputs) if store else {}
-        reused = store.load(keys, prices) if store is not None and not settings.fresh else {}
-        jobs = [job for job in prepared.plan.jobs if job not in reused]
-        tick = progress(len(jobs), len(prepared.records)) if progress is not None else None
+        keys = CallKeys(prepared.target, plan.prompts, inputs, plan.jobs_of) if store is not None else None
+        stored = None
+        if store is not None and keys is not None and not settings.fresh:
+            stored = store.count(key for record_keys in keys for key in record_keys.values())
+        jobs = _Jobs(plan, keys, store if stored else None, prices, tally)
+        tick = progress(plan.count - (stored or 0), len(prepared.records)) if progress is not None else None
         advance = _with_status(tick, flow)
-        for job, call in reused.items():
-            tally.add(job, call)
-        del reused
 
         def finished(job: Job, call: Call) -> None:
-            if store is not None:
-                store.put(keys[job], job, call)
+            key = jobs.keys.pop(job, None)
+            if store is not None and key is not None:
+                store.put(key, job, call)
             if advance is not None:
                 advance(job, call)
             tally.add(job, call)
@@ -330,13 +354,67 @@ def _call(
             prepared.target,
             inputs,
             jobs,
+            count=plan.count - (stored or 0),
             flow=flow,
             policy=RetryPolicy(settings.retry_on),
             budget=Budget(settings.max_cost),
             prices=prices,
             on_call=finished,
         )
+        jobs.reuse_rest()  # stopped early: the stored calls of the records not reached count all the same
     return outcome
+
+
+class _Jobs:
+    """The calls to make, record by record in dataset order, made as the executor asks for them (issue 15).
+
+    Each record's jobs are made from the plan when the executor reaches it, with their call store keys; the calls
+    an earlier run stored are looked up a batch of records at a time and go straight to `tally` (not made again).
+    `keys` holds the keys of the jobs handed out and not finished yet.
+    """
+
+    _BATCH = 128  # records looked up in the call store at once
+
+    def __init__(
+        self, plan: _Plan, keys: CallKeys | None, store: CallStore | None, prices: PriceTable, tally: Tally
+    ) -> None:
+        self._plan = plan
+        self._keys = iter(keys) if keys is not None else None
+        self._store = store
+        self._prices = prices
+        self._tally = tally
+        self._next = 0  # the first record not handed out yet
+        self.keys: dict[Job, str] = {}
+
+    def __iter__(self) -> Iterator[Job]:
+        while self._next < len(self._plan.records):
+            yield from self._batch(make=True)
+
+    def _batch(self, *, make: bool) -> list[Job]:
+        """The next batch of records' jobs not stored; their stored calls go to `tally`."""
+        start, end = self._next, min(self._next + self._BATCH, len(self._plan.records))
+        self._next = end
+        keyed: dict[Job, str] = {}
+        jobs: list[Job] = []
+        for index in range(start, end):
+            planned = self._plan.jobs_of(index)
+            jobs.extend(planned)
+            if self._keys is not None:
+                keyed.update(next(self._keys))
+        reused = self._store.load(keyed, self._prices) if self._store is not None else {}
+        for job, call in reused.items():
+            self._tally.add(job, call)
+        todo = [job for job in jobs if job not in reused]
+        if make:
+            self.keys.update((job, keyed[job]) for job in todo if job in keyed)
+        return todo
+
+    def reuse_rest(self) -> None:
+        """The records the run did not reach: their stored calls go to `tally` (a resumed run stopped again)."""
+        if self._store is None:
+            return
+        while self._next < len(self._plan.records):
+            self._batch(make=False)
 
 
 def _prepare(target: str, settings: ReplaySettings) -> _Prepared:
@@ -347,31 +425,29 @@ def _prepare(target: str, settings: ReplaySettings) -> _Prepared:
     gate_list = parse_gates(settings.gates) if settings.gates else None
     scorer_list = _scorers(settings.scorers)
     loaded = load_target(target)
-    data = _load_dataset(
+    source = _load_dataset(
         loaded, settings.dataset, store=settings.store, since=settings.since, until=settings.until, limit=settings.limit
     )
     candidate_prompts = [
         _resolve(loaded, _selector(candidate, "--candidate"), f"--candidate {candidate}")
         for candidate in settings.candidates
     ]
-    records, skipped = _replayable(loaded, data)
-    has_expected = any(record.expected is not None for record in records)
+    records, skipped, read = collect(loaded, source)
+    if not records:
+        raise ReplayError(f"nothing to replay: none of the {read} records of {source.name} is replayable")
+    has_expected = records.has_expected
     metric_names = _metric_names(scorer_list, has_expected)
     # A hand-written golden set (inputs and expected, no captured output; issue 17): there is nothing captured
     # to compare with, so production is run for the baseline and both sides are judged against `expected`.
-    golden = settings.baseline == "captured" and has_expected and not any(_has_capture(r) for r in records)
+    golden = settings.baseline == "captured" and has_expected and not records.has_capture
     if gate_list is None:
         gated = [name for name in metric_names if not golden or name.endswith(EXPECTED_SUFFIX) or name in ALWAYS]
         gate_list = _default_gates(scorer_list, gated)
     check_metrics(gate_list, metric_names)
     plan = _Plan(loaded, records, candidate_prompts, "production" if golden else settings.baseline, settings.repeats)
     _load_models(scorer_list)
-    return _Prepared(loaded, data, records, skipped, scorer_list, gate_list, has_expected, plan)
-
-
-def _has_capture(record: DatasetRecord) -> bool:
-    """Whether a record holds what production answered (an output, or the error it raised)."""
-    return record.output is not None or record.error is not None
+    fingerprint = source.read_fingerprint()
+    return _Prepared(loaded, source.name, fingerprint, records, skipped, scorer_list, gate_list, has_expected, plan)
 
 
 def _scorers(names: Sequence[str | Scorer | Callable[..., Any]] | None) -> list[Scorer]:
@@ -382,25 +458,6 @@ def _scorers(names: Sequence[str | Scorer | Callable[..., Any]] | None) -> list[
     present = {scorer.name for scorer in scorer_list}
     scorer_list += [scorers_module.resolve([name])[0] for name in ALWAYS if name not in present]
     return scorer_list
-
-
-def _replayable(target: Target, data: Dataset) -> tuple[list[DatasetRecord], dict[str, int]]:
-    """The records the target can be called with, and the others counted by reason."""
-    skipped: dict[str, int] = {}
-    records: list[DatasetRecord] = []
-    for record in data.records:
-        if not record.replayable:
-            skipped["non_replayable"] = skipped.get("non_replayable", 0) + 1
-            continue
-        try:
-            target.arguments(record.inputs)
-        except Exception:
-            skipped["inputs_do_not_fit"] = skipped.get("inputs_do_not_fit", 0) + 1
-            continue
-        records.append(record)
-    if not records:
-        raise ReplayError(f"nothing to replay: none of the {len(data.records)} records of {data.name} is replayable")
-    return records, skipped
 
 
 def _metric_names(scorer_list: Sequence[Scorer], has_expected: bool) -> list[str]:
@@ -508,8 +565,8 @@ def _judge(
             label=first.label, version=first.version, template=first.template, versions=[first.version]
         ),
         baseline=prepared.plan.baseline_info,
-        dataset=prepared.data.name,
-        dataset_fingerprint=prepared.data.fingerprint,
+        dataset=prepared.dataset,
+        dataset_fingerprint=prepared.fingerprint,
         scorers=[scorer.name for scorer in prepared.scorers],
         gates=first.gates,
         metrics=first.metrics,

@@ -22,7 +22,7 @@ import contextvars
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any
 
 from .. import tracing
@@ -296,8 +296,9 @@ class _AsyncIO(_IO):
 def execute(
     target: Target,
     inputs: Sequence[dict[str, Any]],
-    jobs: Sequence[Job],
+    jobs: Iterable[Job],
     *,
+    count: int | None = None,
     flow: Flow,
     policy: RetryPolicy,
     budget: Budget,
@@ -309,7 +310,9 @@ def execute(
     Args:
         target: What to call.
         inputs: Stored inputs, by record index.
-        jobs: The calls to make (a record's jobs should be adjacent, so an interrupted run leaves whole records).
+        jobs: The calls to make, taken one at a time as there is room (a record's jobs should be adjacent, so an
+            interrupted run leaves whole records).
+        count: How many jobs there are (unused here: the Ray executor sizes its chunks with it).
         flow: Concurrency, rate cap and circuit breaker of the run.
         policy: Which failures are retried, and how.
         budget: The cost limit (`--max-cost`): no call starts once the estimate would pass it.
@@ -319,6 +322,7 @@ def execute(
     Returns:
         Whether the run was interrupted, and its counters.
     """
+    del count
     caller = _Caller(target, inputs, flow, policy, budget, prices)
     if target.is_async:
         interrupted = _execute_async(caller, jobs, on_call)
@@ -327,7 +331,7 @@ def execute(
     return RunOutcome(interrupted, flow, budget)
 
 
-def _execute_threads(caller: _Caller, jobs: Sequence[Job], on_call: Callable[[Job, Call], None]) -> bool:
+def _execute_threads(caller: _Caller, jobs: Iterable[Job], on_call: Callable[[Job, Call], None]) -> bool:
     workers = caller.flow.ceiling
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="promptops-replay")
     pending: set[concurrent.futures.Future[Call | None]] = set()
@@ -370,14 +374,21 @@ def _collect(
         on_call(job, call)
 
 
-def _execute_async(caller: _Caller, jobs: Sequence[Job], on_call: Callable[[Job, Call], None]) -> bool:
+def _execute_async(caller: _Caller, jobs: Iterable[Job], on_call: Callable[[Job, Call], None]) -> bool:
     async def main() -> None:
-        async def one(job: Job) -> None:
-            call = await caller.acall(job)  # the flow's slots bound the calls in flight
-            if call is not None:
-                on_call(job, call)
+        queue = iter(jobs)
 
-        await asyncio.gather(*(one(job) for job in jobs))
+        async def worker() -> None:
+            # `--workers` of these take the jobs in turn (a coroutine per job, all at once, grew with the run:
+            # issue 15); the flow's slots bound the calls in flight below that
+            for job in queue:
+                if caller.flow.open or caller.budget.stopped is not None:
+                    return
+                call = await caller.acall(job)
+                if call is not None:
+                    on_call(job, call)
+
+        await asyncio.gather(*(worker() for _ in range(caller.flow.ceiling)))
 
     try:
         asyncio.get_running_loop()

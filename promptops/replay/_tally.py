@@ -9,7 +9,6 @@ counted as they pass.
 
 from __future__ import annotations
 
-import array
 from collections.abc import Callable, Sequence
 
 from .._usage import UsageTotals, sum_usage
@@ -25,7 +24,7 @@ class Tally:
     the call store: the record is complete once each distinct job has a call, and a later equal call is ignored.
 
     Args:
-        jobs: Every job of the plan; a record's jobs are adjacent, records in index order.
+        jobs_of: A record's jobs in the plan, by its index (computed when needed: no list of every job is held).
         records: How many records the plan has.
         on_record: Called with a complete record's index and its calls by role (in plan order); with `None`
             instead of the calls when one of them is an infrastructure error (the record is only counted).
@@ -38,18 +37,15 @@ class Tally:
     """
 
     def __init__(
-        self, jobs: Sequence[Job], records: int, on_record: Callable[[int, dict[str, list[Call]] | None], None]
+        self,
+        jobs_of: Callable[[int], Sequence[Job]],
+        records: int,
+        on_record: Callable[[int, dict[str, list[Call]] | None], None],
     ) -> None:
-        """Expect the calls of `jobs`; see the class documentation."""
-        self._jobs = jobs
+        """Expect the calls of every record's jobs; see the class documentation."""
+        self._jobs_of = jobs_of
         self._on_record = on_record
-        self._start = array.array("q", [0] * (records + 1))  # record i's jobs are jobs[start[i]:start[i + 1]]
-        self._distinct = array.array("l", [0] * records)
-        for job in jobs:
-            self._start[job.index + 1] += 1
-        for index in range(records):
-            self._start[index + 1] += self._start[index]
-            self._distinct[index] = len(set(jobs[self._start[index] : self._start[index + 1]]))
+        self._records = records
         self._handed = bytearray(records)  # 1: complete (scored, or counted as an infrastructure error)
         self._pending: dict[int, dict[Job, Call]] = {}
         self.calls = 0
@@ -67,7 +63,8 @@ class Tally:
             return
         calls = self._pending.setdefault(index, {})
         calls[job] = call
-        if len(calls) < self._distinct[index]:
+        planned = self._jobs_of(index)
+        if len(calls) < len(set(planned)):
             return
         del self._pending[index]
         self._handed[index] = 1
@@ -77,8 +74,8 @@ class Tally:
             self._on_record(index, None)
             return
         by_role: dict[str, list[Call]] = {}
-        for planned in self._jobs[self._start[index] : self._start[index + 1]]:
-            by_role.setdefault(planned.role, []).append(calls[planned])
+        for one in planned:
+            by_role.setdefault(one.role, []).append(calls[one])
         self._on_record(index, by_role)
 
     def _count(self, calls: dict[Job, Call]) -> bool:
@@ -110,7 +107,7 @@ class Tally:
         self._pending.clear()
         if self._infra_records or infra_unfinished:
             skipped["infrastructure_error"] = self._infra_records + infra_unfinished
-        unfinished = len(self._distinct) - self._finished - infra_unfinished
+        unfinished = self._records - self._finished - infra_unfinished
         if interrupted or not_run:
             skipped["interrupted" if interrupted else "not_run"] = unfinished
         elif over_budget and unfinished:
