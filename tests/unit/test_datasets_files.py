@@ -205,3 +205,47 @@ def test_writing_replaces_all_or_nothing(tmp_path: Path) -> None:
     path.write_text("old\n", encoding="utf-8")
     datasets.write_file(awkward_dataset(), path)
     assert len(path.read_text(encoding="utf-8").splitlines()) == len(AWKWARD)
+
+
+def test_a_parquet_file_is_read_in_batches_with_its_row_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from promptops.datasets import _files
+
+    monkeypatch.setattr(_files, "_PARQUET_BATCH", 7)  # several batches, the last one short
+    records = [DatasetRecord(f"r{n}", {"n": n}, output=f"out {n}") for n in range(30)]
+    path = tmp_path / "many.parquet"
+    datasets.write_file(Dataset("many", records), path)
+    back = datasets.read_file(path)
+    assert back.records == tuple(records) and back.fingerprint == Dataset("x", records).fingerprint
+    inputs = [f'{{"n": {n}}}' for n in range(30)]
+    inputs[22] = '{"n": '
+    with pytest.raises(DatasetFormatError, match=r"bad\.parquet: row 23: inputs is not valid JSON text"):
+        datasets.read_file(parquet(tmp_path / "bad.parquet", {"inputs": inputs}))
+    ids = [f"r{n}" for n in range(30)]
+    ids[25] = "r3"
+    with pytest.raises(DatasetFormatError, match=r"row 26: id 'r3' is already used on row 4"):
+        datasets.read_file(
+            parquet(tmp_path / "twice.parquet", {"id": ids, "inputs": [f'{{"n": {n}}}' for n in range(30)]})
+        )
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_file_records_stream_what_read_file_collects(tmp_path: Path, suffix: str) -> None:
+    from promptops.datasets._files import FileRecords
+
+    dataset = awkward_dataset()
+    path = tmp_path / f"awkward{suffix}"
+    datasets.write_file(dataset, path)
+    file = FileRecords(path)
+    assert file.fingerprint is None
+    stream = iter(file)
+    assert next(stream) == dataset.records[0]  # one record read, the rest not yet
+    assert file.fingerprint is None
+    assert [dataset.records[0], *stream] == list(dataset.records)
+    assert file.fingerprint == dataset.fingerprint
+    assert (file.name, file.source, file.filters) == (
+        "awkward",
+        f"file:awkward{suffix}",
+        datasets.read_file(path).filters,
+    )

@@ -92,6 +92,40 @@ def test_the_driver_holds_a_few_blocks_of_outputs_not_the_run(
     assert first.candidate_output == f"TL;DR. {TEXTS[0]} (ticket 0)" and first.scores["exact_match"] == 0.0
 
 
+def test_the_driver_reads_the_dataset_a_record_at_a_time_not_whole(
+    local_registry: Registry, prompt_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dataset file's records are spooled as they are read and read back when needed (issue 15)."""
+    from promptops.datasets import DatasetRecord
+
+    monkeypatch.setattr(_scoring, "_BLOCK", 32)
+    echo = echo_app(local_registry, prompt_name, tmp_path)
+    texts = [f"{TEXTS[number % len(TEXTS)]} (ticket {number})" for number in range(400)]
+    data = write_dataset(tmp_path / "tickets.jsonl", captured_rows(texts))
+    promptops.configure(capture=None, trace_exporter="none")
+    samples: list[int] = []
+
+    def progress(calls: int, records: int) -> Callable[[int], None]:
+        del calls, records
+        ticks = [0]
+
+        def tick(done: int) -> None:
+            ticks[0] += done
+            if ticks[0] % 40 == 0:
+                samples.append(sum(isinstance(item, DatasetRecord) for item in gc.get_objects()))
+
+        return tick
+
+    result = replay.run(
+        echo.target, candidate=echo.versions["same"], dataset=data, scorers=["exact_match"], repeats=0, workers=4,
+        log_to_mlflow=False, progress=progress,
+    )  # fmt: skip
+    assert len(samples) == 10 and len(result.records) == 400
+    # The block being filled, the block being taken in, the calls in flight; all 400 when the file was read whole.
+    assert max(samples) <= 2 * 32 + 2 * 4, samples
+    assert [record.inputs["text"] for record in result.records] == texts
+
+
 def test_spooled_records_are_the_records_in_dataset_order(
     local_registry: Registry, prompt_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
