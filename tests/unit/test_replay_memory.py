@@ -201,3 +201,42 @@ def summarize(text: str, *, prompt: promptops.Prompt) -> str:
     time.sleep(random.random() / 50)  # calls finish out of order
     return prompt.format(text=text)
 """
+
+
+STOPPING_APP = """
+import promptops
+
+
+@promptops.track(prompt="PROMPT_NAME")
+def summarize(text: str, *, prompt: promptops.Prompt) -> str:
+    if "(new)" in text:
+        raise KeyboardInterrupt  # Ctrl-C during the run's first call not stored
+    return prompt.format(text=text)
+"""
+
+
+def test_a_run_stopped_early_still_reuses_the_stored_calls_of_records_it_did_not_reach(
+    local_registry: Registry, prompt_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jobs are made (and their stored calls looked up) as the executor reaches them; a stop reuses the rest."""
+    from promptops.replay import _run
+
+    monkeypatch.setattr(_run._Jobs, "_BATCH", 2)
+    application = App(local_registry, prompt_name, tmp_path, STOPPING_APP)
+    application.register("v1", PRODUCTION, alias="production")
+    application.register("bad", "TL;DR. {{ text }}")
+    texts = [f"{TEXTS[number % len(TEXTS)]} (ticket {number})" for number in range(20)]
+    options: dict[str, Any] = {
+        "candidate": application.versions["bad"], "scorers": ["exact_match"], "repeats": 0, "workers": 2,
+        "log_to_mlflow": False, "store": f"sqlite:///{tmp_path / 'calls.db'}",
+    }  # fmt: skip
+    first = replay.run(
+        application.target, dataset=write_dataset(tmp_path / "a.jsonl", captured_rows(texts[5:])), **options
+    )
+    assert first.calls == 15 and first.reused == 0
+    new = [f"{text} (new)" for text in texts[:5]]  # not stored: the run stops at the first of them
+    result = replay.run(
+        application.target, dataset=write_dataset(tmp_path / "b.jsonl", captured_rows(new + texts[5:])), **options
+    )
+    assert result.interrupted and result.reused == 15
+    assert [record.inputs["text"] for record in result.records] == texts[5:]
