@@ -370,7 +370,7 @@ class Scoring:
                 name, baseline, candidate, higher_is_better=False, seed=self._seed
             )
         order = np.argsort(np.frombuffer(arm.positions, dtype=np.int64), kind="stable")
-        handles = np.frombuffer(arm.handles, dtype=np.int64)[order].tolist()
+        handles = array.array("q", np.frombuffer(arm.handles, dtype=np.int64)[order].tobytes())  # 8 bytes a record
 
         def complete(position: int, result: RecordResult) -> None:
             for name, (baseline, candidate) in usage.items():
