@@ -428,11 +428,11 @@ def _prepare(target: str, settings: ReplaySettings) -> _Prepared:
     source = _load_dataset(
         loaded, settings.dataset, store=settings.store, since=settings.since, until=settings.until, limit=settings.limit
     )
+    records, skipped, read = collect(loaded, source)  # a malformed file is refused here, before the versions
     candidate_prompts = [
         _resolve(loaded, _selector(candidate, "--candidate"), f"--candidate {candidate}")
         for candidate in settings.candidates
     ]
-    records, skipped, read = collect(loaded, source)
     if not records:
         raise ReplayError(f"nothing to replay: none of the {read} records of {source.name} is replayable")
     has_expected = records.has_expected
