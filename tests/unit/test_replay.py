@@ -549,3 +549,23 @@ def test_golden_set_without_outputs_is_judged_against_expected_by_default(echo: 
     bad = replay.run(echo.target, candidate=echo.versions["bad"], dataset=data, log_to_mlflow=False)
     assert not bad.passed and bad.metrics["rougeL@expected"].delta is not None
     assert bad.metrics["rougeL@expected"].delta < -0.5
+
+
+def test_a_file_a_stored_dataset_and_a_dataset_object_replay_alike(echo: App, tmp_path: Path) -> None:
+    """Replay reads a file a record at a time, spools a stored dataset, reads a `Dataset` in place (issue 15)."""
+    from promptops import datasets
+
+    path = write_dataset(tmp_path / "tickets.jsonl", captured_rows())
+    dataset = datasets.read_file(path)
+    datasets.create("tickets-stored", dataset)
+    results = [
+        replay.run(echo.target, candidate=echo.versions["bad"], dataset=source, log_to_mlflow=False)
+        for source in (path, "tickets-stored", dataset)
+    ]
+    for result in results:
+        assert result.dataset_fingerprint == dataset.fingerprint
+        assert [(r.id, r.inputs, r.baseline_output) for r in result.records] == [
+            (r.id, r.inputs, r.output) for r in dataset.records
+        ]
+        assert result.metrics["rougeL"].to_dict() == results[0].metrics["rougeL"].to_dict()
+    assert [result.dataset for result in results] == ["tickets", "tickets-stored", "tickets"]
