@@ -23,7 +23,11 @@ is what the capture must convert in the caller's thread (it could be mutated aft
   `llm.prompt_template.variables`; the benchmark strips them from the call's attributes): what those three cost,
   side by side in one run;
 - `raw OTel span`: the function inside `tracer.start_as_current_span`, inputs and output recorded as JSON
-  attributes with `json.dumps` (what a hand-written instrumentation records, with no redaction).
+  attributes with `json.dumps` (what a hand-written instrumentation records, with no redaction);
+- `same work, unchecked`: what tracing + capture does for this call written out by hand with nothing checked: the
+  span with promptops' seven attributes, made current, the inputs and output as JSON text from orjson, a record
+  tuple queued (and dropped). No binding by name, no redaction, no limits, no never-raise: the floor the SDK and
+  the work itself set, so `tracing + capture` minus this row is promptops' own Python (issue 11).
 
 Each figure is the median over repeats of a batch's time per call: the calling thread's CPU time
 (`time.thread_time_ns()`, so the background threads' work and other processes on a loaded machine are left
@@ -40,6 +44,7 @@ after start-up); `--profile CONTENDER` prints a cProfile of 20,000 calls of one 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import gc
 import json
@@ -126,6 +131,38 @@ def main() -> int:
             result = answer(QUERY, OPTIONS, prompt=raw_prompt)
             span.set_attribute("output", json.dumps(result))
 
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace as otel_trace
+
+    from promptops._json import plain_encoder
+
+    to_json = plain_encoder()
+    queued: collections.deque[tuple[Any, ...]] = collections.deque(maxlen=512)
+
+    def unchecked() -> None:
+        inputs = to_json({"query": QUERY, "options": OPTIONS.copy()})
+        span = raw_tracer.start_span(
+            "answer",
+            attributes={
+                "promptops.prompt.name": "answer",
+                "promptops.prompt.version": 1,
+                "promptops.prompt.source": "registry",
+                "promptops.prompt.alias": "production",
+                "promptops.function": "bench:answer",
+                "promptops.inputs": inputs,
+            },
+        )
+        token = otel_context.attach(otel_trace.set_span_in_context(span))
+        began = time.perf_counter_ns()
+        result = answer(QUERY, OPTIONS, prompt=raw_prompt)
+        ended = time.perf_counter_ns()
+        output = to_json(result)
+        span.set_attribute("promptops.output", output)
+        otel_context.detach(token)
+        span.end()
+        ids = span.get_span_context()
+        queued.append((inputs, output, began, ended, ids.trace_id, ids.span_id, time.time_ns()))
+
     contenders: dict[str, Callable[[], None]] = {
         "bare": bare,
         "resolution only": without_capture,
@@ -134,6 +171,7 @@ def main() -> int:
         "raw OTel span": raw_span,
         "tracing, app provider": without_capture,
         "app provider, lean": without_capture,
+        "same work, unchecked": unchecked,
     }
     traced = {"tracing only", "tracing + capture"}
     from opentelemetry import trace
@@ -200,7 +238,13 @@ def main() -> int:
     lean = medians["app provider, lean"] - base
     # The same ratios per repeat (each repeat's batches ran back to back), then their median: a full collection of
     # the set-up's heap landing in one batch moves one repeat, not the median; the quartiles show the spread.
-    for name in ("tracing + capture", "tracing only", "tracing, app provider", "app provider, lean"):
+    for name in (
+        "tracing + capture",
+        "tracing only",
+        "tracing, app provider",
+        "app provider, lean",
+        "same work, unchecked",
+    ):
         paired = sorted(
             (mine - bare) / (span - bare)
             for mine, span, bare in zip(samples[name], samples["raw OTel span"], samples["bare"], strict=True)
