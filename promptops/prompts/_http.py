@@ -9,6 +9,10 @@ A request sent over a kept-alive connection that the server has meanwhile closed
 request went out) fails without an answer; such a request is sent once more, on a new connection, within the same
 deadline. A request that fails on a connection opened for it is not retried: that is the server's answer.
 
+Closing the client closes every connection it opened, including one still connecting: httpx's own close misses
+a connection whose connect was under way (that socket then stayed open until the garbage collector found it,
+with a `ResourceWarning`), and a fetch in flight may outlive the client that started it (`Resolver.close`).
+
 Imported by `RestRegistry` only, so `import promptops` does not import httpx.
 """
 
@@ -51,8 +55,9 @@ def _bounded(timeout: float | None, error: type[Exception]) -> float | None:
 
 
 class _Stream(httpcore.NetworkStream):
-    def __init__(self, stream: httpcore.NetworkStream) -> None:
+    def __init__(self, stream: httpcore.NetworkStream, backend: _Backend) -> None:
         self._stream = stream
+        self._backend = backend
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
@@ -61,21 +66,52 @@ class _Stream(httpcore.NetworkStream):
         self._stream.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
 
     def close(self) -> None:
+        self._backend.forget(self)
         self._stream.close()
 
     def start_tls(
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
     ) -> httpcore.NetworkStream:
         bounded = _bounded(timeout, httpcore.ConnectTimeout)
-        return _Stream(self._stream.start_tls(ssl_context, server_hostname, bounded))
+        secured = self._stream.start_tls(ssl_context, server_hostname, bounded)  # the same socket, wrapped
+        self._backend.forget(self)
+        return self._backend.opened(secured)
 
     def get_extra_info(self, info: str) -> Any:
         return self._stream.get_extra_info(info)
 
 
 class _Backend(httpcore.NetworkBackend):
+    """httpcore's sync backend, bounded by the deadline, that knows every connection it opened until it is closed."""
+
     def __init__(self) -> None:
         self._backend = httpcore.SyncBackend()
+        self._lock = threading.Lock()
+        self._open: set[_Stream] = set()
+        self._closed = False
+
+    def opened(self, stream: httpcore.NetworkStream) -> _Stream:
+        """`stream` (just connected), tracked until it is closed; closed at once if the client was closed meanwhile."""
+        wrapped = _Stream(stream, self)
+        with self._lock:
+            if not self._closed:
+                self._open.add(wrapped)
+                return wrapped
+        stream.close()
+        raise httpcore.ConnectError("the client was closed while connecting")
+
+    def forget(self, stream: _Stream) -> None:
+        with self._lock:
+            self._open.discard(stream)
+
+    def close(self) -> None:
+        """Close every connection still open; one that finishes connecting later is closed as it does."""
+        with self._lock:
+            self._closed = True
+            streams, self._open = list(self._open), set()
+        for stream in streams:
+            with contextlib.suppress(Exception):  # closing a socket another thread uses: nothing to report
+                stream.close()
 
     def connect_tcp(
         self,
@@ -87,14 +123,14 @@ class _Backend(httpcore.NetworkBackend):
     ) -> httpcore.NetworkStream:
         bounded = _bounded(timeout, httpcore.ConnectTimeout)
         _local.connects = getattr(_local, "connects", 0) + 1
-        return _Stream(self._backend.connect_tcp(host, port, bounded, local_address, socket_options))
+        return self.opened(self._backend.connect_tcp(host, port, bounded, local_address, socket_options))
 
     def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
     ) -> httpcore.NetworkStream:
         bounded = _bounded(timeout, httpcore.ConnectTimeout)
         _local.connects = getattr(_local, "connects", 0) + 1
-        return _Stream(self._backend.connect_unix_socket(path, bounded, socket_options))
+        return self.opened(self._backend.connect_unix_socket(path, bounded, socket_options))
 
     def sleep(self, seconds: float) -> None:
         self._backend.sleep(seconds)
@@ -106,7 +142,8 @@ class _Transport(httpx.HTTPTransport):
     def __init__(self, ssl_context: ssl.SSLContext | None) -> None:
         super().__init__(verify=False, trust_env=False)  # builds a pool we replace: the cheap, unverified kind
         # httpx has no parameter for the network backend; `_pool` is the attribute every httpx since 0.18 uses.
-        self._pool = httpcore.ConnectionPool(ssl_context=ssl_context, network_backend=_Backend())
+        self._backend = _Backend()
+        self._pool = httpcore.ConnectionPool(ssl_context=ssl_context, network_backend=self._backend)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Send `request`; once more if it went over a reused connection the server had closed (see above)."""
@@ -117,6 +154,13 @@ class _Transport(httpx.HTTPTransport):
             if getattr(_local, "connects", 0) != connects or request.method not in ("GET", "HEAD"):
                 raise  # it failed on a new connection (or could change something): no retry
             return super().handle_request(request)
+
+    def close(self) -> None:
+        """Close the pool, then any connection the pool no longer knew of (one that was connecting as it closed)."""
+        try:
+            super().close()
+        finally:
+            self._backend.close()
 
 
 def deadline_client(
