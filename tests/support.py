@@ -16,6 +16,7 @@ from typing import Any
 __all__ = [
     "Listener",
     "RayCluster",
+    "StalledListener",
     "cli_command",
     "free_port",
     "kill_marked",
@@ -57,6 +58,73 @@ class Listener:
         """Stop accepting and release the port."""
         self._stop.set()
         self._thread.join(timeout=5)
+        self._sock.close()
+
+
+class StalledListener:
+    """A TCP listener on 127.0.0.1 whose accept queue is full, so a client's connect to it stays under way.
+
+    The kernel drops the client's SYN while the queue is full and the client sends it again about a second later:
+    long enough to do something to the client in the middle of its connect (`connecting()` says when it is there).
+    `serve(answer)` then empties the queue and reports what that client did with its connection (Linux only: the
+    connect is watched in `/proc/net/tcp`).
+    """
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(0)
+        self.port = int(self._sock.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._fillers = [socket.socket() for _ in range(3)]  # more than a backlog of 0 holds
+        for filler in self._fillers:
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", self.port))
+        self._filler_ports = {int(filler.getsockname()[1]) for filler in self._fillers}
+
+    def connecting(self) -> bool:
+        """Whether a client's connection to this listener is in SYN_SENT, waiting for the queue."""
+        remote = f"0100007F:{self.port:04X}"
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if fields[2] == remote and fields[3] == "02" and local_port not in self._filler_ports:
+                return True
+        return False
+
+    def wait_connecting(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.connecting() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert self.connecting(), "no client started connecting"
+
+    def serve(self, answer: bytes, timeout: float = 10.0) -> list[bytes | str]:
+        """Let the waiting client in: what it sent first (`b""`: it closed the connection), then, if it sent a
+        request, whether it closed the connection after `answer` (`b"closed after the answer"`) or kept it."""
+        for filler in self._fillers:
+            filler.close()
+        self._sock.settimeout(timeout)
+        while True:
+            connection, (_, peer) = self._sock.accept()
+            with connection:
+                if peer in self._filler_ports:
+                    continue
+                connection.settimeout(5)
+                try:
+                    first = connection.recv(65536)
+                except TimeoutError:
+                    return ["open: neither a request nor a close"]
+                if not first:
+                    return [first]
+                connection.sendall(answer)
+                try:
+                    return [first, connection.recv(65536) or b"closed after the answer"]
+                except TimeoutError:
+                    return [first, "kept open after the answer"]
+
+    def close(self) -> None:
+        for filler in self._fillers:
+            filler.close()
         self._sock.close()
 
 

@@ -19,6 +19,7 @@ Imported by `RestRegistry` only, so `import promptops` does not import httpx.
 from __future__ import annotations
 
 import contextlib
+import os
 import ssl
 import threading
 import time
@@ -28,7 +29,7 @@ from typing import Any
 import httpcore
 import httpx
 
-__all__ = ["deadline", "deadline_client"]
+__all__ = ["deadline", "deadline_client", "tls_context"]
 
 _local = threading.local()
 
@@ -161,6 +162,20 @@ class _Transport(httpx.HTTPTransport):
             super().close()
         finally:
             self._backend.close()
+
+
+def tls_context() -> ssl.SSLContext | None:
+    """The TLS context MLflow's settings ask for; `None` for httpcore's default (verifying, certifi's CAs)."""
+    if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if cert := os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
+        if os.path.isdir(cert):
+            return ssl.create_default_context(capath=cert)
+        return ssl.create_default_context(cafile=cert)
+    return None
 
 
 def deadline_client(

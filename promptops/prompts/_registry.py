@@ -32,8 +32,6 @@ from .._uri import redact_uri as redact_uri  # moved there (issue 11); importers
 from ._prompt import Prompt, template_problem
 
 if TYPE_CHECKING:
-    import ssl
-
     import httpx
 
 __all__ = [
@@ -208,22 +206,6 @@ def prompt_from_version(found: Any, *, name: str, alias: str | None) -> Prompt:
     )
 
 
-def _ssl_context() -> ssl.SSLContext | None:
-    """The TLS context MLflow's settings ask for; `None` for httpcore's default (verifying, certifi's CAs)."""
-    import ssl  # here, not with the module: 10-20 ms of `import promptops` (issue 16); httpx needs it anyway
-
-    if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    if cert := os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
-        if os.path.isdir(cert):
-            return ssl.create_default_context(capath=cert)
-        return ssl.create_default_context(cafile=cert)
-    return None
-
-
 def _read_capped(response: httpx.Response) -> bytes | None:
     """The response body, or `None` as soon as it is known to exceed `MAX_RESPONSE_BYTES`."""
     declared = response.headers.get("content-length", "")
@@ -258,7 +240,7 @@ class RestRegistry:
     def __init__(self, uri: str, *, timeout: float) -> None:
         import httpx
 
-        from ._http import deadline, deadline_client
+        from ._http import deadline, deadline_client, tls_context
 
         parts = urlsplit(uri)
         headers = {"User-Agent": "promptops"}
@@ -283,7 +265,7 @@ class RestRegistry:
         self._client: httpx.Client = deadline_client(
             headers=headers,
             timeout=timeout,
-            ssl_context=_ssl_context() if secure else None,
+            ssl_context=tls_context() if secure else None,
             follow_redirects=secure,
         )
         self._httpx = httpx

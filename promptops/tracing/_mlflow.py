@@ -377,20 +377,16 @@ class MlflowHttpExporter(SpanExporter):
         if self._closed:
             raise ExportFailed("promptops tracing was shut down")
         if self._client is None:
-            import httpx
+            # The registry reads' client (no deadline set here, so httpx's timeouts as usual): its close also closes
+            # a connection a link thread is still making, which httpx's own close misses (left to the GC).
+            from ..prompts._http import deadline_client, tls_context
 
             secure = urlsplit(self.uri).scheme == "https"
-            verify: bool | str = secure
-            if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
-                verify = False
-            elif secure and (cert := os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH")):
-                verify = cert
-            self._client = httpx.Client(
+            self._client = deadline_client(
                 headers={"User-Agent": "promptops", **_auth_headers(self.uri)},
-                timeout=httpx.Timeout(self.timeout),
-                verify=verify,
+                timeout=self.timeout,
+                ssl_context=tls_context() if secure else None,
                 follow_redirects=secure,
-                trust_env=False,
             )
         return self._client
 

@@ -21,7 +21,7 @@ import pytest
 from promptops import Prompt
 from promptops.prompts._registry import MAX_RESPONSE_BYTES, RegistryError, RestRegistry, prompt_from_tags
 
-from ..support import Listener
+from ..support import Listener, StalledListener
 
 TIMEOUT = 1.0
 # Generous for a loaded machine, far below what the hostile server would take (DRIP_SECONDS).
@@ -261,64 +261,25 @@ def test_a_request_failing_on_a_new_connection_is_not_retried() -> None:
         server.close()
 
 
-def connecting_to(port: int) -> bool:
-    """Whether a TCP connection to 127.0.0.1:`port` is in SYN_SENT (Linux `/proc/net/tcp`)."""
-    remote = f"0100007F:{port:04X}"
-    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
-    return any(fields[2] == remote and fields[3] == "02" for fields in (line.split() for line in lines))
-
-
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="watches the connect in Linux's /proc/net/tcp")
 def test_closing_the_registry_while_it_connects_closes_that_connection_too() -> None:
     # A fetch in flight outlives the registry that started it (`Resolver.close` on reconfigure or shutdown). httpx's
     # close did not reach a connection still connecting: once connected it sent its request, kept the connection,
     # and the socket stayed open until the garbage collector found it (a ResourceWarning in whatever test ran then).
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)  # a full accept queue: the kernel drops the next SYN and the client retries it (~1 s)
-    port = int(listener.getsockname()[1])
-    fillers = [socket.socket() for _ in range(3)]
-    registry = RestRegistry(f"http://127.0.0.1:{port}", timeout=LATE)
-    seen: list[bytes | str] = []
+    stalled = StalledListener()
+    registry = RestRegistry(stalled.url, timeout=LATE)
     fetched: list[tuple[BaseException | Prompt, float]] = []
     fetch = threading.Thread(target=lambda: fetched.append(timed_fetch(registry)))
     try:
-        for filler in fillers:
-            filler.setblocking(False)
-            filler.connect_ex(("127.0.0.1", port))
-        mine = {filler.getsockname()[1] for filler in fillers}
         fetch.start()
-        deadline = time.monotonic() + LATE
-        while not connecting_to(port) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert connecting_to(port), "the fetch never started connecting"
+        stalled.wait_connecting(LATE)
         registry.close()
-        for filler in fillers:
-            filler.close()
-        listener.settimeout(LATE)
-        while not seen:  # the accept queue: the fillers first, then the fetch's connection, once its SYN is retried
-            connection, (_, peer) = listener.accept()
-            with connection:
-                if peer in mine:
-                    continue
-                connection.settimeout(5)
-                try:
-                    seen.append(connection.recv(65536))  # b"": the client closed it without a request
-                except TimeoutError:
-                    seen.append("open: a request was neither sent nor the connection closed")
-                if seen[0]:  # the request came: answer it, as a server would, and see whether the client closes
-                    body = version_body()
-                    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-                    try:
-                        seen.append(connection.recv(65536) or b"closed after the answer")
-                    except TimeoutError:
-                        seen.append("kept open after the answer")
+        body = version_body()
+        seen = stalled.serve(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
         fetch.join(LATE)
     finally:
         registry.close()
-        listener.close()
-        for filler in fillers:
-            filler.close()
-    assert seen == [b""], seen
+        stalled.close()
+    assert seen == [b""], seen  # closed as soon as it connected: no request sent, no connection kept
     assert fetched and isinstance(fetched[0][0], RegistryError), fetched
     assert "closed" in str(fetched[0][0])

@@ -16,12 +16,15 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import promptops
 from promptops import tracing
+
+from ..support import StalledListener
 
 STATS_KEYS = {
     "spans_exported",
@@ -451,6 +454,37 @@ def test_the_server_exporter_opens_no_connection_after_shutdown() -> None:
     with pytest.raises(ExportFailed, match="shut down"):
         exporter._http()  # pyright: ignore[reportPrivateUsage]
     assert exporter._client is None  # pyright: ignore[reportPrivateUsage]
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="watches the connect in Linux's /proc/net/tcp")
+def test_the_server_exporter_closes_a_connection_still_connecting_at_shutdown() -> None:
+    # A link thread past its close wait may be connecting as shutdown() closes the client: httpx's close did not
+    # reach that connection, which then sent its request and stayed open until the garbage collector found it.
+    from promptops.tracing._counters import ExportFailed
+    from promptops.tracing._mlflow import MlflowHttpExporter
+
+    stalled = StalledListener()
+    exporter = MlflowHttpExporter(stalled.url, None, timeout=30)
+    outcome: list[object] = []
+
+    def link() -> None:  # what a link thread does
+        try:
+            outcome.append(exporter._request("GET", "/health"))  # pyright: ignore[reportPrivateUsage]
+        except ExportFailed as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=link)
+    try:
+        thread.start()
+        stalled.wait_connecting(30)
+        exporter.shutdown()
+        seen = stalled.serve(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        thread.join(30)
+    finally:
+        exporter.shutdown()
+        stalled.close()
+    assert seen == [b""], seen  # closed as soon as it connected: no request sent, no connection kept
+    assert outcome and isinstance(outcome[0], ExportFailed), outcome
 
 
 @pytest.mark.parametrize(
