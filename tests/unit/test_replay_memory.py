@@ -81,12 +81,14 @@ def outputs_held(
 def test_the_driver_holds_a_few_blocks_of_outputs_not_the_run(
     local_registry: Registry, prompt_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_scoring, "_BLOCK", 32)
+    monkeypatch.setattr(_scoring, "_BLOCK", 16)
     application = counted_app(local_registry, prompt_name, tmp_path)
     most, after, result = outputs_held(application, 400, tmp_path, workers=4)
     assert len(result.records) == 400 and result.calls == 400 and not result.interrupted
-    # The block being filled, the block being taken in, and the calls in flight (2 x workers).
-    assert 0 < most <= 2 * 32 + 2 * 4, most
+    # A block waits for its last call: each of the calls in flight (2 x workers) can hold one back while the others
+    # go on, plus the block being filled and the calls themselves. Usually two blocks; the bound, not the usual case
+    # (two straggling threads on a loaded machine once went past "two blocks and the calls in flight").
+    assert 0 < most <= (2 * 4 + 1) * 16 + 2 * 4, most
     assert after == 0  # the result's records are on disk, read when asked for
     first = result.records[0]
     assert first.candidate_output == f"TL;DR. {TEXTS[0]} (ticket 0)" and first.scores["exact_match"] == 0.0
@@ -98,7 +100,7 @@ def test_the_driver_reads_the_dataset_a_record_at_a_time_not_whole(
     """A dataset file's records are spooled as they are read and read back when needed (issue 15)."""
     from promptops.datasets import DatasetRecord
 
-    monkeypatch.setattr(_scoring, "_BLOCK", 32)
+    monkeypatch.setattr(_scoring, "_BLOCK", 16)
     echo = echo_app(local_registry, prompt_name, tmp_path)
     texts = [f"{TEXTS[number % len(TEXTS)]} (ticket {number})" for number in range(400)]
     data = write_dataset(tmp_path / "tickets.jsonl", captured_rows(texts))
@@ -121,8 +123,8 @@ def test_the_driver_reads_the_dataset_a_record_at_a_time_not_whole(
         log_to_mlflow=False, progress=progress,
     )  # fmt: skip
     assert len(samples) == 10 and len(result.records) == 400
-    # The block being filled, the block being taken in, the calls in flight; all 400 when the file was read whole.
-    assert max(samples) <= 2 * 32 + 2 * 4, samples
+    # As for the outputs above; all 400 when the file was read whole.
+    assert max(samples) <= (2 * 4 + 1) * 16 + 2 * 4, samples
     assert [record.inputs["text"] for record in result.records] == texts
 
 
