@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import array
 import dataclasses
-from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, overload
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from ._spool import Spool
+from ._spool import ByPosition, Spool
 
 if TYPE_CHECKING:
     from ..datasets import DatasetRecord
@@ -51,7 +51,7 @@ class Source:
         return found
 
 
-class Records(Sequence["DatasetRecord"]):
+class Records(ByPosition["DatasetRecord"]):
     """The records a replay runs, by position: on disk (a `Spool`) or a list of the caller's records.
 
     Attributes:
@@ -96,37 +96,19 @@ class Records(Sequence["DatasetRecord"]):
         self._last = (position, record)
         return record
 
-    @overload
-    def __getitem__(self, index: int) -> DatasetRecord: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[DatasetRecord]: ...
-    def __getitem__(self, index: int | slice) -> DatasetRecord | list[DatasetRecord]:
-        if isinstance(index, slice):
-            return [self._read(position) for position in range(len(self))[index]]
-        return self._read(range(len(self))[index])
-
     def __len__(self) -> int:
         return len(self.versions)
 
-    def __iter__(self) -> Iterator[DatasetRecord]:
-        return (self._read(position) for position in range(len(self)))
 
-
-class Inputs(Sequence[dict[str, Any]]):
+class Inputs(ByPosition[dict[str, Any]]):
     """The records' inputs, by position (what the runner calls the target with), read from `Records`."""
 
     def __init__(self, records: Records) -> None:
         """A view of `records`."""
         self._records = records
 
-    @overload
-    def __getitem__(self, index: int) -> dict[str, Any]: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
-    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
-        if isinstance(index, slice):
-            return [record.inputs for record in self._records[index]]
-        return self._records[index].inputs
+    def _read(self, position: int) -> dict[str, Any]:
+        return self._records[position].inputs
 
     def __len__(self) -> int:
         return len(self._records)

@@ -14,11 +14,13 @@ import tempfile
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 from ._result import RecordResult
 
-__all__ = ["Spool", "SpooledRecords"]
+__all__ = ["ByPosition", "Spool", "SpooledRecords"]
+
+T = TypeVar("T")
 
 
 class Spool:
@@ -61,7 +63,27 @@ class Spool:
         return pickle.loads(os.pread(fd, size, handle + 8))  # our own file, written by this process
 
 
-class SpooledRecords(Sequence[RecordResult]):
+class ByPosition(Sequence[T]):
+    """A read-only sequence whose items are read one at a time by position (`_read`); a slice reads each of its own."""
+
+    def _read(self, position: int) -> T:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[T]: ...
+    def __getitem__(self, index: int | slice) -> T | list[T]:
+        positions = range(len(self))
+        if isinstance(index, slice):
+            return [self._read(position) for position in positions[index]]
+        return self._read(positions[index])
+
+    def __iter__(self) -> Iterator[T]:
+        return (self._read(position) for position in range(len(self)))
+
+
+class SpooledRecords(ByPosition[RecordResult]):
     """Per-record results read from a `Spool` on demand, in dataset order (`ReplayResult.records`).
 
     Compares equal to a list of the same records; pickles as that list.
@@ -86,20 +108,8 @@ class SpooledRecords(Sequence[RecordResult]):
             self._complete(position, record)
         return record
 
-    @overload
-    def __getitem__(self, index: int) -> RecordResult: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[RecordResult]: ...
-    def __getitem__(self, index: int | slice) -> RecordResult | list[RecordResult]:
-        if isinstance(index, slice):
-            return [self._read(position) for position in range(len(self._handles))[index]]
-        return self._read(range(len(self._handles))[index])
-
     def __len__(self) -> int:
         return len(self._handles)
-
-    def __iter__(self) -> Iterator[RecordResult]:
-        return (self._read(position) for position in range(len(self._handles)))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Sequence) or isinstance(other, str | bytes):
