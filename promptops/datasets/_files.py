@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import hashlib
 import importlib
 import json
 import os
@@ -25,7 +24,7 @@ from typing import Any
 from .._atomic import atomic_path
 from ..capture import canonical_json
 from ._errors import DatasetError, DatasetFormatError
-from ._model import Dataset, DatasetRecord, check_record
+from ._model import Dataset, DatasetRecord, Fingerprint, check_record
 
 __all__ = ["COLUMNS", "MAX_DEPTH", "FileRecords", "read_file", "write_file"]
 
@@ -200,7 +199,7 @@ class FileRecords:
             reader.finish()
         except OSError as exc:
             raise DatasetError(f"cannot read {self.path}: {exc.strerror or exc}") from None
-        self.fingerprint = reader.digest.hexdigest()
+        self.fingerprint = reader.fingerprint.hexdigest()
 
 
 class _Reader:
@@ -210,7 +209,7 @@ class _Reader:
         self.path = path
         self.unit = unit
         self.count = 0
-        self.digest = hashlib.sha256()
+        self.fingerprint = Fingerprint()
         self._ids: dict[str, int] = {}
 
     def fail(self, number: int, reason: str) -> DatasetFormatError:
@@ -225,8 +224,7 @@ class _Reader:
         if first != number:
             raise self.fail(number, f"id {record.id!r} is already used on {self.unit} {first}; ids must be unique")
         self.count += 1
-        self.digest.update(canonical)
-        self.digest.update(b"\n")
+        self.fingerprint.add(canonical)
         return record
 
     def finish(self) -> None:

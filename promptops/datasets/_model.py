@@ -13,7 +13,7 @@ from typing import Any
 from ..capture import canonical_json
 from ._errors import DatasetError, DatasetFormatError
 
-__all__ = ["Dataset", "DatasetInfo", "DatasetRecord", "check_name", "compute_fingerprint", "free_name"]
+__all__ = ["Dataset", "DatasetInfo", "DatasetRecord", "Fingerprint", "check_name", "compute_fingerprint", "free_name"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 _NUMBERED = re.compile(r"^(.+)-(\d{1,6})$")
@@ -234,6 +234,27 @@ def check_record(record: Any) -> None:
     check_json(record.metadata, f"{where}: metadata")
 
 
+class Fingerprint:
+    """A dataset's fingerprint built a record at a time: SHA-256 over each record's canonical JSON, one per line.
+
+    The one recipe: `compute_fingerprint` and a dataset file read a record at a time (`FileRecords`) both use it, so
+    a file replayed as it is read and the same records as a `Dataset` have the same fingerprint.
+    """
+
+    def __init__(self) -> None:
+        """Nothing added yet."""
+        self._digest = hashlib.sha256()
+
+    def add(self, canonical: bytes) -> None:
+        """Add the next record, as its canonical JSON (UTF-8)."""
+        self._digest.update(canonical)
+        self._digest.update(b"\n")
+
+    def hexdigest(self) -> str:
+        """The fingerprint of the records added so far (64 hex digits)."""
+        return self._digest.hexdigest()
+
+
 def compute_fingerprint(records: Iterable[DatasetRecord]) -> str:
     """SHA-256 (hex) over the records' canonical JSON, one per line, in order; checks each record on the way.
 
@@ -246,7 +267,7 @@ def compute_fingerprint(records: Iterable[DatasetRecord]) -> str:
     Raises:
         DatasetFormatError: a record is not JSON data, or two share an id.
     """
-    digest = hashlib.sha256()
+    fingerprint = Fingerprint()
     seen: set[str] = set()
     for record in records:
         check_record(record)
@@ -254,14 +275,14 @@ def compute_fingerprint(records: Iterable[DatasetRecord]) -> str:
             raise DatasetFormatError(f"two records have the id {record.id!r}; ids must be unique within a dataset")
         seen.add(record.id)
         try:
-            digest.update(canonical_json(record.to_dict()).encode("utf-8"))
+            canonical = canonical_json(record.to_dict()).encode("utf-8")
         except UnicodeEncodeError:
             raise DatasetFormatError(
                 f"record {record.id!r} holds text that is not valid Unicode (a lone surrogate such as \\ud800); "
                 "remove or replace it"
             ) from None
-        digest.update(b"\n")
-    return digest.hexdigest()
+        fingerprint.add(canonical)
+    return fingerprint.hexdigest()
 
 
 def check_name(name: str, *, what: str = "dataset name", hint: str = "") -> str:
