@@ -178,10 +178,6 @@ class CallCapture:
         """Whether the writer thread may convert `value` later (an immutable scalar, or a tuple of them)."""
         return type(value) in _IMMUTABLE or _immutable(value)
 
-    def encode(self, settings: _config.Settings, value: Any) -> Any:
-        """`value` converted and redacted now, with the capture limits (an `Encoded`). Never raises."""
-        return self._encode(settings, value)
-
     def submit(
         self,
         prompt: Prompt,
@@ -255,7 +251,7 @@ class CallCapture:
         if writer is not None:
             named = dict(inputs)
             self.hand_over(
-                writer, settings, prompt, (), {}, False, (named, self._encode(settings, named)), output, False,
+                writer, settings, prompt, (), {}, False, (named, self.encode(settings, named)), output, False,
                 error, started_ns, ended_ns, first_item_ns, span_context, usage,
             )  # fmt: skip
 
@@ -306,7 +302,7 @@ class CallCapture:
                 args, kwargs, bound = encoded, _NO_KWARGS, False
             elif not self.deferrable(args, kwargs, bound):
                 named = self.bind(args, kwargs, bound)
-                args, kwargs = self._encode(settings, named), _NO_KWARGS
+                args, kwargs = self.encode(settings, named), _NO_KWARGS
             else:
                 named = None
             queued: Any = args
@@ -321,7 +317,7 @@ class CallCapture:
                 )
                 output = None
             elif not output_encoded and type(output) not in _IMMUTABLE and not _immutable(output):
-                output = self._encode(settings, output)
+                output = self.encode(settings, output)
             if span_context is not None:
                 # The ids only: a queued record holding the span would keep it, and everything it refers to, alive
                 # past the span processor's export, into the collector's oldest generation (issue 11).
@@ -349,7 +345,11 @@ class CallCapture:
         return name, bounded_text(message, settings.capture_max_value_chars, redactor, redactor.masked_values(inputs))
 
     @staticmethod
-    def _encode(settings: _config.Settings, value: Any) -> Any:
+    def encode(settings: _config.Settings, value: Any) -> Any:
+        """`value` converted and redacted now, with the capture limits (an `Encoded`, or plain data's `EncodedText`).
+
+        Never raises.
+        """
         global _encode_tools, _EncodedText
         if _encode_tools is None:
             from .._redact import redactor_for
