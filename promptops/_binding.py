@@ -25,7 +25,7 @@ class ArgumentBinder:
         exclude: Parameter names left out (the injected `prompt`).
     """
 
-    __slots__ = ("_exclude", "_first", "_keywords", "_positional", "_signature", "_simple")
+    __slots__ = ("_exclude", "_exclude_positional", "_first", "_keywords", "_positional", "_signature", "_simple")
 
     def __init__(self, signature: inspect.Signature, *, exclude: Iterable[str] = ("prompt",)) -> None:
         kinds = inspect.Parameter
@@ -35,6 +35,7 @@ class ArgumentBinder:
         self._simple = all(p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY) for p in parameters)
         self._positional = tuple(p.name for p in parameters if p.kind is kinds.POSITIONAL_OR_KEYWORD)
         self._keywords = frozenset(p.name for p in parameters if p.kind is not kinds.POSITIONAL_ONLY)
+        self._exclude_positional = tuple(name for name in self._exclude if name in self._positional)
         first = parameters[0] if parameters else None
         self._first = (
             first.name
@@ -57,15 +58,24 @@ class ArgumentBinder:
         """
         try:
             bound: dict[str, Any] | None = None
-            if self._simple and len(args) <= len(self._positional):
-                bound = dict(zip(self._positional, args))
-                for name, value in kwargs.items():
-                    if name in bound or name not in self._keywords:
-                        bound = None
-                        break
-                    bound[name] = value
-            if bound is None:
-                bound = dict(self._signature.bind(*args, **kwargs).arguments)
+            positional = self._positional
+            if self._simple and len(args) <= len(positional):
+                bound = dict(zip(positional, args))
+                if kwargs:
+                    keywords, exclude = self._keywords, self._exclude
+                    for name, value in kwargs.items():
+                        if name in bound or name not in keywords:
+                            bound = None
+                            break
+                        if name not in exclude:  # the injected `prompt`: left out as it comes
+                            bound[name] = value
+                if bound is not None:
+                    for name in self._exclude_positional:
+                        bound.pop(name, None)
+                    if self._first is not None:
+                        bound.pop(self._first, None)
+                    return bound
+            bound = dict(self._signature.bind(*args, **kwargs).arguments)
             if self._first is not None:
                 bound.pop(self._first, None)
             for name in self._exclude:
@@ -101,8 +111,11 @@ class CallArguments:
         # Bound calls come without the receiver: bind them against the rest of the signature.
         self._bound = ArgumentBinder(signature.replace(parameters=parameters[1:])) if self.drop_first else self._unbound
 
-    def __call__(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], *, bound: bool) -> dict[str, Any]:
-        """The call's arguments by parameter name, without `self`/`cls` and the injected `prompt`. Never raises."""
+    def __call__(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], bound: bool) -> dict[str, Any]:
+        """The call's arguments by parameter name, without `self`/`cls` and the injected `prompt`. Never raises.
+
+        `bound` is positional: a call with keywords costs more, and every traced call binds (issue 11).
+        """
         return (self._bound if bound else self._unbound)(args, kwargs)
 
 

@@ -514,18 +514,30 @@ class Encoded:
     redacted: bool = False
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class EncodedText:
     """Plain data converted straight to its JSON text, with nothing cut and nothing redacted (`encode_plain`).
 
     What the hot path hands the capture writer instead of an `Encoded`: one string to keep while queued, parsed in
-    the writer thread (`decoded()`), and recorded on the span as it is.
+    the writer thread (`decoded()`), and recorded on the span as it is. A plain class, not a frozen dataclass: one
+    is made per traced call, and a frozen dataclass's `__init__` costs three times as much (issue 11).
 
     Attributes:
-        text: The JSON text.
+        text: The JSON text (never reassigned).
     """
 
-    text: str
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"EncodedText({self.text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is EncodedText and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
 
     def decoded(self) -> Encoded:
         """The `Encoded` form: the parsed data, replayable, not redacted."""
@@ -676,8 +688,10 @@ def _plain_copy(value: Any, limit: int, redactor: Redactor, depth: int) -> Any:
     for slot, item in items:
         kind = type(item)  # pyright: ignore[reportUnknownVariableType]
         if kind is str:
-            # Length first: a string too long for the text is cut by the walk before it is redacted (issue 11).
-            if len(item) * 4 >= limit or (maybe_secret(item) and redact_with_defaults(item) is not item):
+            # Length first: a string too long for the text is cut by the walk before it is redacted (issue 11). Under
+            # five characters no default rule matches (`maybe_secret`'s own first test, without the call).
+            size = len(item)
+            if size * 4 >= limit or (size >= 5 and maybe_secret(item) and redact_with_defaults(item) is not item):
                 return _NOT_PLAIN
         elif kind is int:
             if not -_CARD_MIN < item < _CARD_MIN:  # could be a card number: the walk checks

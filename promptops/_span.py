@@ -268,7 +268,7 @@ class CallSpan:
 
     def inputs(self, args: tuple[Any, ...], kwargs: dict[str, Any], *, bound: bool) -> dict[str, Any]:
         """The call's arguments by parameter name, without the receiver and the injected prompt."""
-        return self.arguments(args, kwargs, bound=bound)
+        return self.arguments(args, kwargs, bound)
 
     def masked(self, settings: Settings, args: tuple[Any, ...], kwargs: dict[str, Any], *, bound: bool) -> list[str]:
         """The argument values masked under a sensitive key, to mask where the call's exception repeats them."""

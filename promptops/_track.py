@@ -232,7 +232,7 @@ def _sync_wrapper(spec: _Spec) -> Callable[..., Any]:
             prompt = _prepare(spec, wrapped, args, kwargs)
         tracer = tracing.tracer()
         if _observed(spec, tracer):
-            return _run(spec, tracer, prompt, wrapped, args, kwargs, bound=hasattr(wrapped, "__self__"))
+            return _run(spec, tracer, prompt, wrapped, args, kwargs, hasattr(wrapped, "__self__"))
         token = set_active(prompt)
         try:
             return wrapped(*args, **kwargs)
@@ -339,12 +339,12 @@ def _run(
     func: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-    *,
     bound: bool,
 ) -> Any:
     """Call `func` inside its span (if `tracer`) and submit the capture record afterwards.
 
     A call whose record is kept is the usage sink while it runs: `record_usage()` inside it lands in its record.
+    `bound` (`args` lack a method's receiver) is positional: every traced call makes this call.
     """
     observation = _Observation(spec, tracer, prompt, args, kwargs, bound)
     token = active_prompt.set(prompt)
@@ -371,7 +371,6 @@ async def _arun(
     func: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-    *,
     bound: bool,
 ) -> Any:
     """`_run` for coroutine functions."""
@@ -463,7 +462,7 @@ def _plain_function_wrapper(spec: _Spec, func: Callable[..., Any]) -> Callable[.
             prompt = _prepare(spec, func, args, kwargs)
         tracer = get_tracer()
         if _observed(spec, tracer):
-            return _run(spec, tracer, prompt, func, args, kwargs, bound=False)
+            return _run(spec, tracer, prompt, func, args, kwargs, False)
         token = set_active(prompt)
         try:
             return func(*args, **kwargs)
@@ -492,7 +491,7 @@ def _plain_async_wrapper(spec: _Spec, func: Callable[..., Any]) -> Callable[...,
             prompt = await _resolve_off_loop(spec, func, args, kwargs)
         tracer = tracing.tracer()
         if _observed(spec, tracer):
-            return await _arun(spec, tracer, prompt, func, args, kwargs, bound=False)
+            return await _arun(spec, tracer, prompt, func, args, kwargs, False)
         token = set_active(prompt)
         try:
             return await func(*args, **kwargs)
@@ -535,7 +534,7 @@ def _async_wrapper(spec: _Spec) -> Callable[..., Any]:
         prompt = await _resolve_off_loop(spec, wrapped, args, kwargs)
         tracer = tracing.tracer()
         if _observed(spec, tracer):
-            return await _arun(spec, tracer, prompt, wrapped, args, kwargs, bound=hasattr(wrapped, "__self__"))
+            return await _arun(spec, tracer, prompt, wrapped, args, kwargs, hasattr(wrapped, "__self__"))
         token = active_prompt.set(prompt)
         try:
             return await wrapped(*args, **kwargs)

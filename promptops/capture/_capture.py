@@ -137,7 +137,7 @@ class CallCapture:
 
     def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], bound: bool) -> dict[str, Any]:
         """The call's arguments by parameter name, without `self`/`cls` and the injected `prompt`. Never raises."""
-        return self._arguments(args, kwargs, bound=bound)
+        return self._arguments(args, kwargs, bound)
 
     def admit(self, settings: _config.Settings) -> _writer.Writer | None:
         """The writer to hand a call to if the call is captured, else `None`. Never raises.

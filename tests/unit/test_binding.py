@@ -49,6 +49,17 @@ def test_bind_drops_self_and_cls() -> None:
     assert bind_arguments(inspect.signature(service.method), ("hi",), {}) == {"text": "hi"}  # already bound
 
 
+def test_the_excluded_prompt_is_left_out_however_it_is_passed() -> None:
+    signature = inspect.signature(Service.method)  # `prompt` may come positionally here
+    service = Service()
+    assert bind_arguments(signature, (service, "hi", "P"), {}) == {"text": "hi"}
+    assert bind_arguments(signature, (service, "hi"), {"prompt": "P"}) == {"text": "hi"}
+    assert bind_arguments(signature, (service, "hi", "P"), {"prompt": "Q"}) == {  # twice: the call will raise
+        "args": [service, "hi", "P"],
+        "kwargs": {},
+    }
+
+
 def test_bind_falls_back_when_the_arguments_do_not_fit() -> None:
     signature = inspect.signature(plain)
     assert bind_arguments(signature, (1, 2, 3), {}) == {"args": [1, 2, 3], "kwargs": {}}
