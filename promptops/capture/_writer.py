@@ -671,20 +671,31 @@ class _Rows:
 
     def build_all(self, items: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """The rows of a batch of queued calls; a call whose row cannot be built is dropped and counted."""
-        # Imported here, not with the module: `import promptops` does without the serialiser (issue 16).
+        # Imported here, not with the module: `import promptops` does without the serialiser and orjson (issue 16).
+        from .._json import plain_decoder, plain_encoder
         from .._serialize import Encoded, EncodedText, encode
 
+        # The hot path's plain-data text (`EncodedText`) is parsed and written canonically by orjson: 0.6 µs a record
+        # against 3.7 µs with the standard library, for the same text (plain data: `_json.plain_encoder`).
+        plain = (plain_decoder(), plain_encoder(sort_keys=True))
         build = self.build
         rows: list[tuple[Any, ...]] = []
         for item in items:
             try:
-                rows.append(build(item, Encoded, EncodedText, encode))
+                rows.append(build(item, Encoded, EncodedText, encode, plain))
             except Exception:
                 counters.drop("encode_error")
                 log_internal_error("capture record")
         return rows
 
-    def build(self, item: tuple[Any, ...], Encoded: Any, EncodedText: Any, encode: Any) -> tuple[Any, ...]:
+    def build(
+        self,
+        item: tuple[Any, ...],
+        Encoded: Any,
+        EncodedText: Any,
+        encode: Any,
+        plain_json: tuple[Callable[[str], Any], Callable[[Any], str]],
+    ) -> tuple[Any, ...]:
         """One queued call as a row: bind, serialise and redact what the hot path left for later."""
         (capture, settings, prompt, args, kwargs, bound, output, error, started_ns, ended_ns, first_ns, span,
          wall_ns, usage) = item  # fmt: skip
@@ -694,9 +705,9 @@ class _Rows:
         kind: type[Any] = type(args)  # pyright: ignore[reportUnknownVariableType]
         if kind is str:  # plain data, converted on the hot path: its JSON text (`EncodedText.text`) is what is stored
             inputs_text = args
-            data: Any = json.loads(inputs_text)
+            data: Any = plain_json[0](inputs_text)
             redacted = False
-            canonical = None
+            canonical = plain_json[1](data)
         else:
             if kind is Encoded:
                 inputs: Any = args

@@ -7,6 +7,7 @@ import datetime
 import sqlite3
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +216,10 @@ def test_record_ids_are_time_ordered_and_unique(store_url: str) -> None:
     ids = [capture.uuid7(1_700_000_000_000_000_000) for _ in range(1000)]
     assert ids == sorted(ids) and len(set(ids)) == 1000
     assert all(i[14] == "7" and i[19] in "89ab" for i in ids)
+    for text in ids[:3] + ids[-3:]:  # RFC 9562's layout: version 7, variant 0b10, the groups as `uuid` writes them
+        value = uuid.UUID(text)
+        assert (value.version, value.variant, str(value)) == (7, uuid.RFC_4122, text)
+        assert value.int >> 80 >= 1_700_000_000_000  # the milliseconds lead (or a later id's, kept increasing)
 
 
 def test_input_hash_is_canonical() -> None:

@@ -55,6 +55,21 @@ def test_a_call_is_one_record(name: str) -> None:
     assert record.span_id == format(span.context.span_id, "016x")
 
 
+def test_plain_arguments_hash_as_any_record_does(name: str) -> None:
+    """The writer parses and sorts the hot path's JSON text with orjson: the hash is the standard library's."""
+    from promptops.capture import input_hash
+
+    @promptops.track(prompt=name)
+    def search(query: str, options: dict[str, Any], *, prompt: Prompt) -> str:
+        return query
+
+    options = {"zeta": 0.2, "alpha": [1, 2.5, True, None, 0.0001], "mid": {"b": -3, "a": "x", "B": 1e15}, "Z": "z"}
+    search("what was decided?", options)
+    (record,) = records()
+    assert record.inputs == {"query": "what was decided?", "options": options}
+    assert record.input_hash == input_hash({"options": options, "query": "what was decided?"})
+
+
 def test_a_queued_record_keeps_no_span_and_no_object_for_the_collector(name: str) -> None:
     """Issue 11: what waits in the queue is ids and text: the span is not kept past its export, and nothing of the
     record survives young collections into the oldest generation (that made capture's collections dear)."""
