@@ -104,6 +104,7 @@ def _bind_context(context: Any) -> None:
     global _context_var, _Context, _span_key
     from contextvars import ContextVar
 
+    _context_var = None
     try:
         from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
         from opentelemetry.trace import propagation
@@ -114,7 +115,7 @@ def _bind_context(context: Any) -> None:
         if type(runtime) is ContextVarsRuntimeContext and isinstance(variable, ContextVar) and isinstance(key, str):
             _context_var, _Context, _span_key = cast(Any, variable), context.Context, key
     except Exception:  # another layout: the public API
-        _context_var = None
+        pass
 
 
 def _first_mlflow_parent(settings: Settings) -> Any:

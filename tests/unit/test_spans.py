@@ -166,6 +166,59 @@ def test_nesting_and_application_spans(name: str, spans: SpanCapture) -> None:
     assert outer_span.context.trace_id == request.get_span_context().trace_id
 
 
+@pytest.mark.parametrize("route", ["context variable", "public API"])
+def test_the_span_is_current_during_the_call_and_the_context_restored_after(
+    name: str, spans: SpanCapture, route: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call's span is made current through OpenTelemetry's context variable, or its public API when another runtime
+    context is installed (issue 11): the same spans and parents either way, the context restored after a failure too."""
+    from promptops import _span
+
+    _span._api()  # pyright: ignore[reportPrivateUsage]  # binds the route
+    assert _span._context_var is not None  # pyright: ignore[reportPrivateUsage]  # the default runtime context here
+    if route == "public API":
+        monkeypatch.setattr(_span, "_context_var", None)
+    seen: list[Any] = []
+
+    @promptops.track(prompt=name)
+    def inner(text: str) -> str:
+        seen.append(trace.get_current_span())
+        if text == "fail":
+            raise ValueError("no")
+        return text
+
+    @promptops.track(prompt=name)
+    def outer(text: str) -> str:
+        seen.append(trace.get_current_span())
+        with pytest.raises(ValueError):
+            inner("fail")
+        assert trace.get_current_span() is seen[0]  # restored after the failed call
+        return inner(text)
+
+    before = trace.get_current_span()
+    outer("a")
+    assert trace.get_current_span() is before
+    ended = spans.finished()  # in end order: the failed inner call, the other, outer
+    assert [span.name for span in ended] == ["inner", "inner", "outer"]
+    ids = [span.context.span_id for span in ended if span.context is not None]
+    assert [span.get_span_context().span_id for span in seen] == [ids[2], ids[0], ids[1]]  # each saw its own span
+    assert [span.parent.span_id if span.parent else None for span in ended[:2]] == [ids[2], ids[2]]
+
+
+def test_another_runtime_context_keeps_the_public_api() -> None:
+    import types
+
+    from promptops import _span
+
+    _span._api()  # pyright: ignore[reportPrivateUsage]
+    bound = _span._context_var  # pyright: ignore[reportPrivateUsage]
+    try:
+        _span._bind_context(types.SimpleNamespace(_RUNTIME_CONTEXT=object(), Context=dict))  # pyright: ignore[reportPrivateUsage]
+        assert _span._context_var is None  # pyright: ignore[reportPrivateUsage]
+    finally:
+        _span._context_var = bound  # pyright: ignore[reportPrivateUsage]
+
+
 def test_exceptions_are_recorded_and_reraised_untouched(name: str, spans: SpanCapture) -> None:
     error = ValueError(f"bad input, key was {CANARIES[0]}")
 
