@@ -37,6 +37,13 @@ the last line is the ratio issue 11 sets a target for: tracing + capture at most
 wall time per call of the garbage collections run in the calling thread during the batch (a collection is charged
 to whichever call allocates when it is due, so allocation-heavy paths pay for the heap they make others scan).
 
+`--instructions` counts instead of timing: the script runs itself twice under valgrind's callgrind (400 and 800 calls
+of each contender, in parallel) and prints the calling thread's instructions per call, the difference of the two
+runs over 400 (set-up and warm-up cancel out), with the collector off. Instruction counts are the same run to run
+and whatever else the machine does, where times on a shared 2-core machine move by 10-20% (issue 11); they leave
+out what instructions do not show (cache misses, collections, another thread's contention). Needs `valgrind` and a
+Python with symbols (`list_sort_impl`: the measured calls run inside a `sorted()` key, which switches counting on).
+
 `--gc-freeze` moves the set-up's objects out of the collector's reach first (`gc.freeze()`, what a server does
 after start-up); `--profile CONTENDER` prints a cProfile of 20,000 calls of one contender instead (collector off).
 """
@@ -76,7 +83,11 @@ def main() -> int:
     parser.add_argument(
         "--profile", metavar="CONTENDER", help="instead: cProfile 20,000 calls of one contender (e.g. 'tracing only')"
     )
+    parser.add_argument("--instructions", action="store_true", help="instead: instructions per call (callgrind)")
+    parser.add_argument("--callgrind-calls", type=int, help=argparse.SUPPRESS)  # a child of --instructions
     args = parser.parse_args()
+    if args.instructions:
+        return count_instructions()
 
     from mlflow import MlflowClient
     from opentelemetry.sdk.trace import TracerProvider
@@ -205,6 +216,11 @@ def main() -> int:
         provider.shutdown()
         promptops.shutdown(10)
         return 0
+    if args.callgrind_calls:
+        under_callgrind(contenders, routing, args.callgrind_calls)
+        provider.shutdown()
+        promptops.shutdown(10)
+        return 0
     for repeat in range(args.repeats + 1):
         for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
             run = contenders[name]
@@ -291,6 +307,83 @@ def lean_openinference() -> Any:
         yield
     finally:
         _span._openinference, _span._set_output = full, full_output
+
+
+def under_callgrind(contenders: dict[str, Callable[[], None]], routing: Callable[[str], Any], calls: int) -> None:
+    """The child of `--instructions`: each contender's calls counted alone (callgrind's counters zeroed, then dumped)."""
+    import subprocess
+
+    def control(option: str) -> None:
+        subprocess.run(["callgrind_control", option, str(os.getpid())], capture_output=True, check=False)
+
+    import promptops
+
+    gc.collect()
+    gc.disable()  # the instructions of the calls, not of collections a batch happens to trigger
+    for name, run in contenders.items():
+
+        def batch(_: object, run: Callable[[], None] = run) -> int:
+            for _ in range(calls):
+                run()
+            return 0
+
+        with routing(name):
+            control("--zero")
+            sorted([0], key=batch)  # counting is on inside `sorted` only (`--toggle-collect=list_sort_impl`)
+            control(f"--dump={name}")
+        promptops.flush(60)
+    gc.enable()
+
+
+def count_instructions() -> int:
+    """`--instructions`: run this script under callgrind at two sizes and print instructions per call."""
+    import re
+    import shutil
+    import subprocess
+
+    if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
+        print("--instructions needs valgrind (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    sizes = (400, 800)
+    with tempfile.TemporaryDirectory(prefix="promptops-callgrind-") as directory:
+        children = [
+            subprocess.Popen(
+                [
+                    "valgrind", "--tool=callgrind", "--separate-threads=yes", "--toggle-collect=list_sort_impl",
+                    f"--callgrind-out-file={directory}/cg.{size}", sys.executable, __file__,
+                    f"--callgrind-calls={size}",
+                ],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            for size in sizes
+        ]  # fmt: skip
+        if any(child.wait() != 0 for child in children):
+            print("a callgrind run failed: run it by hand to see why", file=sys.stderr)
+            return 1
+        totals: dict[int, dict[str, int]] = {size: {} for size in sizes}
+        # `cg.<size>.<dump>-01`: thread 1 (the calling thread), dumps in the contenders' order.
+        for path in sorted(Path(directory).glob("cg.*.*-01"), key=lambda path: int(path.name.split(".")[2][:-3])):
+            text = path.read_text()
+            dumped = re.search(r"^desc: Trigger: dump (.+)$", text, re.MULTILINE)
+            summary = re.search(r"^summary: (\d+)$", text, re.MULTILINE)
+            if dumped and summary:
+                totals[int(path.name.split(".")[1])][dumped.group(1)] = int(summary.group(1))
+    small, large = totals[sizes[0]], totals[sizes[1]]
+    per_call = {name: (large[name] - small[name]) / (sizes[1] - sizes[0]) for name in small if name in large}
+    if "raw OTel span" not in per_call or "tracing + capture" not in per_call:
+        print("no instructions counted: does this Python have symbols (list_sort_impl)?", file=sys.stderr)
+        return 1
+    base = per_call.get("bare", 0.0)
+    print("warm call of @promptops.track, the calling thread's instructions per call (callgrind), collector off")
+    print(f"{'contender':22s} {'per call':>12s} {'added':>12s}")
+    for name, value in per_call.items():
+        print(f"{name:22s} {value:12,.0f} {value - base:12,.0f}")
+    raw = per_call["raw OTel span"] - base
+    print(
+        f"tracing + capture adds {(per_call['tracing + capture'] - base) / raw:.2f}x the instructions the raw span "
+        f"adds (target <= 1.5x); tracing alone {(per_call['tracing only'] - base) / raw:.2f}x"
+    )
+    return 0
 
 
 class GcTime:
