@@ -37,7 +37,7 @@ typecheck: install
 	$(BIN)/pyright
 
 docs: install
-	$(BIN)/mkdocs build --strict --quiet
+	$(BIN)/mkdocs build --strict  # not --quiet: it hides the warnings --strict should fail on (a broken anchor passed)
 
 unit: install
 	$(BIN)/pytest tests/unit
