@@ -25,7 +25,7 @@ class ArgumentBinder:
         exclude: Parameter names left out (the injected `prompt`).
     """
 
-    __slots__ = ("_exclude", "_exclude_positional", "_first", "_keywords", "_positional", "_signature", "_simple")
+    __slots__ = ("_exclude", "_first", "_keywords", "_positional", "_signature", "_simple")
 
     def __init__(self, signature: inspect.Signature, *, exclude: Iterable[str] = ("prompt",)) -> None:
         kinds = inspect.Parameter
@@ -35,7 +35,6 @@ class ArgumentBinder:
         self._simple = all(p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY) for p in parameters)
         self._positional = tuple(p.name for p in parameters if p.kind is kinds.POSITIONAL_OR_KEYWORD)
         self._keywords = frozenset(p.name for p in parameters if p.kind is not kinds.POSITIONAL_ONLY)
-        self._exclude_positional = tuple(name for name in self._exclude if name in self._positional)
         first = parameters[0] if parameters else None
         self._first = (
             first.name
@@ -69,16 +68,11 @@ class ArgumentBinder:
                             break
                         if name not in exclude:  # the injected `prompt`: left out as it comes
                             bound[name] = value
-                if bound is not None:
-                    for name in self._exclude_positional:
-                        bound.pop(name, None)
-                    if self._first is not None:
-                        bound.pop(self._first, None)
-                    return bound
-            bound = dict(self._signature.bind(*args, **kwargs).arguments)
+            if bound is None:
+                bound = dict(self._signature.bind(*args, **kwargs).arguments)
             if self._first is not None:
                 bound.pop(self._first, None)
-            for name in self._exclude:
+            for name in self._exclude:  # one passed positionally
                 bound.pop(name, None)
             return bound
         except Exception:  # the call does not fit the signature; it will raise TypeError itself

@@ -162,9 +162,7 @@ def _value_text(settings: Settings, value: Any, encoded: Any) -> str:
     """
     if encoded is not None and type(encoded) is _EncodedText:
         return encoded.text
-    cached_settings, dumps, redactor = _values_cache
-    if cached_settings is not settings or dumps is None:
-        dumps, redactor = _values(settings)
+    dumps, redactor = _values(settings)
     if encoded is not None and _dumps_encoded is not None:
         return _dumps_encoded(encoded, max_chars=settings.max_value_chars)
     return dumps(value, max_chars=settings.max_value_chars, redactor=redactor)
